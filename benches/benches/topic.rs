@@ -1,0 +1,2 @@
+//! Placeholder until the crate's benches are written.
+fn main() {}

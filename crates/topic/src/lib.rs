@@ -1,0 +1,2 @@
+//! MQTT topic names and filters, the subscription trie and the retained-message index.
+#![forbid(unsafe_code)]
