@@ -1,2 +1,168 @@
-//! placeholder
-fn main() {}
+//! Project automation for moco: `cargo xtask test | fuzz`.
+//!
+//! Every command prints what it runs before running it, so a long CI log shows where time went.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "moco project automation")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run every check and test: fmt, clippy (-D warnings), docs, and all workspace tests.
+    ///
+    /// Installs on a fresh machine whatever the tests need first.
+    Test,
+    /// Run a cargo-fuzz target for a bounded time.
+    Fuzz {
+        /// Which fuzzed crate: `codec`.
+        target: FuzzTarget,
+        /// How long to fuzz, in seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FuzzTarget {
+    /// The MQTT decoder (crates/codec/fuzz, target `decode`).
+    Codec,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Test => test(),
+        Cmd::Fuzz { target, seconds } => fuzz(target, seconds),
+    }
+}
+
+/// The workspace root: xtask lives one level below it.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent directory")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Runs `cmd`, printing it first with a step counter, and fails on a non-zero exit.
+fn run(step: &str, mut cmd: Command) -> Result<()> {
+    println!("==> [{step}] {}", display(&cmd));
+    let started = Instant::now();
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {}", display(&cmd)))?;
+    if !status.success() {
+        bail!("[{step}] failed ({status}): {}", display(&cmd));
+    }
+    println!("<== [{step}] ok in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn display(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn succeeds(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Makes sure rustfmt and clippy are present: a minimal rustup profile lacks them.
+fn ensure_rust_components() -> Result<()> {
+    for (component, probe) in [("rustfmt", "fmt"), ("clippy", "clippy")] {
+        if !succeeds("cargo", &[probe, "--version"]) {
+            let mut cmd = Command::new("rustup");
+            cmd.args(["component", "add", component]);
+            run("setup", cmd)?;
+        }
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    let started = Instant::now();
+    ensure_rust_components()?;
+
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run("1/4 fmt", fmt)?;
+
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run("2/4 clippy", clippy)?;
+
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run("3/4 doc", doc)?;
+
+    let mut tests = cargo();
+    tests.args(["test", "--workspace"]);
+    run("4/4 test", tests)?;
+
+    println!(
+        "all checks passed in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn fuzz(target: FuzzTarget, seconds: u64) -> Result<()> {
+    let (dir, fuzz_target) = match target {
+        FuzzTarget::Codec => (root().join("crates/codec/fuzz"), "decode"),
+    };
+    if !succeeds("cargo", &["fuzz", "--version"]) {
+        let mut install = cargo();
+        install.args(["install", "cargo-fuzz", "--locked"]);
+        run("setup", install)?;
+    }
+    // libFuzzer needs sanitizer flags that only nightly accepts; use the installed nightly
+    // when there is one, else let stable accept them (the only toolchain a machine may have).
+    let nightly = succeeds("rustup", &["run", "nightly", "rustc", "--version"]);
+    let mut cmd = Command::new("cargo");
+    if nightly {
+        cmd.arg("+nightly");
+    } else {
+        cmd.env("RUSTC_BOOTSTRAP", "1");
+    }
+    cmd.current_dir(&dir).args([
+        "fuzz",
+        "run",
+        fuzz_target,
+        "--",
+        &format!("-max_total_time={seconds}"),
+        "-print_final_stats=1",
+    ]);
+    run(&format!("fuzz {fuzz_target} for {seconds}s"), cmd)
+}
