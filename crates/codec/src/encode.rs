@@ -1,0 +1,144 @@
+//! Encoding helpers: variable byte integers, length-prefixed strings and binary data.
+//!
+//! Every packet is encoded in two passes over its *fields* (never over bytes): a length pass
+//! that validates and adds sizes arithmetically, then a single `reserve` and a write pass that
+//! cannot fail.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::{EncodeError, ProtocolVersion, MAX_REMAINING_LENGTH};
+
+/// Sizes computed by the length pass and reused by the write pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Lens {
+    /// Remaining length (everything after the fixed header).
+    pub remaining: usize,
+    /// Inner length of the packet's property list (v5).
+    pub props: usize,
+    /// Inner length of the will property list (CONNECT, v5).
+    pub will_props: usize,
+}
+
+/// A packet body that knows its size and how to write itself.
+pub(crate) trait Body {
+    /// First byte of the fixed header (type and flags).
+    fn first_byte(&self) -> u8;
+    /// Validates the packet for `v` and computes its sizes.
+    fn lens(&self, v: ProtocolVersion) -> Result<Lens, EncodeError>;
+    /// Writes the variable header and payload; `lens` comes from [`Body::lens`].
+    fn write(&self, v: ProtocolVersion, lens: &Lens, buf: &mut BytesMut);
+}
+
+/// Whole encoded size of a packet: fixed header plus remaining length.
+#[inline]
+pub(crate) fn total_len(remaining: usize) -> Result<usize, EncodeError> {
+    if remaining > MAX_REMAINING_LENGTH as usize {
+        return Err(EncodeError::PacketTooLarge(remaining));
+    }
+    Ok(1 + varint_len(remaining) + remaining)
+}
+
+/// Validates, reserves once and writes a packet; returns the number of bytes written.
+#[inline]
+pub(crate) fn encode_body<B: Body>(
+    body: &B,
+    v: ProtocolVersion,
+    buf: &mut BytesMut,
+) -> Result<usize, EncodeError> {
+    let lens = body.lens(v)?;
+    let total = total_len(lens.remaining)?;
+    buf.reserve(total);
+    let start = buf.len();
+    buf.put_u8(body.first_byte());
+    put_varint(buf, lens.remaining);
+    body.write(v, &lens, buf);
+    debug_assert_eq!(
+        buf.len() - start,
+        total,
+        "encoded_len disagrees with bytes written"
+    );
+    let _ = start;
+    Ok(total)
+}
+
+/// Size of `n` as a variable byte integer.
+#[inline]
+pub(crate) const fn varint_len(n: usize) -> usize {
+    if n < 128 {
+        1
+    } else if n < 16_384 {
+        2
+    } else if n < 2_097_152 {
+        3
+    } else {
+        4
+    }
+}
+
+/// Writes `n` (at most 268,435,455) as a variable byte integer.
+#[inline]
+pub(crate) fn put_varint(buf: &mut BytesMut, mut n: usize) {
+    loop {
+        let mut byte = (n & 0x7F) as u8;
+        n >>= 7;
+        if n > 0 {
+            byte |= 0x80;
+        }
+        buf.put_u8(byte);
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// Encoded size of a UTF-8 string field; refuses > 65,535 bytes or U+0000.
+#[inline]
+pub(crate) fn str_len(s: &str) -> Result<usize, EncodeError> {
+    if s.len() > u16::MAX as usize {
+        return Err(EncodeError::StringInvalid("longer than 65535 bytes"));
+    }
+    if s.as_bytes().contains(&0) {
+        return Err(EncodeError::StringInvalid("contains U+0000"));
+    }
+    Ok(2 + s.len())
+}
+
+/// Encoded size of a binary data field; refuses > 65,535 bytes.
+#[inline]
+pub(crate) fn bin_len(b: &[u8]) -> Result<usize, EncodeError> {
+    if b.len() > u16::MAX as usize {
+        return Err(EncodeError::BinaryTooLong);
+    }
+    Ok(2 + b.len())
+}
+
+/// Encoded size of a topic name; refuses wildcards, U+0000, > 65,535 bytes, and an empty
+/// name unless `allow_empty` (v5 PUBLISH with a Topic Alias).
+#[inline]
+pub(crate) fn topic_len(t: &str, allow_empty: bool) -> Result<usize, EncodeError> {
+    if t.len() > u16::MAX as usize {
+        return Err(EncodeError::StringInvalid("longer than 65535 bytes"));
+    }
+    if t.is_empty() && !allow_empty {
+        return Err(EncodeError::TopicNameInvalid("empty topic name"));
+    }
+    if t.bytes().any(|b| b == b'+' || b == b'#' || b == 0) {
+        return Err(EncodeError::TopicNameInvalid(
+            "wildcard or U+0000 in topic name",
+        ));
+    }
+    Ok(2 + t.len())
+}
+
+/// Writes a length-prefixed string (length already validated).
+#[inline]
+pub(crate) fn put_str(buf: &mut BytesMut, s: &str) {
+    put_bin(buf, s.as_bytes());
+}
+
+/// Writes length-prefixed binary data (length already validated).
+#[inline]
+pub(crate) fn put_bin(buf: &mut BytesMut, b: &[u8]) {
+    buf.put_u16(b.len() as u16);
+    buf.put_slice(b);
+}

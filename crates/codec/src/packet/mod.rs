@@ -1,0 +1,298 @@
+//! The [`Packet`] model: one type per control packet, shared by every protocol level.
+//!
+//! Fields that only exist in v5 (properties, reason codes) are ignored when encoding for
+//! v3.x and come back as their defaults when decoding v3.x.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::decode::FixedHeader;
+use crate::encode::{encode_body, total_len, Body};
+use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion};
+
+mod auth;
+mod connack;
+mod connect;
+mod disconnect;
+mod ping;
+mod puback;
+mod pubcomp;
+mod publish;
+mod pubrec;
+mod pubrel;
+mod suback;
+mod subscribe;
+mod unsuback;
+mod unsubscribe;
+
+pub use auth::Auth;
+pub use connack::ConnAck;
+pub use connect::{Connect, LastWill};
+pub use disconnect::Disconnect;
+pub use puback::PubAck;
+pub use pubcomp::PubComp;
+pub use publish::Publish;
+pub use pubrec::PubRec;
+pub use pubrel::PubRel;
+pub use suback::SubAck;
+pub use subscribe::{RetainHandling, Subscribe, SubscriptionOptions};
+pub use unsuback::UnsubAck;
+pub use unsubscribe::Unsubscribe;
+
+/// Any MQTT control packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Packet {
+    /// CONNECT: client → server, first packet of a connection.
+    Connect(Connect),
+    /// CONNACK: server → client answer to CONNECT.
+    ConnAck(ConnAck),
+    /// PUBLISH: an application message, either direction.
+    Publish(Publish),
+    /// PUBACK: QoS 1 acknowledgement.
+    PubAck(PubAck),
+    /// PUBREC: QoS 2 step 1.
+    PubRec(PubRec),
+    /// PUBREL: QoS 2 step 2.
+    PubRel(PubRel),
+    /// PUBCOMP: QoS 2 step 3.
+    PubComp(PubComp),
+    /// SUBSCRIBE: client → server.
+    Subscribe(Subscribe),
+    /// SUBACK: server → client.
+    SubAck(SubAck),
+    /// UNSUBSCRIBE: client → server.
+    Unsubscribe(Unsubscribe),
+    /// UNSUBACK: server → client.
+    UnsubAck(UnsubAck),
+    /// PINGREQ: client keep-alive.
+    PingReq,
+    /// PINGRESP: server answer to PINGREQ.
+    PingResp,
+    /// DISCONNECT: either direction in v5, client → server in v3.x.
+    Disconnect(Disconnect),
+    /// AUTH: v5 enhanced authentication exchange.
+    Auth(Auth),
+}
+
+impl Packet {
+    /// The packet's type.
+    pub fn packet_type(&self) -> PacketType {
+        match self {
+            Packet::Connect(_) => PacketType::Connect,
+            Packet::ConnAck(_) => PacketType::ConnAck,
+            Packet::Publish(_) => PacketType::Publish,
+            Packet::PubAck(_) => PacketType::PubAck,
+            Packet::PubRec(_) => PacketType::PubRec,
+            Packet::PubRel(_) => PacketType::PubRel,
+            Packet::PubComp(_) => PacketType::PubComp,
+            Packet::Subscribe(_) => PacketType::Subscribe,
+            Packet::SubAck(_) => PacketType::SubAck,
+            Packet::Unsubscribe(_) => PacketType::Unsubscribe,
+            Packet::UnsubAck(_) => PacketType::UnsubAck,
+            Packet::PingReq => PacketType::PingReq,
+            Packet::PingResp => PacketType::PingResp,
+            Packet::Disconnect(_) => PacketType::Disconnect,
+            Packet::Auth(_) => PacketType::Auth,
+        }
+    }
+
+    /// Encodes the packet for protocol `v` at the end of `buf`; returns the bytes written.
+    ///
+    /// The size is computed first (validating the packet), `buf` is reserved once, then the
+    /// bytes are written. On error nothing is written. To share one encoding among many
+    /// receivers, encode into a scratch `BytesMut` and `split().freeze()` it.
+    pub fn encode(&self, v: ProtocolVersion, buf: &mut BytesMut) -> Result<usize, EncodeError> {
+        match self {
+            Packet::Connect(p) => encode_body(p, v, buf),
+            Packet::ConnAck(p) => encode_body(p, v, buf),
+            Packet::Publish(p) => encode_body(p, v, buf),
+            Packet::PubAck(p) => encode_body(p, v, buf),
+            Packet::PubRec(p) => encode_body(p, v, buf),
+            Packet::PubRel(p) => encode_body(p, v, buf),
+            Packet::PubComp(p) => encode_body(p, v, buf),
+            Packet::Subscribe(p) => encode_body(p, v, buf),
+            Packet::SubAck(p) => encode_body(p, v, buf),
+            Packet::Unsubscribe(p) => encode_body(p, v, buf),
+            Packet::UnsubAck(p) => encode_body(p, v, buf),
+            Packet::PingReq => {
+                buf.put_slice(&[0xC0, 0x00]);
+                Ok(2)
+            }
+            Packet::PingResp => {
+                buf.put_slice(&[0xD0, 0x00]);
+                Ok(2)
+            }
+            Packet::Disconnect(p) => encode_body(p, v, buf),
+            Packet::Auth(p) => encode_body(p, v, buf),
+        }
+    }
+
+    /// The exact number of bytes [`Packet::encode`] would write, computed without encoding.
+    pub fn encoded_len(&self, v: ProtocolVersion) -> Result<usize, EncodeError> {
+        let remaining = match self {
+            Packet::Connect(p) => p.lens(v)?.remaining,
+            Packet::ConnAck(p) => p.lens(v)?.remaining,
+            Packet::Publish(p) => p.lens(v)?.remaining,
+            Packet::PubAck(p) => p.lens(v)?.remaining,
+            Packet::PubRec(p) => p.lens(v)?.remaining,
+            Packet::PubRel(p) => p.lens(v)?.remaining,
+            Packet::PubComp(p) => p.lens(v)?.remaining,
+            Packet::Subscribe(p) => p.lens(v)?.remaining,
+            Packet::SubAck(p) => p.lens(v)?.remaining,
+            Packet::Unsubscribe(p) => p.lens(v)?.remaining,
+            Packet::UnsubAck(p) => p.lens(v)?.remaining,
+            Packet::PingReq | Packet::PingResp => 0,
+            Packet::Disconnect(p) => p.lens(v)?.remaining,
+            Packet::Auth(p) => p.lens(v)?.remaining,
+        };
+        total_len(remaining)
+    }
+
+    /// Encodes the packet into a fresh, shareable `Bytes`.
+    pub fn to_bytes(&self, v: ProtocolVersion) -> Result<Bytes, EncodeError> {
+        let mut buf = BytesMut::new();
+        self.encode(v, &mut buf)?;
+        Ok(buf.freeze())
+    }
+
+    /// Decodes the body of a frame whose fixed header is `header`.
+    pub(crate) fn decode_frame(
+        header: &FixedHeader,
+        frame: &Bytes,
+        v: ProtocolVersion,
+    ) -> Result<Packet, DecodeError> {
+        let body = &frame[header.header_len..];
+        let flags = header.flags;
+        Ok(match header.packet_type {
+            PacketType::Connect => Packet::Connect(Connect::decode(frame, body)?),
+            PacketType::ConnAck => Packet::ConnAck(ConnAck::decode(frame, body, v)?),
+            PacketType::Publish => Packet::Publish(Publish::decode(frame, flags, body, v)?),
+            PacketType::PubAck => Packet::PubAck(PubAck::decode(frame, body, v)?),
+            PacketType::PubRec => Packet::PubRec(PubRec::decode(frame, body, v)?),
+            PacketType::PubRel => Packet::PubRel(PubRel::decode(frame, body, v)?),
+            PacketType::PubComp => Packet::PubComp(PubComp::decode(frame, body, v)?),
+            PacketType::Subscribe => Packet::Subscribe(Subscribe::decode(frame, body, v)?),
+            PacketType::SubAck => Packet::SubAck(SubAck::decode(frame, body, v)?),
+            PacketType::Unsubscribe => Packet::Unsubscribe(Unsubscribe::decode(frame, body, v)?),
+            PacketType::UnsubAck => Packet::UnsubAck(UnsubAck::decode(frame, body, v)?),
+            PacketType::PingReq => {
+                ping::decode(body)?;
+                Packet::PingReq
+            }
+            PacketType::PingResp => {
+                ping::decode(body)?;
+                Packet::PingResp
+            }
+            PacketType::Disconnect => Packet::Disconnect(Disconnect::decode(frame, body, v)?),
+            PacketType::Auth => Packet::Auth(Auth::decode(frame, body, v)?),
+        })
+    }
+}
+
+/// Adds inherent `encode` / `encoded_len` to a packet struct, so the hot path need not wrap
+/// it in a [`Packet`].
+macro_rules! impl_encode {
+    ($t:ty) => {
+        impl $t {
+            /// Encodes this packet for protocol `v` at the end of `buf`; returns the bytes
+            /// written (see [`Packet::encode`](crate::Packet::encode)).
+            #[inline]
+            pub fn encode(
+                &self,
+                v: crate::ProtocolVersion,
+                buf: &mut bytes::BytesMut,
+            ) -> Result<usize, crate::EncodeError> {
+                crate::encode::encode_body(self, v, buf)
+            }
+
+            /// The exact number of bytes [`Self::encode`] would write.
+            #[inline]
+            pub fn encoded_len(
+                &self,
+                v: crate::ProtocolVersion,
+            ) -> Result<usize, crate::EncodeError> {
+                crate::encode::total_len(crate::encode::Body::lens(self, v)?.remaining)
+            }
+        }
+    };
+}
+pub(crate) use impl_encode;
+
+/// Defines one of the four PUBLISH acknowledgements (same layout, different type / flags).
+macro_rules! pub_ack {
+    ($(#[$m:meta])* $name:ident, $ptype:expr, $first:expr) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name {
+            /// Packet identifier of the PUBLISH flow (not 0).
+            pub packet_id: u16,
+            /// Reason code (v5; always `Success` when decoded from v3.x, dropped when encoding
+            /// for v3.x).
+            pub reason_code: crate::ReasonCode,
+            /// Properties (v5).
+            pub properties: crate::properties::AckProperties,
+        }
+
+        impl $name {
+            /// A successful acknowledgement with no properties.
+            #[inline]
+            pub fn new(packet_id: u16) -> Self {
+                $name {
+                    packet_id,
+                    reason_code: crate::ReasonCode::Success,
+                    properties: Default::default(),
+                }
+            }
+
+            pub(crate) fn decode(
+                frame: &bytes::Bytes,
+                body: &[u8],
+                v: crate::ProtocolVersion,
+            ) -> Result<Self, crate::DecodeError> {
+                let (packet_id, reason_code, properties) =
+                    crate::packet::puback::decode_ack(frame, body, v, $ptype)?;
+                Ok($name { packet_id, reason_code, properties })
+            }
+        }
+
+        impl crate::encode::Body for $name {
+            #[inline]
+            fn first_byte(&self) -> u8 {
+                $first
+            }
+
+            #[inline]
+            fn lens(
+                &self,
+                v: crate::ProtocolVersion,
+            ) -> Result<crate::encode::Lens, crate::EncodeError> {
+                crate::packet::puback::ack_lens(
+                    self.packet_id,
+                    self.reason_code,
+                    &self.properties,
+                    v,
+                    $ptype,
+                )
+            }
+
+            #[inline]
+            fn write(
+                &self,
+                v: crate::ProtocolVersion,
+                lens: &crate::encode::Lens,
+                buf: &mut bytes::BytesMut,
+            ) {
+                crate::packet::puback::ack_write(
+                    self.packet_id,
+                    self.reason_code,
+                    &self.properties,
+                    v,
+                    lens,
+                    buf,
+                )
+            }
+        }
+
+        crate::packet::impl_encode!($name);
+    };
+}
+pub(crate) use pub_ack;

@@ -1,0 +1,143 @@
+//! PUBLISH (spec §3.3) — the hot path of the broker.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
+
+use crate::decode::{self, unwrap_err};
+use crate::encode::{put_str, put_varint, topic_len, Body, Lens};
+use crate::properties::{decode_section, PropertySet, PublishProperties};
+use crate::{DecodeError, EncodeError, ProtocolVersion, QoS};
+
+/// PUBLISH: an application message.
+///
+/// `packet_id` is `Some(id)` (id ≠ 0) exactly when `qos > 0`, and `None` for QoS 0; the
+/// encoder refuses any other combination.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Publish {
+    /// DUP: this may be a re-delivery (QoS > 0 only).
+    pub dup: bool,
+    /// QoS of this delivery.
+    pub qos: QoS,
+    /// RETAIN flag.
+    pub retain: bool,
+    /// Topic name (no wildcards; empty only in v5 with a Topic Alias).
+    pub topic: ByteString,
+    /// Packet identifier, present iff `qos > 0`.
+    pub packet_id: Option<u16>,
+    /// Application payload, shared with the read buffer when decoded.
+    pub payload: Bytes,
+    /// PUBLISH properties (v5).
+    pub properties: PublishProperties,
+}
+
+impl Publish {
+    /// A QoS 0, non-retained message with no properties.
+    #[inline]
+    pub fn new(topic: impl Into<ByteString>, payload: impl Into<Bytes>) -> Self {
+        Publish {
+            topic: topic.into(),
+            payload: payload.into(),
+            ..Publish::default()
+        }
+    }
+
+    pub(crate) fn decode(
+        frame: &Bytes,
+        flags: u8,
+        body: &[u8],
+        v: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
+        // Flags were validated with the fixed header (QoS 3 and DUP on QoS 0 rejected).
+        let qos = QoS::try_from((flags >> 1) & 0b11)?;
+        let (i, topic) = decode::len_prefixed(body).map_err(unwrap_err)?;
+        if topic.iter().any(|&b| b == b'+' || b == b'#' || b == 0) {
+            return Err(if topic.contains(&0) {
+                DecodeError::Malformed("U+0000 in string")
+            } else {
+                DecodeError::TopicNameInvalid("wildcard in topic name")
+            });
+        }
+        let topic_bytes = topic;
+        let topic = ByteString::try_from(frame.slice_ref(topic))
+            .map_err(|_| DecodeError::Malformed("invalid UTF-8"))?;
+        let (i, packet_id) = if qos == QoS::AtMostOnce {
+            (i, None)
+        } else {
+            let (i, id) = decode::packet_id(i).map_err(unwrap_err)?;
+            (i, Some(id))
+        };
+        let (i, properties) = if v.is_v5() {
+            decode_section::<PublishProperties>(frame, i).map_err(unwrap_err)?
+        } else {
+            (i, PublishProperties::default())
+        };
+        if topic_bytes.is_empty() && properties.topic_alias.is_none() {
+            // v5 §3.3.2.1: a zero-length topic needs a Topic Alias; v3.x §4.7.3: never empty.
+            return Err(DecodeError::Protocol(
+                "empty topic name without topic alias",
+            ));
+        }
+        let payload = if i.is_empty() {
+            Bytes::new()
+        } else {
+            frame.slice_ref(i)
+        };
+        Ok(Publish {
+            dup: flags & 0b1000 != 0,
+            qos,
+            retain: flags & 0b0001 != 0,
+            topic,
+            packet_id,
+            payload,
+            properties,
+        })
+    }
+}
+
+impl Body for Publish {
+    #[inline]
+    fn first_byte(&self) -> u8 {
+        0x30 | (u8::from(self.dup) << 3) | ((self.qos as u8) << 1) | u8::from(self.retain)
+    }
+
+    #[inline]
+    fn lens(&self, v: ProtocolVersion) -> Result<Lens, EncodeError> {
+        let id_len = match (self.qos, self.packet_id) {
+            (QoS::AtMostOnce, None) => {
+                if self.dup {
+                    return Err(EncodeError::Invalid("DUP set on a QoS 0 PUBLISH"));
+                }
+                0
+            }
+            (QoS::AtMostOnce, Some(_)) | (_, None) => return Err(EncodeError::PacketIdMismatch),
+            (_, Some(0)) => return Err(EncodeError::ZeroPacketId),
+            (_, Some(_)) => 2,
+        };
+        let v5 = v.is_v5();
+        let mut lens = Lens::default();
+        let mut n = topic_len(&self.topic, v5 && self.properties.topic_alias.is_some())?;
+        n += id_len;
+        if v5 {
+            let (inner, section) = self.properties.section_len()?;
+            lens.props = inner;
+            n += section;
+        }
+        lens.remaining = n + self.payload.len();
+        Ok(lens)
+    }
+
+    #[inline]
+    fn write(&self, v: ProtocolVersion, lens: &Lens, buf: &mut BytesMut) {
+        put_str(buf, &self.topic);
+        if let Some(id) = self.packet_id {
+            buf.put_u16(id);
+        }
+        if v.is_v5() {
+            put_varint(buf, lens.props);
+            self.properties.write(buf);
+        }
+        buf.put_slice(&self.payload);
+    }
+}
+
+super::impl_encode!(Publish);

@@ -1,0 +1,176 @@
+//! SUBSCRIBE (spec §3.8).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
+
+use crate::decode::{self, complete, fail};
+use crate::encode::{put_str, put_varint, str_len, Body, Lens};
+use crate::properties::{decode_section, PropertySet, SubscribeProperties};
+use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion, QoS};
+
+/// SUBSCRIBE: one or more topic filters with their options.
+///
+/// Topic-filter syntax is not checked here (that is `moco-topic`'s job, and a bad filter
+/// earns a per-filter 0x8F in SUBACK rather than a broken connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribe {
+    /// Packet identifier (not 0).
+    pub packet_id: u16,
+    /// Topic filters and their options, in wire order (never empty on the wire).
+    pub filters: Vec<(ByteString, SubscriptionOptions)>,
+    /// SUBSCRIBE properties (v5).
+    pub properties: SubscribeProperties,
+}
+
+/// Subscription options byte (spec §3.8.3.1). In v3.x only `qos` exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SubscriptionOptions {
+    /// Maximum QoS granted to messages of this subscription.
+    pub qos: QoS,
+    /// No Local: do not receive one's own publications (v5).
+    pub no_local: bool,
+    /// Retain As Published: keep the RETAIN flag on forwarded messages (v5).
+    pub retain_as_published: bool,
+    /// When to send retained messages (v5).
+    pub retain_handling: RetainHandling,
+}
+
+impl SubscriptionOptions {
+    /// Options with the given QoS and v5 defaults for the rest.
+    #[inline]
+    pub fn new(qos: QoS) -> Self {
+        SubscriptionOptions {
+            qos,
+            ..Default::default()
+        }
+    }
+
+    /// The options byte for protocol `v` (v3.x carries only the QoS).
+    #[inline]
+    pub fn to_byte(self, v: ProtocolVersion) -> u8 {
+        let mut b = self.qos as u8;
+        if v.is_v5() {
+            b |= u8::from(self.no_local) << 2;
+            b |= u8::from(self.retain_as_published) << 3;
+            b |= (self.retain_handling as u8) << 4;
+        }
+        b
+    }
+
+    /// Parses an options byte: reserved bits or QoS 3 are 0x81, retain handling 3 is 0x82.
+    #[inline]
+    pub fn from_byte(b: u8, v: ProtocolVersion) -> Result<Self, DecodeError> {
+        let reserved = if v.is_v5() { 0xC0 } else { 0xFC };
+        if b & reserved != 0 {
+            return Err(DecodeError::Malformed(
+                "subscription options reserved bits set",
+            ));
+        }
+        let qos = QoS::try_from(b & 0b11)?;
+        let retain_handling = match (b >> 4) & 0b11 {
+            0 => RetainHandling::SendAtSubscribe,
+            1 => RetainHandling::SendAtSubscribeIfNew,
+            2 => RetainHandling::DoNotSend,
+            _ => return Err(DecodeError::Protocol("retain handling 3")),
+        };
+        Ok(SubscriptionOptions {
+            qos,
+            no_local: b & 0b0100 != 0,
+            retain_as_published: b & 0b1000 != 0,
+            retain_handling,
+        })
+    }
+}
+
+/// Retain Handling subscription option (v5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum RetainHandling {
+    /// 0: send retained messages at subscribe time.
+    #[default]
+    SendAtSubscribe = 0,
+    /// 1: send retained messages only if the subscription did not exist.
+    SendAtSubscribeIfNew = 1,
+    /// 2: never send retained messages for this subscription.
+    DoNotSend = 2,
+}
+
+impl Subscribe {
+    pub(crate) fn decode(
+        frame: &Bytes,
+        body: &[u8],
+        v: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
+        complete(body, |i| {
+            let (i, packet_id) = decode::packet_id(i)?;
+            let (mut i, properties) = if v.is_v5() {
+                decode_section::<SubscribeProperties>(frame, i)?
+            } else {
+                (i, SubscribeProperties::default())
+            };
+            let mut filters = Vec::new();
+            while !i.is_empty() {
+                let (rest, filter) = decode::string(frame, i)?;
+                let (rest, opts) = decode::u8(rest)?;
+                let opts = SubscriptionOptions::from_byte(opts, v).map_err(fail)?;
+                filters.push((filter, opts));
+                i = rest;
+            }
+            if filters.is_empty() {
+                return Err(fail(DecodeError::Protocol(
+                    "SUBSCRIBE without topic filters",
+                )));
+            }
+            Ok((
+                i,
+                Subscribe {
+                    packet_id,
+                    filters,
+                    properties,
+                },
+            ))
+        })
+    }
+}
+
+impl Body for Subscribe {
+    #[inline]
+    fn first_byte(&self) -> u8 {
+        0x82
+    }
+
+    fn lens(&self, v: ProtocolVersion) -> Result<Lens, EncodeError> {
+        if self.packet_id == 0 {
+            return Err(EncodeError::ZeroPacketId);
+        }
+        if self.filters.is_empty() {
+            return Err(EncodeError::EmptyList(PacketType::Subscribe));
+        }
+        let mut lens = Lens::default();
+        let mut n = 2;
+        if v.is_v5() {
+            let (inner, section) = self.properties.section_len()?;
+            lens.props = inner;
+            n += section;
+        }
+        for (f, _) in &self.filters {
+            n += str_len(f)? + 1;
+        }
+        lens.remaining = n;
+        Ok(lens)
+    }
+
+    fn write(&self, v: ProtocolVersion, lens: &Lens, buf: &mut BytesMut) {
+        buf.put_u16(self.packet_id);
+        if v.is_v5() {
+            put_varint(buf, lens.props);
+            self.properties.write(buf);
+        }
+        for (f, o) in &self.filters {
+            put_str(buf, f);
+            buf.put_u8(o.to_byte(v));
+        }
+    }
+}
+
+super::impl_encode!(Subscribe);
