@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::rules::LedgerRules;
+use crate::rules::{LedgerRules, MapOnly};
 use crate::Error;
 
 /// The syntax of a ledger file.
@@ -69,21 +69,23 @@ pub(crate) fn parse(
         None => format!("<{format} bytes>"),
     };
     match format {
-        Format::Json => serde_json::from_slice::<LedgerRules>(bytes).map_err(|e| {
-            let location = (e.line() > 0).then(|| Location {
-                line: e.line(),
-                column: e.column().max(1),
-            });
-            let message = strip_location(e.to_string(), e.line(), e.column());
-            Error::Invalid {
-                origin: origin(),
-                format,
-                location,
-                message,
-            }
-        }),
-        Format::Yaml => match yaml_serde::from_slice::<Option<LedgerRules>>(bytes) {
-            Ok(rules) => Ok(rules.unwrap_or_default()),
+        Format::Json => serde_json::from_slice::<MapOnly<LedgerRules>>(bytes)
+            .map(|MapOnly(r)| r)
+            .map_err(|e| {
+                let location = (e.line() > 0).then(|| Location {
+                    line: e.line(),
+                    column: e.column().max(1),
+                });
+                let message = strip_location(e.to_string(), e.line(), e.column());
+                Error::Invalid {
+                    origin: origin(),
+                    format,
+                    location,
+                    message,
+                }
+            }),
+        Format::Yaml => match yaml_serde::from_slice::<Option<MapOnly<LedgerRules>>>(bytes) {
+            Ok(rules) => Ok(rules.map(|MapOnly(r)| r).unwrap_or_default()),
             Err(e) => {
                 let location = e.location().map(|l| Location {
                     line: l.line(),

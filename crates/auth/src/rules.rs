@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::filter::AclFilter;
@@ -71,10 +71,37 @@ impl FromStr for Criterion {
 
 impl<'de> Deserialize<'de> for Criterion {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            None => Ok(Self::Any),
-            Some(s) => Self::parse(&s).map_err(de::Error::custom),
-        }
+        let parse = |s: &str| Criterion::parse(s).map(Some);
+        Ok(d.deserialize_option(OptStr(parse, "a string"))?
+            .unwrap_or_default())
+    }
+}
+
+/// Visits an optional string and parses it inside the visitor, so that the parser's error
+/// carries the location of the string itself.
+struct OptStr<T>(fn(&str) -> Result<Option<T>, String>, &'static str);
+
+impl<'de, T> Visitor<'de> for OptStr<T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.1)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        d.deserialize_str(self)
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Option<T>, E> {
+        (self.0)(s).map_err(E::custom)
     }
 }
 
@@ -218,12 +245,8 @@ impl<'de> Deserialize<'de> for Filters {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Filters, A::Error> {
                 let mut out: Vec<(AclFilter, Access)> = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    let filter = AclFilter::parse(&key).map_err(de::Error::custom)?;
+                while let Some(filter) = map.next_key_seed(FilterKey(&out))? {
                     let access = map.next_value::<Access>()?;
-                    if out.iter().any(|(f, _)| f.as_str() == key) {
-                        return Err(de::Error::custom(format!("filter `{key}` is listed twice")));
-                    }
                     out.push((filter, access));
                 }
                 Ok(Filters(out))
@@ -233,12 +256,64 @@ impl<'de> Deserialize<'de> for Filters {
     }
 }
 
-fn password_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Password>, D::Error> {
-    match Option::<String>::deserialize(d)? {
-        None => Ok(None),
-        Some(s) if s.is_empty() => Ok(None),
-        Some(s) => Password::parse(&s).map(Some).map_err(de::Error::custom),
+/// A filter key, parsed (and checked against the filters before it) inside its visitor.
+struct FilterKey<'a>(&'a [(AclFilter, Access)]);
+
+impl<'de> DeserializeSeed<'de> for FilterKey<'_> {
+    type Value = AclFilter;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<AclFilter, D::Error> {
+        d.deserialize_str(self)
     }
+}
+
+impl Visitor<'_> for FilterKey<'_> {
+    type Value = AclFilter;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a topic filter")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<AclFilter, E> {
+        if self.0.iter().any(|(f, _)| f.as_str() == key) {
+            return Err(E::custom(format!("filter `{key}` is listed twice")));
+        }
+        AclFilter::parse(key).map_err(E::custom)
+    }
+}
+
+/// A username key of `users`, checked against the users before it inside its visitor.
+struct UserKey<'a>(&'a HashMap<String, UserRule>);
+
+impl<'de> DeserializeSeed<'de> for UserKey<'_> {
+    type Value = String;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for UserKey<'_> {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a username")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<String, E> {
+        if self.0.contains_key(name) {
+            return Err(E::custom(format!("user `{name}` is listed twice")));
+        }
+        Ok(name.to_owned())
+    }
+}
+
+fn password_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Password>, D::Error> {
+    let parse = |s: &str| match s {
+        "" => Ok(None),
+        _ => Password::parse(s).map(Some),
+    };
+    d.deserialize_option(OptStr(parse, "a password string"))
 }
 
 /// An authentication rule. Every criterion that is set must match; the first rule that
@@ -301,6 +376,35 @@ pub struct UserRule {
     pub disallow: bool,
 }
 
+/// Deserializes `T` only from a map: serde's derive also accepts a sequence for a struct,
+/// which would turn a stray `[]` into a rule with no criteria.
+pub(crate) struct MapOnly<T>(pub(crate) T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData)).map(MapOnly)
+    }
+}
+
+fn rules_field<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let rules = Option::<Vec<MapOnly<T>>>::deserialize(d)?.unwrap_or_default();
+    Ok(rules.into_iter().map(|MapOnly(r)| r).collect())
+}
+
 /// The whole rule set: what a ledger file holds.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -309,19 +413,11 @@ pub struct LedgerRules {
     #[serde(default, deserialize_with = "users_field")]
     pub users: HashMap<String, UserRule>,
     /// Authentication rules, in order.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "rules_field")]
     pub auth: Vec<AuthRule>,
     /// ACL rules, in order.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "rules_field")]
     pub acl: Vec<AclRule>,
-}
-
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 fn users_field<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, UserRule>, D::Error> {
@@ -336,8 +432,8 @@ fn users_field<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, UserRu
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut out = HashMap::new();
-            while let Some(name) = map.next_key::<String>()? {
-                let user: UserRule = map.next_value()?;
+            while let Some(name) = map.next_key_seed(UserKey(&out))? {
+                let MapOnly(user) = map.next_value::<MapOnly<UserRule>>()?;
                 if let Some(u) = &user.username {
                     if *u != name {
                         return Err(de::Error::custom(format!(
@@ -345,9 +441,7 @@ fn users_field<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, UserRu
                         )));
                     }
                 }
-                if out.insert(name.clone(), user).is_some() {
-                    return Err(de::Error::custom(format!("user `{name}` is listed twice")));
-                }
+                out.insert(name, user);
             }
             Ok(out)
         }
