@@ -1,0 +1,804 @@
+//! The broker core: client registry, sessions, routing, retained messages, wills, `$SYS`.
+//!
+//! Everything here is synchronous and takes `now` from the caller; locks are held for
+//! microseconds and never across I/O. A client's [`ClientState`] lives in its
+//! [`ClientHandle`] behind a mutex: the connection's driver locks it to feed packets and drain
+//! transmits, and publishers lock it briefly to queue a delivery.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use moco_codec::{
+    ConnAck, ConnAckProperties, Connect, Packet, ProtocolVersion, Publish, QoS, ReasonCode,
+    RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
+};
+use moco_topic::RetainedIndex;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+
+use crate::hooks::{Access, ClientInfo, DisconnectInfo, DropReason, Hooks};
+use crate::message::{Delivery, Message, Will};
+use crate::options::Options;
+use crate::router::{LocalRouter, Router, Target};
+use crate::state::{ClientState, ConnLimits, Session};
+
+/// One client known to the broker (connected, or disconnected with a live session).
+#[derive(Debug)]
+pub struct ClientHandle {
+    /// What hooks see of the client.
+    pub info: ClientInfo,
+    /// The protocol state.
+    pub state: Mutex<ClientState>,
+    /// Woken when there is something to transmit or the connection must close.
+    pub notify: Notify,
+    will: Mutex<Option<Will>>,
+    /// When the session expires (set while disconnected).
+    expires_at: Mutex<Option<Instant>>,
+    taken_over: AtomicBool,
+}
+
+impl ClientHandle {
+    /// Queues a delivery and wakes the writer.
+    fn deliver(&self, now: Instant, d: Delivery, hooks: &Hooks) {
+        let drops = {
+            let mut st = self.state.lock();
+            st.deliver(now, d);
+            st.take_drops()
+        };
+        self.notify.notify_one();
+        report_drops(hooks, &self.info.id, drops);
+    }
+
+    /// Closes the connection with `reason` (DISCONNECT for v5) and wakes the driver.
+    pub fn close(&self, reason: ReasonCode) {
+        self.state.lock().close(reason);
+        self.notify.notify_one();
+    }
+}
+
+pub(crate) fn report_drops(hooks: &Hooks, id: &str, drops: Vec<(Arc<Message>, DropReason)>) {
+    if drops.is_empty() || !hooks.provides(crate::hooks::Event::OnPublishDropped) {
+        return;
+    }
+    for (m, why) in drops {
+        let p = Publish {
+            dup: false,
+            qos: m.qos,
+            retain: m.retain,
+            topic: m.topic.clone(),
+            packet_id: None,
+            payload: m.payload.clone(),
+            properties: m.properties.clone(),
+        };
+        hooks.on_publish_dropped(id, &p, why);
+    }
+}
+
+/// Counters published under `$SYS`.
+#[derive(Debug, Default)]
+pub struct SysInfo {
+    /// Clients connected now.
+    pub clients_connected: AtomicU64,
+    /// Connections accepted since start.
+    pub clients_total: AtomicU64,
+    /// PUBLISH packets received.
+    pub messages_received: AtomicU64,
+    /// PUBLISH packets sent.
+    pub messages_sent: AtomicU64,
+    /// Messages dropped.
+    pub messages_dropped: AtomicU64,
+    /// Bytes received.
+    pub bytes_received: AtomicU64,
+    /// Bytes sent.
+    pub bytes_sent: AtomicU64,
+}
+
+struct PendingWill {
+    due: Instant,
+    client_id: ByteString,
+    will: Will,
+}
+
+/// Result of a CONNECT: the new client, or the CONNACK that refuses it.
+#[derive(Debug)]
+pub enum ConnectOutcome {
+    /// Accepted: the CONNACK is queued in the client's state.
+    Accepted(Arc<ClientHandle>),
+    /// Refused with this CONNACK (send it, then close).
+    Refused(Box<ConnAck>),
+}
+
+/// The broker: shared by every connection.
+pub struct Broker {
+    options: Options,
+    hooks: Hooks,
+    clients: RwLock<HashMap<ByteString, Arc<ClientHandle>>>,
+    router: Arc<dyn Router>,
+    retained: RwLock<RetainedIndex<Arc<Message>>>,
+    wills: Mutex<Vec<PendingWill>>,
+    /// `$SYS` counters.
+    pub info: SysInfo,
+    started: Instant,
+    shutting_down: AtomicBool,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("options", &self.options)
+            .field("hooks", &self.hooks)
+            .finish_non_exhaustive()
+    }
+}
+
+fn obscure(options: &Options, code: ReasonCode) -> ReasonCode {
+    if options.capabilities.compatibilities.obscure_not_authorized
+        && code == ReasonCode::NotAuthorized
+    {
+        ReasonCode::UnspecifiedError
+    } else {
+        code
+    }
+}
+
+fn refuse(code: ReasonCode) -> ConnectOutcome {
+    ConnectOutcome::Refused(Box::new(ConnAck {
+        session_present: false,
+        reason_code: code,
+        properties: ConnAckProperties::default(),
+    }))
+}
+
+impl Broker {
+    /// A broker with these options and hooks and the local router.
+    pub fn new(options: Options, hooks: Hooks) -> Self {
+        Self::with_router(options, hooks, Arc::new(LocalRouter::new()))
+    }
+
+    /// A broker with a custom router.
+    pub fn with_router(options: Options, hooks: Hooks, router: Arc<dyn Router>) -> Self {
+        Broker {
+            options: options.normalized(),
+            hooks,
+            clients: RwLock::new(HashMap::new()),
+            router,
+            retained: RwLock::new(RetainedIndex::new()),
+            wills: Mutex::new(Vec::new()),
+            info: SysInfo::default(),
+            started: Instant::now(),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Appends a hook (only while the broker is not shared yet).
+    pub fn add_hook(&mut self, hook: Arc<dyn crate::hooks::Hook>) {
+        self.hooks.add(hook);
+    }
+
+    /// The hook stack.
+    pub fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+
+    /// The client registered under `id`, if any.
+    pub fn client(&self, id: &str) -> Option<Arc<ClientHandle>> {
+        self.clients.read().get(id).cloned()
+    }
+
+    /// Number of clients known (connected or with a live session).
+    pub fn client_count(&self) -> usize {
+        self.clients.read().len()
+    }
+
+    /// Number of retained messages.
+    pub fn retained_count(&self) -> usize {
+        self.retained.read().len()
+    }
+
+    /// Number of subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        self.router.len()
+    }
+
+    /// Handles a CONNECT that arrived at `now` from `remote` on `listener`.
+    pub fn connect(
+        &self,
+        now: Instant,
+        connect: &Connect,
+        remote: Arc<str>,
+        listener: Arc<str>,
+    ) -> ConnectOutcome {
+        let caps = &self.options.capabilities;
+        let version = connect.protocol;
+        let v5 = version.is_v5();
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return refuse(ReasonCode::ServerUnavailable);
+        }
+        if version.level() < caps.minimum_protocol_version {
+            return refuse(ReasonCode::UnsupportedProtocolVersion);
+        }
+        let mut assigned = None;
+        let client_id: ByteString = if connect.client_id.is_empty() {
+            if version == ProtocolVersion::V3 || (!v5 && !connect.clean_start) {
+                return refuse(ReasonCode::ClientIdentifierNotValid);
+            }
+            let id = ByteString::from(format!("moco-{:016x}", rand::random::<u64>()));
+            assigned = Some(id.clone());
+            id
+        } else {
+            connect.client_id.clone()
+        };
+        if caps.maximum_clients > 0
+            && self.info.clients_connected.load(Ordering::Relaxed) >= caps.maximum_clients
+        {
+            return refuse(if v5 {
+                ReasonCode::QuotaExceeded
+            } else {
+                ReasonCode::ServerUnavailable
+            });
+        }
+        let info = ClientInfo {
+            id: client_id.clone(),
+            username: connect.username.clone(),
+            remote,
+            listener,
+            protocol: version,
+        };
+        if !self.hooks.on_connect_authenticate(&info, connect) {
+            return refuse(obscure(&self.options, ReasonCode::BadUserNameOrPassword));
+        }
+        if let Err(code) = self.hooks.on_connect(&info, connect) {
+            return refuse(code);
+        }
+
+        // Session expiry (v5) or its v3 meaning: clean session ends with the connection,
+        // otherwise the session lasts as long as the broker allows.
+        let asked_expiry = if v5 {
+            connect.properties.session_expiry_interval.unwrap_or(0)
+        } else if connect.clean_start {
+            0
+        } else {
+            u32::MAX
+        };
+        let expiry = asked_expiry.min(caps.maximum_session_expiry_interval);
+
+        let mut keep_alive = connect.keep_alive;
+        let mut server_keep_alive = None;
+        if caps.maximum_keep_alive > 0 && (keep_alive == 0 || keep_alive > caps.maximum_keep_alive)
+        {
+            keep_alive = caps.maximum_keep_alive;
+            server_keep_alive = Some(keep_alive);
+        }
+        if !v5 {
+            keep_alive = connect.keep_alive;
+            server_keep_alive = None;
+        }
+
+        let cp = &connect.properties;
+        let send_quota = cp
+            .receive_maximum
+            .unwrap_or(u16::MAX)
+            .min(caps.maximum_inflight)
+            .max(1);
+        let limits = ConnLimits {
+            version,
+            keep_alive,
+            send_quota,
+            receive_maximum: caps.receive_maximum,
+            topic_alias_maximum: if v5 { caps.topic_alias_maximum } else { 0 },
+            client_maximum_packet_size: cp.maximum_packet_size.unwrap_or(0),
+            maximum_qos: QoS::try_from(caps.maximum_qos).unwrap_or(QoS::ExactlyOnce),
+            retain_available: caps.retain_available,
+            max_pending: caps.maximum_client_writes_pending as usize,
+            connect_expiry_zero: asked_expiry == 0,
+        };
+
+        // Registry: take over a live connection, resume or discard an existing session.
+        let mut will_now = None;
+        let (handle, session_present) = {
+            let mut clients = self.clients.write();
+            let mut session = None;
+            if let Some(old) = clients.remove(&client_id) {
+                old.taken_over.store(true, Ordering::Relaxed);
+                let mut st = old.state.lock();
+                let was_connected = st.is_connected();
+                if was_connected {
+                    st.close(ReasonCode::SessionTakenOver);
+                }
+                let old_session = std::mem::take(&mut st.session);
+                drop(st);
+                old.notify.notify_one();
+                if let Some(w) = old.will.lock().take() {
+                    // The old connection's will goes out now unless its session continues
+                    // and the will was delayed.
+                    if w.delay() == 0 || connect.clean_start || old_session.expiry_interval == 0 {
+                        will_now = Some((old.info.id.clone(), w));
+                    }
+                }
+                self.wills.lock().retain(|w| w.client_id != client_id);
+                if connect.clean_start || old_session.expiry_interval == 0 {
+                    self.drop_session(&client_id, old_session);
+                } else {
+                    session = Some(old_session);
+                }
+            }
+            let session_present = session.is_some();
+            let mut session = session.unwrap_or_else(|| Session::new(expiry));
+            session.expiry_interval = expiry;
+            let mut st = ClientState::new(client_id.clone(), limits, session, now);
+
+            let mut props = ConnAckProperties::default();
+            if v5 {
+                props.assigned_client_identifier = assigned;
+                props.receive_maximum = Some(caps.receive_maximum);
+                if caps.maximum_qos < 2 {
+                    props.maximum_qos = Some(limits_qos(caps.maximum_qos));
+                }
+                if !caps.retain_available {
+                    props.retain_available = Some(false);
+                }
+                if caps.maximum_packet_size > 0 {
+                    props.maximum_packet_size = Some(caps.maximum_packet_size);
+                }
+                props.topic_alias_maximum = Some(caps.topic_alias_maximum);
+                if !caps.wildcard_sub_available {
+                    props.wildcard_subscription_available = Some(false);
+                }
+                if !caps.sub_id_available {
+                    props.subscription_identifiers_available = Some(false);
+                }
+                if !caps.shared_sub_available {
+                    props.shared_subscription_available = Some(false);
+                }
+                props.server_keep_alive = server_keep_alive;
+                if expiry != asked_expiry {
+                    props.session_expiry_interval = Some(expiry);
+                }
+                if cp.request_response_information == Some(true)
+                    || caps.compatibilities.always_return_response_info
+                {
+                    props.response_information =
+                        Some(ByteString::from(self.options.response_information.clone()));
+                }
+            }
+            st.send(Packet::ConnAck(ConnAck {
+                session_present,
+                reason_code: ReasonCode::Success,
+                properties: props,
+            }));
+            let will = connect.will.as_ref().map(|w| Will {
+                topic: w.topic.clone(),
+                payload: w.payload.clone(),
+                qos: w.qos,
+                retain: w.retain,
+                properties: w.properties.clone(),
+            });
+            let handle = Arc::new(ClientHandle {
+                info: info.clone(),
+                state: Mutex::new(st),
+                notify: Notify::new(),
+                will: Mutex::new(will),
+                expires_at: Mutex::new(None),
+                taken_over: AtomicBool::new(false),
+            });
+            clients.insert(client_id.clone(), handle.clone());
+            (handle, session_present)
+        };
+        let _ = session_present;
+        if let Some((id, w)) = will_now {
+            self.publish_will(now, &id, w);
+        }
+        self.info.clients_connected.fetch_add(1, Ordering::Relaxed);
+        self.info.clients_total.fetch_add(1, Ordering::Relaxed);
+        self.hooks.on_session_established(&info, connect);
+        ConnectOutcome::Accepted(handle)
+    }
+
+    fn drop_session(&self, client_id: &ByteString, session: Session) {
+        let mut filters = session.subscriptions.keys().map(|f| &**f);
+        self.router.remove_client(client_id, &mut filters);
+        for inf in &session.inflight {
+            self.hooks.on_qos_dropped(client_id, inf.packet_id);
+        }
+    }
+
+    /// Called by the driver when a client's connection has ended (for whatever reason).
+    pub fn disconnected(&self, now: Instant, handle: &Arc<ClientHandle>) {
+        self.info.clients_connected.fetch_sub(1, Ordering::Relaxed);
+        let (reason, expiry) = {
+            let mut st = handle.state.lock();
+            st.detach();
+            (
+                st.close_reason().unwrap_or(ReasonCode::UnspecifiedError),
+                st.session.expiry_interval,
+            )
+        };
+        let taken_over = handle.taken_over.load(Ordering::Relaxed);
+        let session_ends = !taken_over && expiry == 0;
+        self.hooks.on_disconnect(
+            &handle.info,
+            DisconnectInfo {
+                reason,
+                session_ends,
+            },
+        );
+        if taken_over {
+            return;
+        }
+        let will = handle.will.lock().take();
+        if let Some(w) = will {
+            // A normal DISCONNECT (0x00) suppresses the will; 0x04 and every error send it.
+            if reason != ReasonCode::Success {
+                let delay = w.delay().min(expiry);
+                if delay == 0 {
+                    self.publish_will(now, &handle.info.id, w);
+                } else {
+                    self.wills.lock().push(PendingWill {
+                        due: now + Duration::from_secs(u64::from(delay)),
+                        client_id: handle.info.id.clone(),
+                        will: w,
+                    });
+                }
+            }
+        }
+        if session_ends {
+            let mut clients = self.clients.write();
+            if clients
+                .get(&handle.info.id)
+                .is_some_and(|h| Arc::ptr_eq(h, handle))
+            {
+                clients.remove(&handle.info.id);
+                drop(clients);
+                let session = std::mem::take(&mut handle.state.lock().session);
+                self.drop_session(&handle.info.id, session);
+            }
+        } else {
+            *handle.expires_at.lock() =
+                Some(now + Duration::from_secs(u64::from(expiry.min(u32::MAX - 1))));
+        }
+    }
+
+    fn publish_will(&self, now: Instant, client_id: &str, mut will: Will) {
+        self.hooks.on_will(client_id, &mut will);
+        let p = will.to_publish();
+        let publisher = self.client(client_id).map(|h| h.info.clone());
+        if let Some(info) = &publisher {
+            if !self.hooks.on_acl_check(info, &p.topic, Access::Write) {
+                return;
+            }
+        }
+        if p.topic.starts_with("$SYS") {
+            return;
+        }
+        let msg = Arc::new(Message::from_publish(
+            &p,
+            Some(ByteString::from(client_id)),
+            now,
+            self.options.capabilities.maximum_message_expiry_interval,
+        ));
+        if p.retain {
+            self.retain(&msg);
+        }
+        self.route(now, &msg);
+        self.hooks.on_will_sent(client_id, &will);
+    }
+
+    /// Time-driven work: due wills, expired sessions, expired retained messages.
+    pub fn handle_timeout(&self, now: Instant) {
+        let due: Vec<PendingWill> = {
+            let mut wills = self.wills.lock();
+            let (due, keep) = std::mem::take(&mut *wills)
+                .into_iter()
+                .partition(|w| w.due <= now);
+            *wills = keep;
+            due
+        };
+        for w in due {
+            self.publish_will(now, &w.client_id, w.will);
+        }
+        let expired: Vec<Arc<ClientHandle>> = self
+            .clients
+            .read()
+            .values()
+            .filter(|h| h.expires_at.lock().is_some_and(|t| t <= now))
+            .cloned()
+            .collect();
+        for h in expired {
+            let mut clients = self.clients.write();
+            if clients.get(&h.info.id).is_some_and(|c| Arc::ptr_eq(c, &h)) {
+                clients.remove(&h.info.id);
+                drop(clients);
+                let session = std::mem::take(&mut h.state.lock().session);
+                self.drop_session(&h.info.id, session);
+                self.hooks.on_client_expired(&h.info.id);
+            }
+        }
+        let expired_retained: Vec<ByteString> = self
+            .retained
+            .read()
+            .values()
+            .filter(|m| m.is_expired(now))
+            .map(|m| m.topic.clone())
+            .collect();
+        if !expired_retained.is_empty() {
+            let mut r = self.retained.write();
+            for t in expired_retained {
+                r.remove(&t);
+                self.hooks.on_retained_expired(&t);
+            }
+        }
+    }
+
+    fn retain(&self, msg: &Arc<Message>) {
+        if msg.payload.is_empty() {
+            self.retained.write().remove(&msg.topic);
+        } else {
+            self.retained.write().set(&msg.topic, msg.clone());
+        }
+    }
+
+    /// Routes a message to every matching subscriber; returns how many got it.
+    pub fn route(&self, now: Instant, msg: &Arc<Message>) -> usize {
+        let mut targets: Vec<Target> = Vec::new();
+        self.router
+            .route(&msg.topic, msg.publisher.as_ref(), &mut targets);
+        if targets.is_empty() {
+            return 0;
+        }
+        let clients = self.clients.read();
+        let mut n = 0;
+        for t in targets {
+            let Some(h) = clients.get(&t.client_id) else {
+                continue;
+            };
+            let qos = msg.qos.min(limits_qos(t.qos));
+            let d = Delivery {
+                msg: msg.clone(),
+                qos,
+                retain: msg.retain && t.retain_as_published,
+                sub_ids: t.sub_ids,
+            };
+            h.deliver(now, d, &self.hooks);
+            n += 1;
+        }
+        n
+    }
+
+    /// Handles a PUBLISH from `client` (already validated and de-aliased by its state);
+    /// returns the reason code for its PUBACK/PUBREC.
+    pub fn publish(&self, now: Instant, client: &ClientInfo, mut publish: Publish) -> ReasonCode {
+        self.info.messages_received.fetch_add(1, Ordering::Relaxed);
+        if publish.topic.starts_with("$SYS") {
+            return obscure(&self.options, ReasonCode::NotAuthorized);
+        }
+        if !self
+            .hooks
+            .on_acl_check(client, &publish.topic, Access::Write)
+        {
+            return obscure(&self.options, ReasonCode::NotAuthorized);
+        }
+        if let Err(code) = self.hooks.on_publish(client, &mut publish) {
+            return code;
+        }
+        let msg = Arc::new(Message::from_publish(
+            &publish,
+            Some(client.id.clone()),
+            now,
+            self.options.capabilities.maximum_message_expiry_interval,
+        ));
+        if publish.retain {
+            self.retain(&msg);
+            self.hooks.on_retain_message(client, &publish);
+        }
+        let n = self.route(now, &msg);
+        self.hooks.on_published(client, &publish, n);
+        if n == 0 && client.protocol.is_v5() {
+            ReasonCode::NoMatchingSubscribers
+        } else {
+            ReasonCode::Success
+        }
+    }
+
+    /// Publishes a message from the broker itself (inline client, `$SYS`): no ACL, no hooks.
+    pub fn publish_internal(&self, now: Instant, publish: &Publish) -> usize {
+        let msg = Arc::new(Message::from_publish(publish, None, now, 0));
+        if publish.retain {
+            self.retain(&msg);
+        }
+        self.route(now, &msg)
+    }
+
+    /// Handles a SUBSCRIBE from `handle`: queues the SUBACK and the retained messages.
+    pub fn subscribe(&self, now: Instant, handle: &ClientHandle, mut sub: Subscribe) {
+        let caps = &self.options.capabilities;
+        let info = &handle.info;
+        self.hooks.on_subscribe(info, &mut sub);
+        let sub_id = sub.properties.subscription_identifier;
+        let mut codes = Vec::with_capacity(sub.filters.len());
+        let mut retained: Vec<Delivery> = Vec::new();
+        let mut added: Vec<(ByteString, moco_topic::SubscriptionOptions)> = Vec::new();
+        for (filter, opts) in &sub.filters {
+            let code = (|| {
+                let Ok(f) = moco_topic::parse_filter(filter) else {
+                    return ReasonCode::TopicFilterInvalid;
+                };
+                if f.is_shared() && !caps.shared_sub_available {
+                    return ReasonCode::SharedSubscriptionsNotSupported;
+                }
+                if f.filter.contains(['+', '#']) && !caps.wildcard_sub_available {
+                    return ReasonCode::WildcardSubscriptionsNotSupported;
+                }
+                if sub_id.is_some() && !caps.sub_id_available {
+                    return ReasonCode::SubscriptionIdentifiersNotSupported;
+                }
+                if !self.hooks.on_acl_check(info, filter, Access::Read) {
+                    return obscure(&self.options, ReasonCode::NotAuthorized);
+                }
+                let granted = (opts.qos as u8).min(caps.maximum_qos);
+                let topts = moco_topic::SubscriptionOptions {
+                    qos: granted,
+                    no_local: opts.no_local && !f.is_shared(),
+                    retain_as_published: opts.retain_as_published,
+                    retain_handling: match opts.retain_handling {
+                        RetainHandling::SendAtSubscribe => {
+                            moco_topic::RetainHandling::SendAtSubscribe
+                        }
+                        RetainHandling::SendAtSubscribeIfNew => {
+                            moco_topic::RetainHandling::SendIfNew
+                        }
+                        _ => moco_topic::RetainHandling::DoNotSend,
+                    },
+                    identifier: sub_id.and_then(std::num::NonZeroU32::new),
+                };
+                let is_new = match self.router.subscribe(&info.id, filter, topts) {
+                    Ok(n) => n,
+                    Err(_) => return ReasonCode::TopicFilterInvalid,
+                };
+                added.push((filter.clone(), topts));
+                let send_retained = !f.is_shared()
+                    && caps.retain_available
+                    && match topts.retain_handling {
+                        moco_topic::RetainHandling::SendAtSubscribe => true,
+                        moco_topic::RetainHandling::SendIfNew => is_new,
+                        moco_topic::RetainHandling::DoNotSend => false,
+                    };
+                if send_retained {
+                    let r = self.retained.read();
+                    r.for_each_match(f.filter, |m| {
+                        if !m.is_expired(now) {
+                            retained.push(Delivery {
+                                msg: m.clone(),
+                                qos: m.qos.min(limits_qos(granted)),
+                                retain: true,
+                                sub_ids: sub_id.into_iter().collect(),
+                            });
+                        }
+                    });
+                }
+                match granted {
+                    0 => ReasonCode::GrantedQoS0,
+                    1 => ReasonCode::GrantedQoS1,
+                    _ => ReasonCode::GrantedQoS2,
+                }
+            })();
+            codes.push(code);
+        }
+        {
+            let mut st = handle.state.lock();
+            for (f, o) in added {
+                st.session.subscriptions.insert(f, o);
+            }
+            st.send(Packet::SubAck(SubAck {
+                packet_id: sub.packet_id,
+                reason_codes: codes.clone(),
+                properties: Default::default(),
+            }));
+            for d in retained {
+                st.deliver(now, d);
+            }
+        }
+        handle.notify.notify_one();
+        self.hooks.on_subscribed(info, &sub, &codes);
+    }
+
+    /// Handles an UNSUBSCRIBE from `handle`: queues the UNSUBACK.
+    pub fn unsubscribe(&self, handle: &ClientHandle, mut unsub: Unsubscribe) {
+        let info = &handle.info;
+        self.hooks.on_unsubscribe(info, &mut unsub);
+        let mut codes = Vec::with_capacity(unsub.filters.len());
+        for f in &unsub.filters {
+            let existed = self.router.unsubscribe(&info.id, f);
+            handle.state.lock().session.subscriptions.remove(f);
+            codes.push(if existed {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NoSubscriptionExisted
+            });
+        }
+        handle.state.lock().send(Packet::UnsubAck(UnsubAck {
+            packet_id: unsub.packet_id,
+            reason_codes: codes,
+            properties: Default::default(),
+        }));
+        handle.notify.notify_one();
+        self.hooks.on_unsubscribed(info, &unsub);
+    }
+
+    /// Publishes the `$SYS/broker/...` topics (retained).
+    pub fn publish_sys_info(&self, now: Instant) {
+        let i = &self.info;
+        let uptime = now.saturating_duration_since(self.started).as_secs();
+        let values: [(&str, String); 9] = [
+            ("$SYS/broker/version", env!("CARGO_PKG_VERSION").to_owned()),
+            ("$SYS/broker/uptime", uptime.to_string()),
+            (
+                "$SYS/broker/clients/connected",
+                i.clients_connected.load(Ordering::Relaxed).to_string(),
+            ),
+            ("$SYS/broker/clients/total", self.client_count().to_string()),
+            (
+                "$SYS/broker/messages/received",
+                i.messages_received.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "$SYS/broker/messages/sent",
+                i.messages_sent.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "$SYS/broker/messages/dropped",
+                i.messages_dropped.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "$SYS/broker/retained/count",
+                self.retained_count().to_string(),
+            ),
+            (
+                "$SYS/broker/subscriptions/count",
+                self.subscription_count().to_string(),
+            ),
+        ];
+        for (topic, v) in values {
+            let p = Publish {
+                dup: false,
+                qos: QoS::AtMostOnce,
+                retain: true,
+                topic: ByteString::from_static(topic),
+                packet_id: None,
+                payload: Bytes::from(v),
+                properties: Default::default(),
+            };
+            self.publish_internal(now, &p);
+        }
+    }
+
+    /// Starts shutting down: refuses new connections and closes every connected client with
+    /// 0x8B (server shutting down).
+    pub fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        let handles: Vec<_> = self.clients.read().values().cloned().collect();
+        for h in handles {
+            let connected = h.state.lock().is_connected();
+            if connected {
+                h.close(ReasonCode::ServerShuttingDown);
+            }
+        }
+    }
+
+    /// True once [`Broker::shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}
+
+fn limits_qos(q: u8) -> QoS {
+    QoS::try_from(q.min(2)).unwrap_or(QoS::ExactlyOnce)
+}

@@ -1,0 +1,341 @@
+//! The thin tokio driver of one connection over any `AsyncRead + AsyncWrite` stream.
+//!
+//! The reader (the task that calls [`run_connection`]) reads into one reusable `BytesMut`,
+//! decodes packets, feeds them to the client's [`ClientState`](crate::state::ClientState) and
+//! lets the broker route what comes out; it also enforces the keep-alive deadline. A writer
+//! task waits for the client's `Notify`, drains every transmit that is ready into one buffer
+//! (control packets, then queued messages as quota allows) and writes it with one `write_all`.
+//! A slow reader on the other end fills only its own bounded queue.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use moco_codec::{Decoder, Packet, ProtocolVersion, ReasonCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{sleep_until, timeout};
+use tracing::{debug, trace};
+
+use crate::broker::{report_drops, Broker, ClientHandle, ConnectOutcome};
+use crate::error::Error;
+use crate::message::DeliveryParams;
+use crate::state::{AppEvent, Transmit};
+
+/// Largest batch the writer gathers before writing.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Serves one client connection on `stream` until it ends. `remote` describes the peer and
+/// `listener` names the listener it came through (both for hooks and logs).
+pub async fn run_connection<S>(
+    broker: Arc<Broker>,
+    stream: S,
+    remote: Arc<str>,
+    listener: Arc<str>,
+) -> Result<(), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let opts = broker.options().clone();
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut buf = BytesMut::with_capacity(opts.client_net_read_buffer_size);
+    let mut decoder = Decoder::new(opts.capabilities.maximum_packet_size);
+
+    // CONNECT, within the connect timeout.
+    let first = timeout(opts.connect_timeout, async {
+        loop {
+            if let Some(p) = decoder.decode(&mut buf)? {
+                return Ok::<_, Error>(p);
+            }
+            if rd.read_buf(&mut buf).await? == 0 {
+                return Err(Error::Closed);
+            }
+        }
+    })
+    .await;
+    let connect = match first {
+        Err(_) => return Err(Error::ConnectTimeout),
+        Ok(Err(e)) => {
+            if let (Error::Decode(d), Some(v)) = (&e, decoder.version()) {
+                // The CONNECT was readable enough to know the version: answer it.
+                let _ = write_connack_refusal(&mut wr, v, d.reason_code()).await;
+            }
+            return Err(e);
+        }
+        Ok(Ok(Packet::Connect(c))) => c,
+        Ok(Ok(_)) => return Err(Error::Protocol(ReasonCode::ProtocolError)),
+    };
+    let version = connect.protocol;
+    let now = Instant::now();
+    let handle = match broker.connect(now, &connect, remote, listener) {
+        ConnectOutcome::Refused(ack) => {
+            let code = ack.reason_code;
+            let mut out = BytesMut::new();
+            Packet::ConnAck(*ack).encode(version, &mut out)?;
+            wr.write_all(&out).await?;
+            wr.shutdown().await.ok();
+            return Err(Error::Refused(code));
+        }
+        ConnectOutcome::Accepted(h) => h,
+    };
+    debug!(client = %handle.info.id, %version, "client connected");
+    drop(connect);
+
+    let writer = tokio::spawn(write_loop(
+        broker.clone(),
+        handle.clone(),
+        wr,
+        opts.client_net_write_buffer_size,
+        opts.capabilities.compatibilities.passive_client_disconnect,
+    ));
+    let result = read_loop(&broker, &handle, &mut rd, &mut buf, &mut decoder, writer).await;
+    broker.disconnected(Instant::now(), &handle);
+    debug!(client = %handle.info.id, ?result, "client disconnected");
+    result
+}
+
+async fn write_connack_refusal<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    version: ProtocolVersion,
+    code: ReasonCode,
+) -> Result<(), Error> {
+    let mut out = BytesMut::new();
+    Packet::ConnAck(moco_codec::ConnAck {
+        session_present: false,
+        reason_code: code,
+        properties: Default::default(),
+    })
+    .encode(version, &mut out)?;
+    wr.write_all(&out).await?;
+    Ok(())
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    broker: &Arc<Broker>,
+    handle: &Arc<ClientHandle>,
+    rd: &mut R,
+    buf: &mut BytesMut,
+    decoder: &mut Decoder,
+    mut writer: tokio::task::JoinHandle<Result<(), Error>>,
+) -> Result<(), Error> {
+    let result = loop {
+        // Handle every complete packet already buffered.
+        let mut failed = None;
+        loop {
+            match decoder.decode(buf) {
+                Ok(Some(p)) => {
+                    if !process(broker, handle, p) {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            handle.close(e.reason_code());
+            break Err(Error::Decode(e));
+        }
+        let deadline = {
+            let st = handle.state.lock();
+            if !st.is_connected() {
+                break Ok(());
+            }
+            st.poll_timeout()
+        };
+        tokio::select! {
+            r = rd.read_buf(buf) => match r {
+                Ok(0) => break Err(Error::Closed),
+                Ok(n) => {
+                    broker.info.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) => break Err(Error::Io(e)),
+            },
+            _ = sleep_until_opt(deadline) => {
+                handle.state.lock().handle_timeout(Instant::now());
+                handle.notify.notify_one();
+            }
+            w = &mut writer => {
+                // The writer ended: the connection was closed from our side or the socket died.
+                return match w {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::Closed),
+                };
+            }
+        }
+    };
+    // Make sure the writer flushes a final DISCONNECT (if any) and stops.
+    {
+        let mut st = handle.state.lock();
+        if st.close_reason().is_none() {
+            st.close(ReasonCode::UnspecifiedError);
+            st.detach();
+        }
+    }
+    handle.notify.notify_one();
+    let _ = timeout(std::time::Duration::from_secs(5), writer).await;
+    result
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Feeds one packet to the client's state and acts on the outcome; false once the
+/// connection is closing.
+fn process(broker: &Arc<Broker>, handle: &Arc<ClientHandle>, packet: Packet) -> bool {
+    let now = Instant::now();
+    trace!(client = %handle.info.id, packet = %packet.packet_type(), "received");
+    let event = handle.state.lock().handle_packet(now, packet);
+    match event {
+        None => {}
+        Some(AppEvent::Publish(p)) => {
+            let (qos, pid) = (p.qos, p.packet_id.unwrap_or(0));
+            let code = broker.publish(now, &handle.info, p);
+            handle.state.lock().publish_done(qos, pid, code);
+        }
+        Some(AppEvent::Subscribe(s)) => broker.subscribe(now, handle, s),
+        Some(AppEvent::Unsubscribe(u)) => broker.unsubscribe(handle, u),
+        Some(AppEvent::Auth(a)) => {
+            let reply = broker.hooks().on_auth_packet(&handle.info, &a);
+            let mut st = handle.state.lock();
+            match reply {
+                Ok(r) => st.send(Packet::Auth(r)),
+                Err(code) => st.close(code),
+            }
+        }
+        Some(AppEvent::Disconnect { .. }) => {}
+    }
+    let st = handle.state.lock();
+    let open = st.is_connected();
+    let wake = st.wants_transmit();
+    drop(st);
+    if wake {
+        handle.notify.notify_one();
+    }
+    open
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    broker: Arc<Broker>,
+    handle: Arc<ClientHandle>,
+    mut wr: W,
+    buf_size: usize,
+    passive_disconnect: bool,
+) -> Result<(), Error> {
+    let mut out = BytesMut::with_capacity(buf_size);
+    let mut batch = Vec::new();
+    let version = handle.info.protocol;
+    loop {
+        let now = Instant::now();
+        let (max_packet, finished) = {
+            let mut st = handle.state.lock();
+            let mut budget = WRITE_BATCH;
+            while budget > 0 {
+                match st.poll_transmit(now) {
+                    Some(t) => {
+                        budget = budget.saturating_sub(transmit_size_hint(&t));
+                        batch.push(t);
+                    }
+                    None => break,
+                }
+            }
+            let finished = st.close_reason().is_some() && !st.wants_transmit();
+            (st.limits.client_maximum_packet_size, finished)
+        };
+        let mut abandoned = Vec::new();
+        let mut sent = 0u64;
+        for t in batch.drain(..) {
+            match t {
+                Transmit::Packet(p) => {
+                    if let Err(e) = p.encode(version, &mut out) {
+                        debug!(client = %handle.info.id, error = %e, "cannot encode packet");
+                    }
+                }
+                Transmit::Publish {
+                    delivery,
+                    packet_id,
+                    dup,
+                } => {
+                    let start = out.len();
+                    let params = DeliveryParams {
+                        qos: delivery.qos,
+                        retain: delivery.retain,
+                        dup,
+                        packet_id,
+                        sub_ids: &delivery.sub_ids,
+                    };
+                    match delivery.msg.write_to(version, &params, now, &mut out) {
+                        Ok(n) if max_packet > 0 && n > max_packet as usize => {
+                            out.truncate(start);
+                            if let Some(pid) = packet_id {
+                                abandoned.push(pid);
+                            }
+                        }
+                        Ok(_) => sent += 1,
+                        Err(e) => {
+                            out.truncate(start);
+                            debug!(client = %handle.info.id, error = %e, "cannot encode publish");
+                        }
+                    }
+                }
+            }
+        }
+        if !abandoned.is_empty() {
+            let drops = {
+                let mut st = handle.state.lock();
+                for pid in abandoned {
+                    st.abandon(pid);
+                }
+                st.take_drops()
+            };
+            report_drops(broker.hooks(), &handle.info.id, drops);
+        }
+        let drops = handle.state.lock().take_drops();
+        if !drops.is_empty() {
+            broker
+                .info
+                .messages_dropped
+                .fetch_add(drops.len() as u64, Ordering::Relaxed);
+            report_drops(broker.hooks(), &handle.info.id, drops);
+        }
+        if !out.is_empty() {
+            wr.write_all(&out).await?;
+            broker
+                .info
+                .bytes_sent
+                .fetch_add(out.len() as u64, Ordering::Relaxed);
+            broker.info.messages_sent.fetch_add(sent, Ordering::Relaxed);
+            out.clear();
+            if out.capacity() > 4 * WRITE_BATCH {
+                out = BytesMut::with_capacity(buf_size);
+            }
+        }
+        if finished {
+            wr.flush().await.ok();
+            if !passive_disconnect {
+                wr.shutdown().await.ok();
+            }
+            return Ok(());
+        }
+        let more = handle.state.lock().wants_transmit();
+        if !more {
+            handle.notify.notified().await;
+        }
+    }
+}
+
+fn transmit_size_hint(t: &Transmit) -> usize {
+    match t {
+        Transmit::Packet(_) => 16,
+        Transmit::Publish { delivery, .. } => {
+            delivery.msg.payload.len() + delivery.msg.topic.len() + 16
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The engine's error type.
+
+use moco_codec::{DecodeError, EncodeError, ReasonCode};
+
+/// Why a connection or an engine operation failed. Keeps apart the peer misbehaving
+/// ([`Error::Decode`], [`Error::Protocol`]), local policy ([`Error::Refused`]) and I/O.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The peer sent bytes that do not decode.
+    #[error("decode: {0}")]
+    Decode(#[from] DecodeError),
+    /// A packet could not be encoded.
+    #[error("encode: {0}")]
+    Encode(#[from] EncodeError),
+    /// The peer broke the protocol.
+    #[error("protocol error ({0:?})")]
+    Protocol(ReasonCode),
+    /// The broker refused the connection (CONNACK with this code).
+    #[error("connection refused ({0:?})")]
+    Refused(ReasonCode),
+    /// No CONNECT arrived within the connect timeout.
+    #[error("no CONNECT within the connect timeout")]
+    ConnectTimeout,
+    /// The peer closed the connection.
+    #[error("connection closed")]
+    Closed,
+    /// A hook could not be added because the server is already serving.
+    #[error("hooks can only be added before the server serves")]
+    AlreadyServing,
+    /// Socket I/O failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<&Error> for ReasonCode {
+    fn from(e: &Error) -> ReasonCode {
+        match e {
+            Error::Decode(d) => d.reason_code(),
+            Error::Encode(e) => e.reason_code(),
+            Error::Protocol(c) | Error::Refused(c) => *c,
+            Error::ConnectTimeout => ReasonCode::MaximumConnectTime,
+            Error::Closed | Error::Io(_) | Error::AlreadyServing => ReasonCode::UnspecifiedError,
+        }
+    }
+}

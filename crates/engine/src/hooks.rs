@@ -1,0 +1,507 @@
+//! The [`Hook`] trait, the hook stack and the [`AllowAll`] hook.
+//!
+//! A hook declares the events it handles with [`Hook::provides`]; the stack keeps the union of
+//! every hook's events in a bitset, so the hot path skips events nobody listens to with one
+//! bit test. Every method has a default that does nothing (or, for the two authorization
+//! events, denies), so a hook implements only what it provides.
+//!
+//! The engine itself denies everything: a CONNECT is refused and every subscribe and publish
+//! is unauthorized unless some hook that provides [`Event::OnConnectAuthenticate`] /
+//! [`Event::OnAclCheck`] allows it.
+
+use std::sync::Arc;
+
+use bytestring::ByteString;
+use moco_codec::{Auth, Connect, ProtocolVersion, Publish, ReasonCode, Subscribe, Unsubscribe};
+
+use crate::message::Will;
+
+/// Every event a hook may provide (mochi's full set, including the storage events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum Event {
+    /// The server has started.
+    OnStarted,
+    /// The server has stopped.
+    OnStopped,
+    /// `$SYS` values were refreshed.
+    OnSysInfoTick,
+    /// Authenticate a CONNECT (allow or deny).
+    OnConnectAuthenticate,
+    /// Authorize a client to read (subscribe) or write (publish) a topic.
+    OnAclCheck,
+    /// A client connected (after authentication); may refuse it with a reason code.
+    OnConnect,
+    /// A client's session was established (after CONNACK was queued).
+    OnSessionEstablished,
+    /// A client disconnected.
+    OnDisconnect,
+    /// An AUTH packet arrived (enhanced authentication).
+    OnAuthPacket,
+    /// A SUBSCRIBE arrived; the hook may change it.
+    OnSubscribe,
+    /// A SUBSCRIBE was processed.
+    OnSubscribed,
+    /// An UNSUBSCRIBE arrived; the hook may change it.
+    OnUnsubscribe,
+    /// An UNSUBSCRIBE was processed.
+    OnUnsubscribed,
+    /// A PUBLISH arrived; the hook may change or reject it.
+    OnPublish,
+    /// A PUBLISH was routed.
+    OnPublished,
+    /// A message to a client was dropped (queue full, expired, or evicted).
+    OnPublishDropped,
+    /// A retained message was set or cleared.
+    OnRetainMessage,
+    /// A QoS 1/2 message was sent to a client (first time or resent).
+    OnQosPublish,
+    /// A QoS 1/2 flow to a client completed.
+    OnQosComplete,
+    /// An inflight QoS 1/2 message was abandoned.
+    OnQosDropped,
+    /// A client ran out of packet identifiers.
+    OnPacketIdExhausted,
+    /// A will message is about to be published; the hook may change it.
+    OnWill,
+    /// A will message was published.
+    OnWillSent,
+    /// A disconnected client's session expired.
+    OnClientExpired,
+    /// A retained message expired.
+    OnRetainedExpired,
+}
+
+impl Event {
+    #[inline]
+    const fn bit(self) -> u64 {
+        1u64 << (self as u8)
+    }
+}
+
+/// A set of [`Event`]s as a bitset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventSet(u64);
+
+impl EventSet {
+    /// The empty set.
+    pub const EMPTY: EventSet = EventSet(0);
+
+    /// A set of the given events.
+    pub const fn of(events: &[Event]) -> EventSet {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < events.len() {
+            bits |= events[i].bit();
+            i += 1;
+        }
+        EventSet(bits)
+    }
+
+    /// True if the set holds `event`.
+    #[inline]
+    pub const fn contains(self, event: Event) -> bool {
+        self.0 & event.bit() != 0
+    }
+
+    /// Adds `event`.
+    #[inline]
+    pub fn insert(&mut self, event: Event) {
+        self.0 |= event.bit();
+    }
+}
+
+/// What a client is, as hooks see it.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// The client identifier (assigned by the broker if the client sent none).
+    pub id: ByteString,
+    /// The user name from CONNECT, if any.
+    pub username: Option<ByteString>,
+    /// The peer's address as the transport describes it (e.g. `127.0.0.1:50000`).
+    pub remote: Arc<str>,
+    /// The listener the client came through.
+    pub listener: Arc<str>,
+    /// The protocol level the client speaks.
+    pub protocol: ProtocolVersion,
+}
+
+/// Read or write access, for [`Hook::on_acl_check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Subscribe to / receive from a topic filter.
+    Read,
+    /// Publish to a topic.
+    Write,
+}
+
+/// Why a client's connection ended, for [`Hook::on_disconnect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisconnectInfo {
+    /// The reason code (sent or received); `Success` for a normal DISCONNECT from the client.
+    pub reason: ReasonCode,
+    /// True if the client's session ends with the connection.
+    pub session_ends: bool,
+}
+
+/// Why a message to a client was dropped, for [`Hook::on_publish_dropped`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// The client's outbound queue was full (QoS 0 dropped, or oldest evicted).
+    QueueFull,
+    /// The message expired before it could be delivered.
+    Expired,
+    /// The message exceeded the client's maximum packet size.
+    TooLarge,
+}
+
+/// A handler of broker events. See the module docs; implement [`Hook::provides`] and the
+/// methods of the events provided.
+#[allow(unused_variables)]
+pub trait Hook: Send + Sync + 'static {
+    /// A short identifier for logs.
+    fn id(&self) -> &str;
+
+    /// True if this hook handles `event`. Asked once, when the hook is added.
+    fn provides(&self, event: Event) -> bool;
+
+    /// The server has started.
+    fn on_started(&self) {}
+
+    /// The server has stopped.
+    fn on_stopped(&self) {}
+
+    /// Authenticates a CONNECT; the connection is accepted only if some hook returns true.
+    fn on_connect_authenticate(&self, client: &ClientInfo, connect: &Connect) -> bool {
+        false
+    }
+
+    /// Authorizes `client` to read or write `topic`; allowed only if some hook returns true.
+    fn on_acl_check(&self, client: &ClientInfo, topic: &str, access: Access) -> bool {
+        false
+    }
+
+    /// A client connected and was authenticated. Returning an error refuses it with that code.
+    fn on_connect(&self, client: &ClientInfo, connect: &Connect) -> Result<(), ReasonCode> {
+        Ok(())
+    }
+
+    /// A client's session is established.
+    fn on_session_established(&self, client: &ClientInfo, connect: &Connect) {}
+
+    /// A client's connection ended.
+    fn on_disconnect(&self, client: &ClientInfo, info: DisconnectInfo) {}
+
+    /// Enhanced authentication: answers an AUTH packet (during CONNECT or re-authentication)
+    /// with the AUTH to send back (`ContinueAuthentication`) or `Success`, or refuses.
+    fn on_auth_packet(&self, client: &ClientInfo, auth: &Auth) -> Result<Auth, ReasonCode> {
+        Err(ReasonCode::BadAuthenticationMethod)
+    }
+
+    /// A SUBSCRIBE arrived; the hook may rewrite it.
+    fn on_subscribe(&self, client: &ClientInfo, subscribe: &mut Subscribe) {}
+
+    /// A SUBSCRIBE was processed with these per-filter reason codes.
+    fn on_subscribed(&self, client: &ClientInfo, subscribe: &Subscribe, codes: &[ReasonCode]) {}
+
+    /// An UNSUBSCRIBE arrived; the hook may rewrite it.
+    fn on_unsubscribe(&self, client: &ClientInfo, unsubscribe: &mut Unsubscribe) {}
+
+    /// An UNSUBSCRIBE was processed.
+    fn on_unsubscribed(&self, client: &ClientInfo, unsubscribe: &Unsubscribe) {}
+
+    /// A PUBLISH arrived; the hook may rewrite it, or reject it with a reason code (sent in
+    /// PUBACK/PUBREC for QoS 1/2).
+    fn on_publish(&self, client: &ClientInfo, publish: &mut Publish) -> Result<(), ReasonCode> {
+        Ok(())
+    }
+
+    /// A PUBLISH was routed to `subscribers` subscribers.
+    fn on_published(&self, client: &ClientInfo, publish: &Publish, subscribers: usize) {}
+
+    /// A message for `client_id` was dropped.
+    fn on_publish_dropped(&self, client_id: &str, publish: &Publish, reason: DropReason) {}
+
+    /// A retained message was set (`payload` non-empty) or cleared.
+    fn on_retain_message(&self, client: &ClientInfo, publish: &Publish) {}
+
+    /// A QoS 1/2 message was sent to `client_id` (`resends` counts earlier attempts).
+    fn on_qos_publish(&self, client_id: &str, publish: &Publish, resends: u32) {}
+
+    /// The QoS 1/2 flow of `packet_id` to `client_id` completed.
+    fn on_qos_complete(&self, client_id: &str, packet_id: u16) {}
+
+    /// An inflight QoS 1/2 message to `client_id` was abandoned.
+    fn on_qos_dropped(&self, client_id: &str, packet_id: u16) {}
+
+    /// `client_id` has no free packet identifier.
+    fn on_packet_id_exhausted(&self, client_id: &str) {}
+
+    /// A will is about to be published; the hook may rewrite it.
+    fn on_will(&self, client_id: &str, will: &mut Will) {}
+
+    /// A will was published.
+    fn on_will_sent(&self, client_id: &str, will: &Will) {}
+
+    /// A disconnected client's session expired and was removed.
+    fn on_client_expired(&self, client_id: &str) {}
+
+    /// A retained message on `topic` expired.
+    fn on_retained_expired(&self, topic: &str) {}
+}
+
+/// The ordered stack of hooks, with the union of their events precomputed.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    hooks: Vec<(Arc<dyn Hook>, EventSet)>,
+    provided: EventSet,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.hooks.iter().map(|(h, _)| h.id()))
+            .finish()
+    }
+}
+
+const ALL_EVENTS: [Event; 25] = [
+    Event::OnStarted,
+    Event::OnStopped,
+    Event::OnSysInfoTick,
+    Event::OnConnectAuthenticate,
+    Event::OnAclCheck,
+    Event::OnConnect,
+    Event::OnSessionEstablished,
+    Event::OnDisconnect,
+    Event::OnAuthPacket,
+    Event::OnSubscribe,
+    Event::OnSubscribed,
+    Event::OnUnsubscribe,
+    Event::OnUnsubscribed,
+    Event::OnPublish,
+    Event::OnPublished,
+    Event::OnPublishDropped,
+    Event::OnRetainMessage,
+    Event::OnQosPublish,
+    Event::OnQosComplete,
+    Event::OnQosDropped,
+    Event::OnPacketIdExhausted,
+    Event::OnWill,
+    Event::OnWillSent,
+    Event::OnClientExpired,
+    Event::OnRetainedExpired,
+];
+
+impl Hooks {
+    /// An empty stack (which denies every CONNECT, subscribe and publish).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a hook; hooks run in the order added.
+    pub fn add(&mut self, hook: Arc<dyn Hook>) {
+        let mut set = EventSet::EMPTY;
+        for e in ALL_EVENTS {
+            if hook.provides(e) {
+                set.insert(e);
+            }
+        }
+        self.provided.0 |= set.0;
+        self.hooks.push((hook, set));
+    }
+
+    /// Number of hooks.
+    pub fn len(&self) -> usize {
+        self.hooks.len()
+    }
+
+    /// True if there are no hooks.
+    pub fn is_empty(&self) -> bool {
+        self.hooks.is_empty()
+    }
+
+    /// True if any hook provides `event`.
+    #[inline]
+    pub fn provides(&self, event: Event) -> bool {
+        self.provided.contains(event)
+    }
+
+    #[inline]
+    fn each(&self, event: Event) -> impl Iterator<Item = &Arc<dyn Hook>> {
+        let on = self.provided.contains(event);
+        self.hooks
+            .iter()
+            .filter(move |(_, s)| on && s.contains(event))
+            .map(|(h, _)| h)
+    }
+
+    /// Calls [`Hook::on_started`].
+    pub fn on_started(&self) {
+        self.each(Event::OnStarted).for_each(|h| h.on_started());
+    }
+
+    /// Calls [`Hook::on_stopped`].
+    pub fn on_stopped(&self) {
+        self.each(Event::OnStopped).for_each(|h| h.on_stopped());
+    }
+
+    /// True if some hook authenticates the CONNECT.
+    pub fn on_connect_authenticate(&self, client: &ClientInfo, connect: &Connect) -> bool {
+        self.each(Event::OnConnectAuthenticate)
+            .any(|h| h.on_connect_authenticate(client, connect))
+    }
+
+    /// True if some hook authorizes the access.
+    pub fn on_acl_check(&self, client: &ClientInfo, topic: &str, access: Access) -> bool {
+        self.each(Event::OnAclCheck)
+            .any(|h| h.on_acl_check(client, topic, access))
+    }
+
+    /// Calls [`Hook::on_connect`]; the first refusal wins.
+    pub fn on_connect(&self, client: &ClientInfo, connect: &Connect) -> Result<(), ReasonCode> {
+        self.each(Event::OnConnect)
+            .try_for_each(|h| h.on_connect(client, connect))
+    }
+
+    /// Calls [`Hook::on_session_established`].
+    pub fn on_session_established(&self, client: &ClientInfo, connect: &Connect) {
+        self.each(Event::OnSessionEstablished)
+            .for_each(|h| h.on_session_established(client, connect));
+    }
+
+    /// Calls [`Hook::on_disconnect`].
+    pub fn on_disconnect(&self, client: &ClientInfo, info: DisconnectInfo) {
+        self.each(Event::OnDisconnect)
+            .for_each(|h| h.on_disconnect(client, info));
+    }
+
+    /// Asks the first hook that provides [`Event::OnAuthPacket`]; none means bad method.
+    pub fn on_auth_packet(&self, client: &ClientInfo, auth: &Auth) -> Result<Auth, ReasonCode> {
+        match self.each(Event::OnAuthPacket).next() {
+            Some(h) => h.on_auth_packet(client, auth),
+            None => Err(ReasonCode::BadAuthenticationMethod),
+        }
+    }
+
+    /// Calls [`Hook::on_subscribe`] in order.
+    pub fn on_subscribe(&self, client: &ClientInfo, subscribe: &mut Subscribe) {
+        self.each(Event::OnSubscribe)
+            .for_each(|h| h.on_subscribe(client, subscribe));
+    }
+
+    /// Calls [`Hook::on_subscribed`].
+    pub fn on_subscribed(&self, client: &ClientInfo, subscribe: &Subscribe, codes: &[ReasonCode]) {
+        self.each(Event::OnSubscribed)
+            .for_each(|h| h.on_subscribed(client, subscribe, codes));
+    }
+
+    /// Calls [`Hook::on_unsubscribe`] in order.
+    pub fn on_unsubscribe(&self, client: &ClientInfo, unsubscribe: &mut Unsubscribe) {
+        self.each(Event::OnUnsubscribe)
+            .for_each(|h| h.on_unsubscribe(client, unsubscribe));
+    }
+
+    /// Calls [`Hook::on_unsubscribed`].
+    pub fn on_unsubscribed(&self, client: &ClientInfo, unsubscribe: &Unsubscribe) {
+        self.each(Event::OnUnsubscribed)
+            .for_each(|h| h.on_unsubscribed(client, unsubscribe));
+    }
+
+    /// Calls [`Hook::on_publish`] in order; the first rejection wins.
+    pub fn on_publish(&self, client: &ClientInfo, publish: &mut Publish) -> Result<(), ReasonCode> {
+        self.each(Event::OnPublish)
+            .try_for_each(|h| h.on_publish(client, publish))
+    }
+
+    /// Calls [`Hook::on_published`].
+    pub fn on_published(&self, client: &ClientInfo, publish: &Publish, subscribers: usize) {
+        self.each(Event::OnPublished)
+            .for_each(|h| h.on_published(client, publish, subscribers));
+    }
+
+    /// Calls [`Hook::on_publish_dropped`].
+    pub fn on_publish_dropped(&self, client_id: &str, publish: &Publish, reason: DropReason) {
+        self.each(Event::OnPublishDropped)
+            .for_each(|h| h.on_publish_dropped(client_id, publish, reason));
+    }
+
+    /// Calls [`Hook::on_retain_message`].
+    pub fn on_retain_message(&self, client: &ClientInfo, publish: &Publish) {
+        self.each(Event::OnRetainMessage)
+            .for_each(|h| h.on_retain_message(client, publish));
+    }
+
+    /// Calls [`Hook::on_qos_publish`].
+    pub fn on_qos_publish(&self, client_id: &str, publish: &Publish, resends: u32) {
+        self.each(Event::OnQosPublish)
+            .for_each(|h| h.on_qos_publish(client_id, publish, resends));
+    }
+
+    /// Calls [`Hook::on_qos_complete`].
+    pub fn on_qos_complete(&self, client_id: &str, packet_id: u16) {
+        self.each(Event::OnQosComplete)
+            .for_each(|h| h.on_qos_complete(client_id, packet_id));
+    }
+
+    /// Calls [`Hook::on_qos_dropped`].
+    pub fn on_qos_dropped(&self, client_id: &str, packet_id: u16) {
+        self.each(Event::OnQosDropped)
+            .for_each(|h| h.on_qos_dropped(client_id, packet_id));
+    }
+
+    /// Calls [`Hook::on_packet_id_exhausted`].
+    pub fn on_packet_id_exhausted(&self, client_id: &str) {
+        self.each(Event::OnPacketIdExhausted)
+            .for_each(|h| h.on_packet_id_exhausted(client_id));
+    }
+
+    /// Calls [`Hook::on_will`] in order.
+    pub fn on_will(&self, client_id: &str, will: &mut Will) {
+        self.each(Event::OnWill)
+            .for_each(|h| h.on_will(client_id, will));
+    }
+
+    /// Calls [`Hook::on_will_sent`].
+    pub fn on_will_sent(&self, client_id: &str, will: &Will) {
+        self.each(Event::OnWillSent)
+            .for_each(|h| h.on_will_sent(client_id, will));
+    }
+
+    /// Calls [`Hook::on_client_expired`].
+    pub fn on_client_expired(&self, client_id: &str) {
+        self.each(Event::OnClientExpired)
+            .for_each(|h| h.on_client_expired(client_id));
+    }
+
+    /// Calls [`Hook::on_retained_expired`].
+    pub fn on_retained_expired(&self, topic: &str) {
+        self.each(Event::OnRetainedExpired)
+            .for_each(|h| h.on_retained_expired(topic));
+    }
+}
+
+/// Allows every CONNECT, subscribe and publish. For tests and for the `moco` binary's
+/// loopback-only default; the real auth hooks live in `moco-auth`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+impl Hook for AllowAll {
+    fn id(&self) -> &str {
+        "allow-all"
+    }
+
+    fn provides(&self, event: Event) -> bool {
+        matches!(event, Event::OnConnectAuthenticate | Event::OnAclCheck)
+    }
+
+    fn on_connect_authenticate(&self, _: &ClientInfo, _: &Connect) -> bool {
+        true
+    }
+
+    fn on_acl_check(&self, _: &ClientInfo, _: &str, _: Access) -> bool {
+        true
+    }
+}

@@ -1,0 +1,30 @@
+//! The moco broker engine: sessions, QoS flows, routing, retained messages, wills, hooks, and
+//! a tokio driver that serves MQTT v3.0 / v3.1.1 / v5 over any `AsyncRead + AsyncWrite`.
+//!
+//! * [`state::ClientState`] is the sans-IO protocol state machine of one client.
+//! * [`Broker`] is the synchronous core shared by all connections (registry, sessions,
+//!   routing through the [`Router`] seam, retained messages, wills, `$SYS`).
+//! * [`driver::run_connection`] drives one connection; [`Server`] adds listeners and the
+//!   housekeeping task.
+//! * [`Hook`] is how authentication, authorization and every other extension plug in. The
+//!   engine denies every CONNECT, subscribe and publish unless a hook allows it
+//!   ([`AllowAll`] allows everything).
+
+pub mod broker;
+pub mod driver;
+mod error;
+pub mod hooks;
+pub mod message;
+pub mod options;
+pub mod router;
+mod server;
+pub mod state;
+
+pub use broker::{Broker, ClientHandle, ConnectOutcome};
+pub use error::Error;
+pub use hooks::{Access, AllowAll, ClientInfo, Event, EventSet, Hook, Hooks};
+pub use options::{Capabilities, Compatibilities, Options};
+pub use router::{LocalRouter, Router, Target};
+pub use server::{Server, ServerBuilder};
+
+pub use moco_codec as codec;

@@ -1,0 +1,240 @@
+//! Routed messages, wills, and encode-once-per-variant PUBLISH bytes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+use moco_codec::{Packet, ProtocolVersion, Publish, PublishProperties, QoS, WillProperties};
+use parking_lot::Mutex;
+
+/// A message being routed: one allocation shared by every subscriber it goes to.
+#[derive(Debug)]
+pub struct Message {
+    /// The topic name (never an alias).
+    pub topic: ByteString,
+    /// The payload, shared.
+    pub payload: Bytes,
+    /// The QoS it was published with.
+    pub qos: QoS,
+    /// The RETAIN flag it was published with.
+    pub retain: bool,
+    /// Its properties as published, without topic alias and subscription identifiers.
+    pub properties: PublishProperties,
+    /// When it expires, if it has a (capped) expiry interval.
+    pub expires_at: Option<Instant>,
+    /// The publishing client's id, for no-local; `None` for the broker's own messages.
+    pub publisher: Option<ByteString>,
+    cache: Mutex<Vec<(VariantKey, Bytes)>>,
+}
+
+/// What makes two encodings of one message differ (besides packet id and DUP, patched in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct VariantKey {
+    version: ProtocolVersion,
+    qos: QoS,
+    retain: bool,
+    sub_ids: Vec<u32>,
+    expiry: Option<u32>,
+}
+
+impl Message {
+    /// Builds a message from an inbound PUBLISH (already de-aliased), capping its expiry at
+    /// `max_expiry` seconds (0 = no cap) counted from `now`.
+    pub fn from_publish(
+        publish: &Publish,
+        publisher: Option<ByteString>,
+        now: Instant,
+        max_expiry: u32,
+    ) -> Message {
+        let mut properties = publish.properties.clone();
+        properties.topic_alias = None;
+        properties.subscription_identifiers.clear();
+        let mut expiry = properties.message_expiry_interval;
+        if max_expiry > 0 {
+            expiry = Some(expiry.map_or(max_expiry, |e| e.min(max_expiry)));
+        }
+        properties.message_expiry_interval = expiry;
+        Message {
+            topic: publish.topic.clone(),
+            payload: publish.payload.clone(),
+            qos: publish.qos,
+            retain: publish.retain,
+            properties,
+            expires_at: expiry.map(|e| now + Duration::from_secs(u64::from(e))),
+            publisher,
+            cache: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// True if the message has expired at `now`.
+    #[inline]
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|t| now >= t)
+    }
+
+    /// Seconds of expiry left at `now`, rounded up (so a live message never says 0).
+    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        self.expires_at.map(|t| {
+            let left = t.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            u32::try_from(secs).unwrap_or(u32::MAX).max(1)
+        })
+    }
+
+    /// The PUBLISH packet for one delivery (packet id and DUP as given).
+    pub fn to_publish(&self, d: &DeliveryParams<'_>, now: Instant) -> Publish {
+        let mut properties = self.properties.clone();
+        properties.message_expiry_interval = self.remaining_expiry(now);
+        properties.subscription_identifiers = d.sub_ids.to_vec();
+        Publish {
+            dup: d.dup,
+            qos: d.qos,
+            retain: d.retain,
+            topic: self.topic.clone(),
+            packet_id: d.packet_id,
+            payload: self.payload.clone(),
+            properties,
+        }
+    }
+
+    /// Appends the encoded PUBLISH for one delivery to `out`. The bytes of each
+    /// (version, QoS, RETAIN, subscription ids, remaining expiry) variant are encoded once and
+    /// shared; packet id and DUP are patched into the copy.
+    pub fn write_to(
+        &self,
+        version: ProtocolVersion,
+        d: &DeliveryParams<'_>,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Result<usize, moco_codec::EncodeError> {
+        let key = VariantKey {
+            version,
+            qos: d.qos,
+            retain: d.retain,
+            sub_ids: if version.is_v5() {
+                d.sub_ids.to_vec()
+            } else {
+                Vec::new()
+            },
+            expiry: if version.is_v5() {
+                self.remaining_expiry(now)
+            } else {
+                None
+            },
+        };
+        let bytes = {
+            let mut cache = self.cache.lock();
+            if let Some((_, b)) = cache.iter().find(|(k, _)| *k == key) {
+                b.clone()
+            } else {
+                let p = DeliveryParams {
+                    qos: d.qos,
+                    retain: d.retain,
+                    dup: false,
+                    packet_id: if d.qos == QoS::AtMostOnce {
+                        None
+                    } else {
+                        Some(1)
+                    },
+                    sub_ids: d.sub_ids,
+                };
+                let mut buf = BytesMut::new();
+                Packet::Publish(self.to_publish(&p, now)).encode(version, &mut buf)?;
+                let b = buf.freeze();
+                // Keep a handful of variants; beyond that, encode without caching.
+                if cache.len() < 8 {
+                    cache.push((key, b.clone()));
+                }
+                b
+            }
+        };
+        let start = out.len();
+        out.extend_from_slice(&bytes);
+        if d.dup {
+            out[start] |= 0x08;
+        }
+        if let Some(pid) = d.packet_id {
+            let mut i = start + 1;
+            while out[i] & 0x80 != 0 {
+                i += 1;
+            }
+            let pid_at = i + 1 + 2 + self.topic.len();
+            out[pid_at..pid_at + 2].copy_from_slice(&pid.to_be_bytes());
+        }
+        Ok(bytes.len())
+    }
+}
+
+/// The per-subscriber parameters of one PUBLISH sent to a client.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryParams<'a> {
+    /// QoS of this delivery (the lower of message and subscription QoS).
+    pub qos: QoS,
+    /// RETAIN flag as sent.
+    pub retain: bool,
+    /// DUP flag (a resend).
+    pub dup: bool,
+    /// Packet identifier (QoS 1/2).
+    pub packet_id: Option<u16>,
+    /// Subscription identifiers of the matching subscriptions (v5).
+    pub sub_ids: &'a [u32],
+}
+
+/// One message queued for one client.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The shared message.
+    pub msg: Arc<Message>,
+    /// Granted QoS of this delivery.
+    pub qos: QoS,
+    /// RETAIN flag to send.
+    pub retain: bool,
+    /// Subscription identifiers to send (v5).
+    pub sub_ids: Vec<u32>,
+}
+
+/// A client's will message.
+#[derive(Debug, Clone)]
+pub struct Will {
+    /// Topic to publish to.
+    pub topic: ByteString,
+    /// Payload.
+    pub payload: Bytes,
+    /// QoS.
+    pub qos: QoS,
+    /// RETAIN flag.
+    pub retain: bool,
+    /// Will properties (v5), all forwarded.
+    pub properties: WillProperties,
+}
+
+impl Will {
+    /// Seconds the will waits after the connection is lost (v5 will delay interval).
+    pub fn delay(&self) -> u32 {
+        self.properties.will_delay_interval.unwrap_or(0)
+    }
+
+    /// The PUBLISH this will becomes, with every will property carried over.
+    pub fn to_publish(&self) -> Publish {
+        let p = &self.properties;
+        let properties = PublishProperties {
+            payload_format_indicator: p.payload_format_indicator,
+            message_expiry_interval: p.message_expiry_interval,
+            content_type: p.content_type.clone(),
+            response_topic: p.response_topic.clone(),
+            correlation_data: p.correlation_data.clone(),
+            user_properties: p.user_properties.clone(),
+            ..Default::default()
+        };
+        Publish {
+            dup: false,
+            qos: self.qos,
+            retain: self.retain,
+            topic: self.topic.clone(),
+            packet_id: None,
+            payload: self.payload.clone(),
+            properties,
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The [`Router`] seam: who gets a message. [`LocalRouter`] keeps moco-topic's subscription
+//! trie behind a read-mostly lock; a cluster router can replace it later.
+
+use std::num::NonZeroU32;
+
+use bytestring::ByteString;
+use moco_topic::{Matches, SubscriptionOptions, SubscriptionTrie, TopicError};
+use parking_lot::RwLock;
+
+/// One client that gets a routed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The subscriber's client id.
+    pub client_id: ByteString,
+    /// The highest QoS among its matching subscriptions.
+    pub qos: u8,
+    /// Whether the RETAIN flag is kept as published.
+    pub retain_as_published: bool,
+    /// Subscription identifiers of the matching subscriptions.
+    pub sub_ids: Vec<u32>,
+}
+
+/// Routes messages to subscribers and keeps the subscriptions. Implementations must be cheap
+/// to call concurrently from every connection task.
+pub trait Router: Send + Sync + 'static {
+    /// Subscribes `client_id` to `filter` (plain or `$share/…`); returns whether it is new.
+    fn subscribe(
+        &self,
+        client_id: &ByteString,
+        filter: &str,
+        options: SubscriptionOptions,
+    ) -> Result<bool, TopicError>;
+
+    /// Removes one subscription; returns whether it existed.
+    fn unsubscribe(&self, client_id: &ByteString, filter: &str) -> bool;
+
+    /// Removes the listed subscriptions of a client whose session ended.
+    fn remove_client(&self, client_id: &ByteString, filters: &mut dyn Iterator<Item = &str>);
+
+    /// Appends to `out` the clients that get a message on `topic` from `publisher` (no-local
+    /// applied, one target per client for plain subscriptions, one member per shared group).
+    fn route(&self, topic: &str, publisher: Option<&ByteString>, out: &mut Vec<Target>);
+
+    /// Number of subscriptions.
+    fn len(&self) -> usize;
+
+    /// True if there are no subscriptions.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The single-node router: moco-topic's trie behind a `RwLock` (matching takes the read lock).
+#[derive(Debug, Default)]
+pub struct LocalRouter {
+    trie: RwLock<SubscriptionTrie<ByteString>>,
+}
+
+thread_local! {
+    static MATCHES: std::cell::RefCell<Matches<ByteString>> =
+        std::cell::RefCell::new(Matches::new());
+}
+
+impl LocalRouter {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn ids(ids: &[NonZeroU32]) -> Vec<u32> {
+    ids.iter().map(|i| i.get()).collect()
+}
+
+impl Router for LocalRouter {
+    fn subscribe(
+        &self,
+        client_id: &ByteString,
+        filter: &str,
+        options: SubscriptionOptions,
+    ) -> Result<bool, TopicError> {
+        self.trie.write().insert(filter, client_id.clone(), options)
+    }
+
+    fn unsubscribe(&self, client_id: &ByteString, filter: &str) -> bool {
+        self.trie.write().remove(filter, client_id).is_some()
+    }
+
+    fn remove_client(&self, client_id: &ByteString, filters: &mut dyn Iterator<Item = &str>) {
+        self.trie.write().remove_client(client_id, filters);
+    }
+
+    fn route(&self, topic: &str, publisher: Option<&ByteString>, out: &mut Vec<Target>) {
+        MATCHES.with(|m| {
+            let mut m = m.borrow_mut();
+            self.trie.read().matches(topic, publisher, &mut m);
+            for (d, sub_ids) in m.iter() {
+                out.push(Target {
+                    client_id: d.client.clone(),
+                    qos: d.qos,
+                    retain_as_published: d.retain_as_published,
+                    sub_ids: ids(sub_ids),
+                });
+            }
+            for s in m.shared() {
+                out.push(Target {
+                    client_id: s.client.clone(),
+                    qos: s.options.qos,
+                    retain_as_published: s.options.retain_as_published,
+                    sub_ids: s
+                        .options
+                        .identifier
+                        .map(|i| vec![i.get()])
+                        .unwrap_or_default(),
+                });
+            }
+        });
+    }
+
+    fn len(&self) -> usize {
+        self.trie.read().len()
+    }
+}

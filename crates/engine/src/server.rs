@@ -1,0 +1,233 @@
+//! [`Server`]: the broker plus its listeners and housekeeping task.
+//!
+//! The engine never binds a socket: the caller binds a `tokio::net::TcpListener` (the `moco`
+//! binary does) and hands it to [`Server::add_tcp_listener`]; the accept loop here sets
+//! `TCP_NODELAY` and runs one driver per connection. Any other transport hands its streams to
+//! [`Server::serve_stream`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::broker::Broker;
+use crate::driver::run_connection;
+use crate::error::Error;
+use crate::hooks::{Hook, Hooks};
+use crate::options::Options;
+use crate::router::Router;
+
+/// Builds a [`Server`].
+#[derive(Default)]
+pub struct ServerBuilder {
+    options: Options,
+    hooks: Hooks,
+    router: Option<Arc<dyn Router>>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("options", &self.options)
+            .field("hooks", &self.hooks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerBuilder {
+    /// Sets the options (defaults otherwise).
+    pub fn options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Adds a hook (hooks run in the order added).
+    pub fn hook(mut self, hook: impl Hook) -> Self {
+        self.hooks.add(Arc::new(hook));
+        self
+    }
+
+    /// Replaces the local router (e.g. with a cluster router).
+    pub fn router(mut self, router: Arc<dyn Router>) -> Self {
+        self.router = Some(router);
+        self
+    }
+
+    /// Builds the server.
+    pub fn build(self) -> Server {
+        let broker = match self.router {
+            Some(r) => Broker::with_router(self.options, self.hooks, r),
+            None => Broker::new(self.options, self.hooks),
+        };
+        let (stop_tx, _) = watch::channel(false);
+        Server {
+            broker: Arc::new(broker),
+            stop: stop_tx,
+            tasks: JoinSet::new(),
+            pending_listeners: Vec::new(),
+            serving: false,
+        }
+    }
+}
+
+/// An MQTT broker server.
+pub struct Server {
+    broker: Arc<Broker>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    pending_listeners: Vec<(Arc<str>, TcpListener)>,
+    serving: bool,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("broker", &self.broker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A builder.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The broker (for inline publishing, counters, tests).
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Adds a hook; only before [`Server::serve`] and before any connection was served.
+    pub fn add_hook(&mut self, hook: impl Hook) -> Result<(), Error> {
+        if self.serving {
+            return Err(Error::AlreadyServing);
+        }
+        let broker = Arc::get_mut(&mut self.broker).ok_or(Error::AlreadyServing)?;
+        broker.add_hook(Arc::new(hook));
+        Ok(())
+    }
+
+    /// Adds a bound TCP listener under the name `id`; it accepts once [`Server::serve`] runs
+    /// (or at once if already serving). Returns its local address.
+    pub fn add_tcp_listener(
+        &mut self,
+        id: &str,
+        listener: TcpListener,
+    ) -> Result<SocketAddr, Error> {
+        let addr = listener.local_addr()?;
+        let id: Arc<str> = Arc::from(id);
+        info!(listener = %id, %addr, "listener added");
+        if self.serving {
+            self.spawn_accept(id, listener);
+        } else {
+            self.pending_listeners.push((id, listener));
+        }
+        Ok(addr)
+    }
+
+    /// Starts accepting on every listener and the housekeeping task (wills, session and
+    /// retained expiry, `$SYS`). Must be called within a tokio runtime.
+    pub fn serve(&mut self) {
+        if self.serving {
+            return;
+        }
+        self.serving = true;
+        self.broker.hooks().on_started();
+        for (id, l) in std::mem::take(&mut self.pending_listeners) {
+            self.spawn_accept(id, l);
+        }
+        let broker = self.broker.clone();
+        let mut stop = self.stop.subscribe();
+        let sys_every = broker.options().sys_topic_resend_interval;
+        self.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            let mut last_sys = Instant::now() - sys_every;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let now = Instant::now();
+                        broker.handle_timeout(now);
+                        if now.duration_since(last_sys) >= sys_every {
+                            broker.publish_sys_info(now);
+                            last_sys = now;
+                        }
+                    }
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+    }
+
+    fn spawn_accept(&mut self, id: Arc<str>, listener: TcpListener) {
+        let broker = self.broker.clone();
+        let mut stop = self.stop.subscribe();
+        self.tasks.spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                tokio::select! {
+                    r = listener.accept() => match r {
+                        Ok((stream, peer)) => {
+                            if let Err(e) = stream.set_nodelay(true) {
+                                debug!(error = %e, "set_nodelay failed");
+                            }
+                            let broker = broker.clone();
+                            let id = id.clone();
+                            conns.spawn(async move {
+                                let remote: Arc<str> = Arc::from(peer.to_string());
+                                if let Err(e) = run_connection(broker, stream, remote, id).await {
+                                    debug!(%peer, error = %e, "connection ended");
+                                }
+                            });
+                        }
+                        Err(e) => {
+                            warn!(listener = %id, error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    },
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                    _ = stop.changed() => break,
+                }
+            }
+            // Let connections flush their DISCONNECT (0x8B) and end, within a bound.
+            let _ = tokio::time::timeout(Duration::from_secs(3), async {
+                while conns.join_next().await.is_some() {}
+            })
+            .await;
+            conns.abort_all();
+        });
+    }
+
+    /// Serves one connection on any byte stream (for transports other than TCP).
+    pub async fn serve_stream<S>(
+        &self,
+        stream: S,
+        remote: &str,
+        listener: &str,
+    ) -> Result<(), Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        run_connection(
+            self.broker.clone(),
+            stream,
+            Arc::from(remote),
+            Arc::from(listener),
+        )
+        .await
+    }
+
+    /// Shuts down: v5 clients get DISCONNECT 0x8B (server shutting down), v3 clients a close;
+    /// listeners stop; returns when connections have ended (or after a few seconds).
+    pub async fn shutdown(mut self) {
+        self.broker.shutdown();
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        self.broker.hooks().on_stopped();
+    }
+}

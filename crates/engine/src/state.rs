@@ -1,0 +1,583 @@
+//! The per-client protocol state machine, sans-IO (in the style of quinn-proto).
+//!
+//! [`ClientState`] owns everything about one client that is pure protocol: the QoS 1/2 flows
+//! in both directions, packet-id allocation, receive-maximum quotas both ways, inbound topic
+//! aliases, the bounded outbound queue and the keep-alive deadline. It has no clock and does no
+//! I/O: the caller passes `now` to [`ClientState::handle_packet`] and
+//! [`ClientState::handle_timeout`], asks [`ClientState::poll_timeout`] when to call again, and
+//! drains [`ClientState::poll_transmit`] to get what to write. What needs the broker (routing,
+//! subscriptions, authorization) comes back as an [`AppEvent`].
+//!
+//! The persistent part ([`Session`]) outlives the connection: it moves to the next connection
+//! of the same client id when the session is resumed.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+use moco_codec::{
+    Auth, Disconnect, DisconnectProperties, Packet, ProtocolVersion, PubAck, PubComp, PubRec,
+    PubRel, Publish, QoS, ReasonCode, Subscribe, Unsubscribe,
+};
+
+use crate::hooks::DropReason;
+use crate::message::{Delivery, Message};
+
+/// A QoS 1/2 message sent to the client and not yet fully acknowledged.
+#[derive(Debug, Clone)]
+pub struct Inflight {
+    /// Its packet identifier.
+    pub packet_id: u16,
+    /// The delivery.
+    pub delivery: Delivery,
+    /// Where the flow stands.
+    pub stage: Stage,
+    /// How many times it was sent before the last send.
+    pub resends: u32,
+}
+
+/// Stage of an outbound QoS flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// QoS 1, PUBLISH sent, waiting for PUBACK.
+    AwaitPubAck,
+    /// QoS 2, PUBLISH sent, waiting for PUBREC.
+    AwaitPubRec,
+    /// QoS 2, PUBREL sent, waiting for PUBCOMP.
+    AwaitPubComp,
+}
+
+/// The part of a client that persists across connections (MQTT "session state").
+#[derive(Debug, Default)]
+pub struct Session {
+    /// Subscriptions by filter, as stored in the trie (for resumption and clean-up).
+    pub subscriptions: HashMap<ByteString, moco_topic::SubscriptionOptions>,
+    /// Outbound QoS 1/2 messages not yet completed, in the order first sent.
+    pub inflight: VecDeque<Inflight>,
+    /// Messages waiting to be sent (the bounded outbound queue; the offline queue when the
+    /// client is away).
+    pub pending: VecDeque<Delivery>,
+    /// Inbound QoS 2 packet ids whose PUBREC was sent and PUBREL not yet received.
+    pub inbound_qos2: HashSet<u16>,
+    /// Session expiry interval in seconds (0 = ends with the connection).
+    pub expiry_interval: u32,
+    next_packet_id: u16,
+}
+
+impl Session {
+    /// A fresh session.
+    pub fn new(expiry_interval: u32) -> Self {
+        Session {
+            expiry_interval,
+            ..Default::default()
+        }
+    }
+}
+
+/// Limits and flags of one connection, fixed at CONNECT.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// Protocol level of the client.
+    pub version: ProtocolVersion,
+    /// Effective keep-alive in seconds (0 = none).
+    pub keep_alive: u16,
+    /// How many QoS 1/2 messages may be in flight to the client (its receive maximum, capped
+    /// by the broker's maximum inflight).
+    pub send_quota: u16,
+    /// The broker's receive maximum (inbound quota).
+    pub receive_maximum: u16,
+    /// Highest inbound topic alias accepted (0 = none).
+    pub topic_alias_maximum: u16,
+    /// Largest packet the client accepts (0 = no limit).
+    pub client_maximum_packet_size: u32,
+    /// Highest QoS accepted from the client.
+    pub maximum_qos: QoS,
+    /// Whether the client may publish retained messages.
+    pub retain_available: bool,
+    /// Length of the bounded outbound queue.
+    pub max_pending: usize,
+    /// Whether the session expiry was zero at CONNECT (DISCONNECT may not raise it then).
+    pub connect_expiry_zero: bool,
+}
+
+/// What the broker must act on after [`ClientState::handle_packet`].
+#[derive(Debug)]
+pub enum AppEvent {
+    /// A validated, de-aliased PUBLISH to authorize and route; then call
+    /// [`ClientState::publish_done`] for QoS 1/2.
+    Publish(Publish),
+    /// A SUBSCRIBE to process; answer with a SUBACK through [`ClientState::send`].
+    Subscribe(Subscribe),
+    /// An UNSUBSCRIBE to process; answer with an UNSUBACK.
+    Unsubscribe(Unsubscribe),
+    /// An AUTH packet (enhanced authentication / re-authentication).
+    Auth(Auth),
+    /// The client sent DISCONNECT; the connection is over.
+    Disconnect {
+        /// The client's reason code (0x04 asks for the will to be published).
+        reason: ReasonCode,
+    },
+}
+
+/// Something to write to the client.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // short-lived, moved through one reused batch Vec
+pub enum Transmit {
+    /// A control packet.
+    Packet(Packet),
+    /// A PUBLISH of a queued message.
+    Publish {
+        /// The delivery.
+        delivery: Delivery,
+        /// Packet id for QoS 1/2.
+        packet_id: Option<u16>,
+        /// DUP flag (a resend).
+        dup: bool,
+    },
+}
+
+/// The sans-IO protocol state of one connected client.
+#[derive(Debug)]
+pub struct ClientState {
+    /// The client id.
+    pub client_id: ByteString,
+    /// Connection limits.
+    pub limits: ConnLimits,
+    /// The persistent session.
+    pub session: Session,
+    last_received: Instant,
+    in_aliases: HashMap<u16, ByteString>,
+    control: VecDeque<Packet>,
+    resend: VecDeque<u16>,
+    drops: Vec<(Arc<Message>, DropReason)>,
+    close: Option<ReasonCode>,
+    disconnect_queued: bool,
+    connected: bool,
+}
+
+impl ClientState {
+    /// A state for a client that connected at `now` with `session` (fresh or resumed).
+    /// Unacknowledged outbound messages of a resumed session are resent first, with DUP.
+    pub fn new(client_id: ByteString, limits: ConnLimits, session: Session, now: Instant) -> Self {
+        let resend = session.inflight.iter().map(|i| i.packet_id).collect();
+        ClientState {
+            client_id,
+            limits,
+            session,
+            last_received: now,
+            in_aliases: HashMap::new(),
+            control: VecDeque::new(),
+            resend,
+            drops: Vec::new(),
+            close: None,
+            disconnect_queued: false,
+            connected: true,
+        }
+    }
+
+    /// The protocol level.
+    #[inline]
+    pub fn version(&self) -> ProtocolVersion {
+        self.limits.version
+    }
+
+    /// True while the connection is up (not closing).
+    #[inline]
+    pub fn is_connected(&self) -> bool {
+        self.connected && self.close.is_none()
+    }
+
+    /// The reason the connection is closing, if it is.
+    #[inline]
+    pub fn close_reason(&self) -> Option<ReasonCode> {
+        self.close
+    }
+
+    /// Marks the connection as gone (the transport closed); the session stays.
+    pub fn detach(&mut self) {
+        self.connected = false;
+    }
+
+    /// Closes the connection with `reason`: for v5 a DISCONNECT carrying it is the next and
+    /// last thing [`ClientState::poll_transmit`] returns; for v3 the connection just closes.
+    pub fn close(&mut self, reason: ReasonCode) {
+        if self.close.is_none() {
+            self.close = Some(reason);
+        }
+    }
+
+    /// Queues a control packet (CONNACK, SUBACK, UNSUBACK, AUTH, ...).
+    pub fn send(&mut self, packet: Packet) {
+        self.control.push_back(packet);
+    }
+
+    /// Takes the messages dropped since the last call (for the `OnPublishDropped` hook).
+    pub fn take_drops(&mut self) -> Vec<(Arc<Message>, DropReason)> {
+        std::mem::take(&mut self.drops)
+    }
+
+    /// Handles one packet from the client. Protocol violations close the connection with the
+    /// right reason code; what needs the broker comes back as an [`AppEvent`].
+    pub fn handle_packet(&mut self, now: Instant, packet: Packet) -> Option<AppEvent> {
+        if self.close.is_some() {
+            return None;
+        }
+        self.last_received = now;
+        match packet {
+            Packet::Publish(p) => self.handle_publish(p),
+            Packet::PubAck(a) => {
+                self.complete(a.packet_id, Stage::AwaitPubAck);
+                None
+            }
+            Packet::PubRec(r) => {
+                self.handle_pubrec(r);
+                None
+            }
+            Packet::PubRel(r) => {
+                let code = if self.session.inbound_qos2.remove(&r.packet_id) {
+                    ReasonCode::Success
+                } else {
+                    ReasonCode::PacketIdentifierNotFound
+                };
+                self.control.push_back(Packet::PubComp(PubComp {
+                    packet_id: r.packet_id,
+                    reason_code: code,
+                    properties: Default::default(),
+                }));
+                None
+            }
+            Packet::PubComp(c) => {
+                self.complete(c.packet_id, Stage::AwaitPubComp);
+                None
+            }
+            Packet::Subscribe(s) => Some(AppEvent::Subscribe(s)),
+            Packet::Unsubscribe(u) => Some(AppEvent::Unsubscribe(u)),
+            Packet::PingReq => {
+                self.control.push_back(Packet::PingResp);
+                None
+            }
+            Packet::Disconnect(d) => self.handle_disconnect(d),
+            Packet::Auth(a) if self.version().is_v5() => Some(AppEvent::Auth(a)),
+            // CONNECT twice, or server-to-client packets.
+            _ => {
+                self.close(ReasonCode::ProtocolError);
+                None
+            }
+        }
+    }
+
+    fn handle_disconnect(&mut self, d: Disconnect) -> Option<AppEvent> {
+        if let Some(e) = d.properties.session_expiry_interval {
+            if self.limits.connect_expiry_zero && e != 0 {
+                self.close(ReasonCode::ProtocolError);
+                return None;
+            }
+            self.session.expiry_interval = e;
+        }
+        self.connected = false;
+        self.close = Some(d.reason_code);
+        // The client closed: nothing more is sent.
+        self.disconnect_queued = true;
+        Some(AppEvent::Disconnect {
+            reason: d.reason_code,
+        })
+    }
+
+    fn handle_publish(&mut self, mut p: Publish) -> Option<AppEvent> {
+        if p.qos > self.limits.maximum_qos {
+            self.close(ReasonCode::QoSNotSupported);
+            return None;
+        }
+        if p.retain && !self.limits.retain_available {
+            self.close(ReasonCode::RetainNotSupported);
+            return None;
+        }
+        if let Some(alias) = p.properties.topic_alias {
+            if alias == 0 || alias > self.limits.topic_alias_maximum {
+                self.close(ReasonCode::TopicAliasInvalid);
+                return None;
+            }
+            if p.topic.is_empty() {
+                match self.in_aliases.get(&alias) {
+                    Some(t) => p.topic = t.clone(),
+                    None => {
+                        self.close(ReasonCode::ProtocolError);
+                        return None;
+                    }
+                }
+            } else {
+                self.in_aliases.insert(alias, p.topic.clone());
+            }
+            p.properties.topic_alias = None;
+        }
+        if moco_topic::validate_topic_name(&p.topic).is_err() {
+            self.close(ReasonCode::TopicNameInvalid);
+            return None;
+        }
+        match p.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => {}
+            QoS::ExactlyOnce => {
+                let pid = p.packet_id.unwrap_or(0);
+                if self.session.inbound_qos2.contains(&pid) {
+                    // A repeated PUBLISH before PUBREL: acknowledge again, do not route again.
+                    self.control.push_back(Packet::PubRec(PubRec {
+                        packet_id: pid,
+                        reason_code: ReasonCode::Success,
+                        properties: Default::default(),
+                    }));
+                    return None;
+                }
+                if self.session.inbound_qos2.len() >= usize::from(self.limits.receive_maximum) {
+                    self.close(ReasonCode::ReceiveMaximumExceeded);
+                    return None;
+                }
+                self.session.inbound_qos2.insert(pid);
+            }
+        }
+        Some(AppEvent::Publish(p))
+    }
+
+    /// Acknowledges an inbound QoS 1/2 PUBLISH once the broker has routed (or refused) it.
+    pub fn publish_done(&mut self, qos: QoS, packet_id: u16, reason: ReasonCode) {
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.control.push_back(Packet::PubAck(PubAck {
+                packet_id,
+                reason_code: reason,
+                properties: Default::default(),
+            })),
+            QoS::ExactlyOnce => {
+                if reason.is_error() {
+                    self.session.inbound_qos2.remove(&packet_id);
+                }
+                self.control.push_back(Packet::PubRec(PubRec {
+                    packet_id,
+                    reason_code: reason,
+                    properties: Default::default(),
+                }));
+            }
+        }
+    }
+
+    fn handle_pubrec(&mut self, r: PubRec) {
+        let pos = self
+            .session
+            .inflight
+            .iter()
+            .position(|i| i.packet_id == r.packet_id);
+        match pos {
+            Some(i) if self.session.inflight[i].stage == Stage::AwaitPubRec => {
+                if r.reason_code.is_error() {
+                    self.session.inflight.remove(i);
+                } else {
+                    self.session.inflight[i].stage = Stage::AwaitPubComp;
+                    self.control.push_back(Packet::PubRel(PubRel {
+                        packet_id: r.packet_id,
+                        reason_code: ReasonCode::Success,
+                        properties: Default::default(),
+                    }));
+                }
+            }
+            Some(_) => {
+                // PUBREC again after PUBREL was sent: send PUBREL again.
+                self.control.push_back(Packet::PubRel(PubRel {
+                    packet_id: r.packet_id,
+                    reason_code: ReasonCode::Success,
+                    properties: Default::default(),
+                }));
+            }
+            None => self.control.push_back(Packet::PubRel(PubRel {
+                packet_id: r.packet_id,
+                reason_code: ReasonCode::PacketIdentifierNotFound,
+                properties: Default::default(),
+            })),
+        }
+    }
+
+    fn complete(&mut self, packet_id: u16, stage: Stage) {
+        if let Some(i) = self
+            .session
+            .inflight
+            .iter()
+            .position(|i| i.packet_id == packet_id && i.stage == stage)
+        {
+            self.session.inflight.remove(i);
+        }
+    }
+
+    /// Queues a message for the client. The queue is bounded: past the limit a QoS 0 message
+    /// to a connected client is dropped, otherwise the oldest queued message makes room.
+    /// Expired messages are never queued.
+    pub fn deliver(&mut self, now: Instant, delivery: Delivery) {
+        if delivery.msg.is_expired(now) {
+            self.drops.push((delivery.msg, DropReason::Expired));
+            return;
+        }
+        if self.session.pending.len() >= self.limits.max_pending.max(1) {
+            if delivery.qos == QoS::AtMostOnce && self.connected {
+                self.drops.push((delivery.msg, DropReason::QueueFull));
+                return;
+            }
+            if let Some(old) = self.session.pending.pop_front() {
+                self.drops.push((old.msg, DropReason::QueueFull));
+            }
+        }
+        self.session.pending.push_back(delivery);
+    }
+
+    /// True if there is something to transmit.
+    pub fn wants_transmit(&self) -> bool {
+        if self.close.is_some() {
+            return !self.disconnect_queued;
+        }
+        if !self.control.is_empty() {
+            return true;
+        }
+        if !self.connected {
+            return false;
+        }
+        if !self.resend.is_empty() {
+            return true;
+        }
+        match self.session.pending.front() {
+            None => false,
+            Some(d) => {
+                d.qos == QoS::AtMostOnce
+                    || self.session.inflight.len() < usize::from(self.limits.send_quota.max(1))
+            }
+        }
+    }
+
+    /// The next thing to write, if any. Control packets go first, then resends of
+    /// unacknowledged messages (with DUP), then queued messages as the send quota allows, in
+    /// order (a QoS 1/2 message waiting for quota holds back the ones behind it).
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if let Some(reason) = self.close {
+            if self.disconnect_queued {
+                return None;
+            }
+            self.disconnect_queued = true;
+            if self.version().is_v5() {
+                return Some(Transmit::Packet(Packet::Disconnect(Disconnect {
+                    reason_code: reason,
+                    properties: DisconnectProperties::default(),
+                })));
+            }
+            return None;
+        }
+        if let Some(p) = self.control.pop_front() {
+            return Some(Transmit::Packet(p));
+        }
+        if !self.connected {
+            return None;
+        }
+        while let Some(pid) = self.resend.pop_front() {
+            let Some(inf) = self
+                .session
+                .inflight
+                .iter_mut()
+                .find(|i| i.packet_id == pid)
+            else {
+                continue;
+            };
+            inf.resends += 1;
+            if inf.stage == Stage::AwaitPubComp {
+                return Some(Transmit::Packet(Packet::PubRel(PubRel {
+                    packet_id: pid,
+                    reason_code: ReasonCode::Success,
+                    properties: Default::default(),
+                })));
+            }
+            return Some(Transmit::Publish {
+                delivery: inf.delivery.clone(),
+                packet_id: Some(pid),
+                dup: true,
+            });
+        }
+        loop {
+            let front = self.session.pending.front()?;
+            if front.msg.is_expired(now) {
+                let d = self.session.pending.pop_front()?;
+                self.drops.push((d.msg, DropReason::Expired));
+                continue;
+            }
+            if front.qos == QoS::AtMostOnce {
+                let d = self.session.pending.pop_front()?;
+                return Some(Transmit::Publish {
+                    delivery: d,
+                    packet_id: None,
+                    dup: false,
+                });
+            }
+            if self.session.inflight.len() >= usize::from(self.limits.send_quota.max(1)) {
+                return None;
+            }
+            let pid = self.next_packet_id()?;
+            let d = self.session.pending.pop_front()?;
+            let stage = if d.qos == QoS::AtLeastOnce {
+                Stage::AwaitPubAck
+            } else {
+                Stage::AwaitPubRec
+            };
+            self.session.inflight.push_back(Inflight {
+                packet_id: pid,
+                delivery: d.clone(),
+                stage,
+                resends: 0,
+            });
+            return Some(Transmit::Publish {
+                delivery: d,
+                packet_id: Some(pid),
+                dup: false,
+            });
+        }
+    }
+
+    /// Abandons an inflight message the client cannot take (e.g. too large for it).
+    pub fn abandon(&mut self, packet_id: u16) {
+        if let Some(i) = self
+            .session
+            .inflight
+            .iter()
+            .position(|i| i.packet_id == packet_id)
+        {
+            if let Some(inf) = self.session.inflight.remove(i) {
+                self.drops.push((inf.delivery.msg, DropReason::TooLarge));
+            }
+        }
+    }
+
+    fn next_packet_id(&mut self) -> Option<u16> {
+        if self.session.inflight.len() >= usize::from(u16::MAX) {
+            return None;
+        }
+        loop {
+            let s = &mut self.session;
+            s.next_packet_id = s.next_packet_id.wrapping_add(1).max(1);
+            let pid = s.next_packet_id;
+            if !s.inflight.iter().any(|i| i.packet_id == pid) {
+                return Some(pid);
+            }
+        }
+    }
+
+    /// When [`ClientState::handle_timeout`] must next be called (the keep-alive deadline:
+    /// 1.5 times the keep-alive after the last packet received).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.is_connected() || self.limits.keep_alive == 0 {
+            return None;
+        }
+        Some(self.last_received + Duration::from_millis(u64::from(self.limits.keep_alive) * 1500))
+    }
+
+    /// Handles the passage of time: closes with 0x8D when the keep-alive deadline passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(deadline) = self.poll_timeout() {
+            if now >= deadline {
+                self.close(ReasonCode::KeepAliveTimeout);
+            }
+        }
+    }
+}
