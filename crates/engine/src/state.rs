@@ -581,3 +581,317 @@ impl ClientState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use moco_codec::PublishProperties;
+
+    fn limits(version: ProtocolVersion) -> ConnLimits {
+        ConnLimits {
+            version,
+            keep_alive: 10,
+            send_quota: 2,
+            receive_maximum: 2,
+            topic_alias_maximum: 4,
+            client_maximum_packet_size: 0,
+            maximum_qos: QoS::ExactlyOnce,
+            retain_available: true,
+            max_pending: 3,
+            connect_expiry_zero: false,
+        }
+    }
+
+    fn state(now: Instant) -> ClientState {
+        ClientState::new(
+            "c".into(),
+            limits(ProtocolVersion::V5),
+            Session::new(60),
+            now,
+        )
+    }
+
+    fn publish(topic: &str, qos: QoS, pid: Option<u16>) -> Publish {
+        Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic: topic.into(),
+            packet_id: pid,
+            payload: Bytes::from_static(b"x"),
+            properties: PublishProperties::default(),
+        }
+    }
+
+    fn delivery(now: Instant, qos: QoS, expiry: Option<u32>) -> Delivery {
+        let mut p = publish("t", qos, None);
+        p.properties.message_expiry_interval = expiry;
+        Delivery {
+            msg: Arc::new(Message::from_publish(&p, None, now, 0)),
+            qos,
+            retain: false,
+            sub_ids: Vec::new(),
+        }
+    }
+
+    fn drain(st: &mut ClientState, now: Instant) -> Vec<Transmit> {
+        std::iter::from_fn(|| st.poll_transmit(now)).collect()
+    }
+
+    fn reason_of(t: &Transmit) -> Option<ReasonCode> {
+        match t {
+            Transmit::Packet(Packet::Disconnect(d)) => Some(d.reason_code),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn keep_alive_deadline_is_one_and_a_half_times() {
+        let t0 = Instant::now();
+        let mut st = state(t0);
+        assert_eq!(st.poll_timeout(), Some(t0 + Duration::from_secs(15)));
+        st.handle_timeout(t0 + Duration::from_secs(14));
+        assert!(st.is_connected());
+        // A packet moves the deadline.
+        st.handle_packet(t0 + Duration::from_secs(14), Packet::PingReq);
+        assert_eq!(st.poll_timeout(), Some(t0 + Duration::from_secs(29)));
+        st.handle_timeout(t0 + Duration::from_secs(29));
+        assert_eq!(st.close_reason(), Some(ReasonCode::KeepAliveTimeout));
+        let out = drain(&mut st, t0 + Duration::from_secs(29));
+        // Once closing, only the DISCONNECT goes out, and only once.
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(reason_of(&out[0]), Some(ReasonCode::KeepAliveTimeout));
+        assert!(st.poll_transmit(t0).is_none());
+    }
+
+    #[test]
+    fn v3_close_sends_nothing() {
+        let t0 = Instant::now();
+        let mut st = ClientState::new(
+            "c".into(),
+            limits(ProtocolVersion::V311),
+            Session::new(0),
+            t0,
+        );
+        st.handle_timeout(t0 + Duration::from_secs(16));
+        assert_eq!(st.close_reason(), Some(ReasonCode::KeepAliveTimeout));
+        assert!(drain(&mut st, t0).is_empty());
+    }
+
+    #[test]
+    fn outbound_quota_packet_ids_and_acks() {
+        let t0 = Instant::now();
+        let mut st = state(t0);
+        for _ in 0..3 {
+            st.deliver(t0, delivery(t0, QoS::AtLeastOnce, None));
+        }
+        let out = drain(&mut st, t0);
+        let ids: Vec<_> = out
+            .iter()
+            .map(|t| match t {
+                Transmit::Publish { packet_id, .. } => packet_id.unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // Send quota 2: the third waits.
+        assert_eq!(ids, vec![1, 2]);
+        assert!(!st.wants_transmit());
+        st.handle_packet(t0, Packet::PubAck(PubAck::new(1)));
+        assert!(st.wants_transmit());
+        let out = drain(&mut st, t0);
+        assert!(matches!(
+            out[..],
+            [Transmit::Publish {
+                packet_id: Some(3),
+                dup: false,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn qos2_outbound_flow_and_resend_with_dup() {
+        let t0 = Instant::now();
+        let mut st = state(t0);
+        st.deliver(t0, delivery(t0, QoS::ExactlyOnce, None));
+        st.deliver(t0, delivery(t0, QoS::ExactlyOnce, None));
+        assert_eq!(drain(&mut st, t0).len(), 2);
+        st.handle_packet(t0, Packet::PubRec(PubRec::new(1)));
+        let out = drain(&mut st, t0);
+        assert!(matches!(&out[..], [Transmit::Packet(Packet::PubRel(r))] if r.packet_id == 1));
+        // Connection lost; the session moves to a new connection.
+        st.detach();
+        let session = std::mem::take(&mut st.session);
+        let mut st2 = ClientState::new("c".into(), limits(ProtocolVersion::V5), session, t0);
+        let out = drain(&mut st2, t0);
+        assert_eq!(out.len(), 2);
+        assert!(matches!(&out[0], Transmit::Packet(Packet::PubRel(r)) if r.packet_id == 1));
+        assert!(matches!(
+            &out[1],
+            Transmit::Publish {
+                packet_id: Some(2),
+                dup: true,
+                ..
+            }
+        ));
+        st2.handle_packet(t0, Packet::PubComp(PubComp::new(1)));
+        st2.handle_packet(t0, Packet::PubRec(PubRec::new(2)));
+        st2.handle_packet(t0, Packet::PubComp(PubComp::new(2)));
+        assert!(st2.session.inflight.is_empty());
+    }
+
+    #[test]
+    fn inbound_qos2_duplicate_is_reacknowledged_not_rerouted() {
+        let t0 = Instant::now();
+        let mut st = state(t0);
+        let ev = st.handle_packet(t0, Packet::Publish(publish("a", QoS::ExactlyOnce, Some(7))));
+        assert!(matches!(ev, Some(AppEvent::Publish(_))));
+        st.publish_done(QoS::ExactlyOnce, 7, ReasonCode::Success);
+        let again = st.handle_packet(t0, Packet::Publish(publish("a", QoS::ExactlyOnce, Some(7))));
+        assert!(again.is_none());
+        let out = drain(&mut st, t0);
+        assert_eq!(out.len(), 2);
+        assert!(out
+            .iter()
+            .all(|t| matches!(t, Transmit::Packet(Packet::PubRec(r)) if r.packet_id == 7)));
+        st.handle_packet(t0, Packet::PubRel(PubRel::new(7)));
+        let out = drain(&mut st, t0);
+        assert!(
+            matches!(&out[..], [Transmit::Packet(Packet::PubComp(c))] if c.reason_code == ReasonCode::Success)
+        );
+        // Unknown PUBREL: PUBCOMP 0x92.
+        st.handle_packet(t0, Packet::PubRel(PubRel::new(8)));
+        let out = drain(&mut st, t0);
+        assert!(
+            matches!(&out[..], [Transmit::Packet(Packet::PubComp(c))] if c.reason_code == ReasonCode::PacketIdentifierNotFound)
+        );
+    }
+
+    #[test]
+    fn inbound_receive_maximum_exceeded() {
+        let t0 = Instant::now();
+        let mut st = state(t0);
+        for pid in 1..=2 {
+            assert!(st
+                .handle_packet(
+                    t0,
+                    Packet::Publish(publish("a", QoS::ExactlyOnce, Some(pid)))
+                )
+                .is_some());
+        }
+        st.handle_packet(t0, Packet::Publish(publish("a", QoS::ExactlyOnce, Some(3))));
+        assert_eq!(st.close_reason(), Some(ReasonCode::ReceiveMaximumExceeded));
+    }
+
+    #[test]
+    fn inbound_topic_aliases() {
+        let t0 = Instant::now();
+        let mut st = state(t0);
+        let mut p = publish("long/topic", QoS::AtMostOnce, None);
+        p.properties.topic_alias = Some(3);
+        assert!(st.handle_packet(t0, Packet::Publish(p)).is_some());
+        let mut p = publish("", QoS::AtMostOnce, None);
+        p.properties.topic_alias = Some(3);
+        match st.handle_packet(t0, Packet::Publish(p)) {
+            Some(AppEvent::Publish(p)) => {
+                assert_eq!(&*p.topic, "long/topic");
+                assert_eq!(p.properties.topic_alias, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Unknown alias with empty topic: protocol error.
+        let mut p = publish("", QoS::AtMostOnce, None);
+        p.properties.topic_alias = Some(2);
+        st.handle_packet(t0, Packet::Publish(p));
+        assert_eq!(st.close_reason(), Some(ReasonCode::ProtocolError));
+        // Alias above the maximum: 0x94.
+        let mut st = state(t0);
+        let mut p = publish("a", QoS::AtMostOnce, None);
+        p.properties.topic_alias = Some(5);
+        st.handle_packet(t0, Packet::Publish(p));
+        assert_eq!(st.close_reason(), Some(ReasonCode::TopicAliasInvalid));
+    }
+
+    #[test]
+    fn qos_above_maximum_is_refused_with_9b() {
+        let t0 = Instant::now();
+        let mut l = limits(ProtocolVersion::V5);
+        l.maximum_qos = QoS::AtLeastOnce;
+        let mut st = ClientState::new("c".into(), l, Session::new(0), t0);
+        st.handle_packet(t0, Packet::Publish(publish("a", QoS::ExactlyOnce, Some(1))));
+        assert_eq!(st.close_reason(), Some(ReasonCode::QoSNotSupported));
+    }
+
+    #[test]
+    fn bounded_queue_drops_qos0_and_evicts_oldest() {
+        let t0 = Instant::now();
+        let mut st = state(t0);
+        for _ in 0..3 {
+            st.deliver(t0, delivery(t0, QoS::AtLeastOnce, None));
+        }
+        st.deliver(t0, delivery(t0, QoS::AtMostOnce, None));
+        assert_eq!(st.session.pending.len(), 3);
+        assert_eq!(st.take_drops().len(), 1);
+        // Offline: the oldest makes room, whatever the QoS.
+        st.detach();
+        st.deliver(t0, delivery(t0, QoS::AtMostOnce, None));
+        assert_eq!(st.session.pending.len(), 3);
+        assert_eq!(st.session.pending.back().unwrap().qos, QoS::AtMostOnce);
+        assert_eq!(st.take_drops()[0].1, DropReason::QueueFull);
+    }
+
+    #[test]
+    fn expired_messages_are_never_sent_and_expiry_counts_down() {
+        let t0 = Instant::now();
+        let mut st = state(t0);
+        st.deliver(t0, delivery(t0, QoS::AtMostOnce, Some(5)));
+        st.deliver(t0, delivery(t0, QoS::AtMostOnce, Some(60)));
+        let t = t0 + Duration::from_secs(10);
+        let out = drain(&mut st, t);
+        assert_eq!(out.len(), 1);
+        match &out[0] {
+            Transmit::Publish { delivery, .. } => {
+                assert_eq!(delivery.msg.remaining_expiry(t), Some(50));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(st.take_drops()[0].1, DropReason::Expired);
+    }
+
+    #[test]
+    fn disconnect_cannot_raise_zero_session_expiry() {
+        let t0 = Instant::now();
+        let mut l = limits(ProtocolVersion::V5);
+        l.connect_expiry_zero = true;
+        let mut st = ClientState::new("c".into(), l, Session::new(0), t0);
+        let mut d = Disconnect {
+            reason_code: ReasonCode::Success,
+            properties: DisconnectProperties::default(),
+        };
+        d.properties.session_expiry_interval = Some(30);
+        st.handle_packet(t0, Packet::Disconnect(d));
+        assert_eq!(st.close_reason(), Some(ReasonCode::ProtocolError));
+    }
+
+    #[test]
+    fn packet_ids_skip_ids_in_use() {
+        let t0 = Instant::now();
+        let mut l = limits(ProtocolVersion::V5);
+        l.send_quota = u16::MAX;
+        l.max_pending = 100_000;
+        let mut st = ClientState::new("c".into(), l, Session::new(0), t0);
+        st.session.next_packet_id = u16::MAX - 1;
+        for _ in 0..3 {
+            st.deliver(t0, delivery(t0, QoS::AtLeastOnce, None));
+        }
+        let ids: Vec<_> = drain(&mut st, t0)
+            .iter()
+            .map(|t| match t {
+                Transmit::Publish { packet_id, .. } => packet_id.unwrap(),
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(ids, vec![u16::MAX, 1, 2]);
+    }
+}
