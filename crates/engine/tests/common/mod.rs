@@ -155,3 +155,132 @@ impl V5 {
         }
     }
 }
+
+/// A hand-driven client over a raw TCP socket, encoding with moco-codec.
+pub struct Raw {
+    pub stream: tokio::net::TcpStream,
+    pub dec: moco_codec::Decoder,
+    pub buf: bytes::BytesMut,
+    pub version: moco_codec::ProtocolVersion,
+}
+
+pub fn connect_packet(
+    id: &str,
+    version: moco_codec::ProtocolVersion,
+    keep_alive: u16,
+    clean: bool,
+) -> moco_codec::Connect {
+    moco_codec::Connect {
+        protocol: version,
+        clean_start: clean,
+        keep_alive,
+        client_id: id.into(),
+        username: None,
+        password: None,
+        will: None,
+        properties: Default::default(),
+    }
+}
+
+impl Raw {
+    /// Opens a socket without sending anything.
+    pub async fn open(addr: SocketAddr, version: moco_codec::ProtocolVersion) -> Raw {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        Raw {
+            stream,
+            dec: moco_codec::Decoder::with_version(0, version),
+            buf: bytes::BytesMut::new(),
+            version,
+        }
+    }
+
+    /// Opens a socket, sends `connect` and returns the CONNACK.
+    pub async fn connect(
+        addr: SocketAddr,
+        connect: moco_codec::Connect,
+    ) -> (Raw, moco_codec::ConnAck) {
+        let mut r = Raw::open(addr, connect.protocol).await;
+        r.send(moco_codec::Packet::Connect(connect)).await;
+        match r.recv().await {
+            Some(moco_codec::Packet::ConnAck(a)) => (r, a),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, p: moco_codec::Packet) {
+        let mut out = bytes::BytesMut::new();
+        p.encode(self.version, &mut out).unwrap();
+        self.send_bytes(&out).await;
+    }
+
+    pub async fn send_bytes(&mut self, b: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(b).await.unwrap();
+    }
+
+    /// Next packet, or `None` when the server closed the connection; panics after [`WAIT`].
+    pub async fn recv(&mut self) -> Option<moco_codec::Packet> {
+        use tokio::io::AsyncReadExt;
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(p) = self.dec.decode(&mut self.buf).unwrap() {
+                    return Some(p);
+                }
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .expect("server did not answer in time")
+    }
+
+    /// Reads until the server's DISCONNECT (returning its reason) or the close (`None`).
+    pub async fn disconnect_reason(&mut self) -> Option<moco_codec::ReasonCode> {
+        loop {
+            match self.recv().await {
+                Some(moco_codec::Packet::Disconnect(d)) => {
+                    // After a DISCONNECT the server closes.
+                    assert!(self.recv().await.is_none(), "data after DISCONNECT");
+                    return Some(d.reason_code);
+                }
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+    }
+}
+
+pub fn publish(
+    topic: &str,
+    qos: u8,
+    pid: Option<u16>,
+    payload: &'static [u8],
+) -> moco_codec::Publish {
+    moco_codec::Publish {
+        dup: false,
+        qos: moco_codec::QoS::try_from(qos).unwrap(),
+        retain: false,
+        topic: topic.into(),
+        packet_id: pid,
+        payload: bytes::Bytes::from_static(payload),
+        properties: Default::default(),
+    }
+}
+
+pub fn subscribe(pid: u16, filter: &str, qos: u8) -> moco_codec::Subscribe {
+    moco_codec::Subscribe {
+        packet_id: pid,
+        filters: vec![(
+            filter.into(),
+            moco_codec::SubscriptionOptions {
+                qos: moco_codec::QoS::try_from(qos).unwrap(),
+                no_local: false,
+                retain_as_published: false,
+                retain_handling: moco_codec::RetainHandling::SendAtSubscribe,
+            },
+        )],
+        properties: Default::default(),
+    }
+}

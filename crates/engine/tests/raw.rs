@@ -1,0 +1,323 @@
+//! Hand-written packets over raw sockets: server-initiated DISCONNECT reason codes, CONNACK
+//! contents, malformed input, keep-alive, connect timeout, redelivery with DUP.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use moco_codec::{Packet, ProtocolVersion, PubAck, ReasonCode};
+use moco_engine::{Capabilities, Options};
+
+const V5: ProtocolVersion = ProtocolVersion::V5;
+const V4: ProtocolVersion = ProtocolVersion::V311;
+
+#[tokio::test]
+async fn connack_advertises_limits() {
+    let (server, addr) = start(Options {
+        capabilities: Capabilities {
+            maximum_packet_size: 1000,
+            maximum_qos: 1,
+            retain_available: false,
+            wildcard_sub_available: false,
+            sub_id_available: false,
+            shared_sub_available: false,
+            topic_alias_maximum: 7,
+            receive_maximum: 9,
+            maximum_keep_alive: 20,
+            maximum_session_expiry_interval: 100,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let mut c = connect_packet("", V5, 0, true);
+    c.properties.session_expiry_interval = Some(1000);
+    c.properties.request_response_information = Some(true);
+    let (_r, ack) = Raw::connect(addr, c).await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    assert!(!ack.session_present);
+    let p = &ack.properties;
+    assert_eq!(p.maximum_packet_size, Some(1000));
+    assert_eq!(p.maximum_qos, Some(moco_codec::QoS::AtLeastOnce));
+    assert_eq!(p.retain_available, Some(false));
+    assert_eq!(p.wildcard_subscription_available, Some(false));
+    assert_eq!(p.subscription_identifiers_available, Some(false));
+    assert_eq!(p.shared_subscription_available, Some(false));
+    assert_eq!(p.topic_alias_maximum, Some(7));
+    assert_eq!(p.receive_maximum, Some(9));
+    assert_eq!(p.server_keep_alive, Some(20));
+    assert_eq!(p.session_expiry_interval, Some(100));
+    assert!(p
+        .assigned_client_identifier
+        .as_deref()
+        .is_some_and(|s| !s.is_empty()));
+    assert!(p.response_information.is_some());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn empty_client_id_rules_for_v3() {
+    let (server, addr) = start(Options::default()).await;
+    // v3.1.1 with clean session: accepted (id assigned, not told).
+    let (_a, ack) = Raw::connect(addr, connect_packet("", V4, 0, true)).await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    // v3.1.1 without clean session: identifier rejected, then closed.
+    let (mut b, ack) = Raw::connect(addr, connect_packet("", V4, 0, false)).await;
+    assert_eq!(ack.reason_code, ReasonCode::ClientIdentifierNotValid);
+    assert!(b.recv().await.is_none());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn keep_alive_timeout_disconnects_with_8d() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut r, _) = Raw::connect(addr, connect_packet("ka", V5, 1, true)).await;
+    let t = std::time::Instant::now();
+    assert_eq!(
+        r.disconnect_reason().await,
+        Some(ReasonCode::KeepAliveTimeout)
+    );
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1400),
+        "too early: {waited:?}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn keep_alive_v3_is_a_plain_close() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut r, _) = Raw::connect(addr, connect_packet("ka3", V4, 1, true)).await;
+    assert_eq!(r.disconnect_reason().await, None);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn take_over_disconnects_old_with_8e() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut old, _) = Raw::connect(addr, connect_packet("same", V5, 0, true)).await;
+    let (_new, ack) = Raw::connect(addr, connect_packet("same", V5, 0, true)).await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    assert_eq!(
+        old.disconnect_reason().await,
+        Some(ReasonCode::SessionTakenOver)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_packet_gets_81() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut r, _) = Raw::connect(addr, connect_packet("bad", V5, 0, true)).await;
+    // SUBSCRIBE with the wrong fixed-header flags (must be 0b0010).
+    r.send_bytes(&[0x80, 0x06, 0x00, 0x01, 0x00, 0x00, 0x01, b'a'])
+        .await;
+    assert_eq!(
+        r.disconnect_reason().await,
+        Some(ReasonCode::MalformedPacket)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn second_connect_is_protocol_error_82() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut r, _) = Raw::connect(addr, connect_packet("twice", V5, 0, true)).await;
+    r.send(Packet::Connect(connect_packet("twice", V5, 0, true)))
+        .await;
+    assert_eq!(r.disconnect_reason().await, Some(ReasonCode::ProtocolError));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn packet_too_large_gets_95() {
+    let (server, addr) = start(Options {
+        capabilities: Capabilities {
+            maximum_packet_size: 64,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let (mut r, _) = Raw::connect(addr, connect_packet("big", V5, 0, true)).await;
+    r.send(Packet::Publish(publish("t", 0, None, &[b'x'; 200])))
+        .await;
+    assert_eq!(
+        r.disconnect_reason().await,
+        Some(ReasonCode::PacketTooLarge)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn qos_not_supported_gets_9b() {
+    let (server, addr) = start(Options {
+        capabilities: Capabilities {
+            maximum_qos: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let (mut r, _) = Raw::connect(addr, connect_packet("q2", V5, 0, true)).await;
+    r.send(Packet::Publish(publish("t", 2, Some(1), b"x")))
+        .await;
+    assert_eq!(
+        r.disconnect_reason().await,
+        Some(ReasonCode::QoSNotSupported)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn receive_maximum_exceeded_gets_93() {
+    let (server, addr) = start(Options {
+        capabilities: Capabilities {
+            receive_maximum: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let (mut r, _) = Raw::connect(addr, connect_packet("rm", V5, 0, true)).await;
+    for pid in 1..=3 {
+        r.send(Packet::Publish(publish("t", 2, Some(pid), b"x")))
+            .await;
+    }
+    assert_eq!(
+        r.disconnect_reason().await,
+        Some(ReasonCode::ReceiveMaximumExceeded)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn topic_alias_invalid_gets_94() {
+    let (server, addr) = start(Options {
+        capabilities: Capabilities {
+            topic_alias_maximum: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let (mut r, _) = Raw::connect(addr, connect_packet("alias", V5, 0, true)).await;
+    let mut p = publish("t", 0, None, b"x");
+    p.properties.topic_alias = Some(3);
+    r.send(Packet::Publish(p)).await;
+    assert_eq!(
+        r.disconnect_reason().await,
+        Some(ReasonCode::TopicAliasInvalid)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_sends_8b_to_v5_and_closes_v3() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut r5, _) = Raw::connect(addr, connect_packet("s5", V5, 0, true)).await;
+    let (mut r4, _) = Raw::connect(addr, connect_packet("s4", V4, 0, true)).await;
+    let stop = tokio::spawn(server.shutdown());
+    assert_eq!(
+        r5.disconnect_reason().await,
+        Some(ReasonCode::ServerShuttingDown)
+    );
+    assert_eq!(r4.disconnect_reason().await, None);
+    tokio::time::timeout(WAIT, stop).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn connect_timeout_closes_silent_socket() {
+    let (server, addr) = start(Options {
+        connect_timeout: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let mut r = Raw::open(addr, V5).await;
+    assert!(r.recv().await.is_none());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn sys_topics_are_not_publishable() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut r, _) = Raw::connect(addr, connect_packet("sys", V5, 0, true)).await;
+    r.send(Packet::Publish(publish(
+        "$SYS/broker/uptime",
+        1,
+        Some(5),
+        b"0",
+    )))
+    .await;
+    match r.recv().await {
+        Some(Packet::PubAck(a)) => assert_eq!(a.reason_code, ReasonCode::NotAuthorized),
+        other => panic!("{other:?}"),
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unacked_messages_are_redelivered_with_dup_on_resume() {
+    let (server, addr) = start(Options::default()).await;
+    let mut c = connect_packet("dup", V5, 0, true);
+    c.properties.session_expiry_interval = Some(60);
+    let (mut sub, _) = Raw::connect(addr, c.clone()).await;
+    sub.send(Packet::Subscribe(subscribe(1, "d/#", 1))).await;
+    assert!(matches!(sub.recv().await, Some(Packet::SubAck(_))));
+    let (mut publ, _) = Raw::connect(addr, connect_packet("dup-pub", V5, 0, true)).await;
+    publ.send(Packet::Publish(publish("d/1", 1, Some(9), b"hello")))
+        .await;
+    assert!(matches!(publ.recv().await, Some(Packet::PubAck(_))));
+    let first = match sub.recv().await {
+        Some(Packet::Publish(p)) => p,
+        other => panic!("{other:?}"),
+    };
+    assert!(!first.dup);
+    // Drop the connection without acknowledging; resume the session.
+    drop(sub);
+    c.clean_start = false;
+    let (mut sub, ack) = Raw::connect(addr, c).await;
+    assert!(ack.session_present);
+    let again = match sub.recv().await {
+        Some(Packet::Publish(p)) => p,
+        other => panic!("{other:?}"),
+    };
+    assert!(again.dup);
+    assert_eq!(again.packet_id, first.packet_id);
+    assert_eq!(&again.payload[..], b"hello");
+    sub.send(Packet::PubAck(PubAck::new(again.packet_id.unwrap())))
+        .await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn repeated_qos2_publish_before_pubrel_is_reacknowledged() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut sub, _) = Raw::connect(addr, connect_packet("q2s", V5, 0, true)).await;
+    sub.send(Packet::Subscribe(subscribe(1, "q2", 0))).await;
+    assert!(matches!(sub.recv().await, Some(Packet::SubAck(_))));
+    let (mut r, _) = Raw::connect(addr, connect_packet("q2p", V5, 0, true)).await;
+    let p = publish("q2", 2, Some(3), b"once");
+    r.send(Packet::Publish(p.clone())).await;
+    let mut dup = p;
+    dup.dup = true;
+    r.send(Packet::Publish(dup)).await;
+    for _ in 0..2 {
+        match r.recv().await {
+            Some(Packet::PubRec(a)) => {
+                assert_eq!(a.packet_id, 3);
+                assert_eq!(a.reason_code, ReasonCode::Success);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    r.send(Packet::PubRel(moco_codec::PubRel::new(3))).await;
+    assert!(matches!(r.recv().await, Some(Packet::PubComp(_))));
+    // Delivered exactly once.
+    assert!(matches!(sub.recv().await, Some(Packet::Publish(_))));
+    sub.send(Packet::PingReq).await;
+    assert!(matches!(sub.recv().await, Some(Packet::PingResp)));
+    server.shutdown().await;
+}
