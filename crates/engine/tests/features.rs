@@ -1,0 +1,471 @@
+//! Protocol features end to end over TCP: retained, wills, subscription options, shared
+//! subscriptions, properties, offline queue, expiry, ordering, v3/v5 downgrade.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use moco_codec::{LastWill, Packet, ProtocolVersion, Publish, ReasonCode, RetainHandling};
+use moco_engine::{Capabilities, Options};
+
+const V5: ProtocolVersion = ProtocolVersion::V5;
+const V4: ProtocolVersion = ProtocolVersion::V311;
+
+async fn expect_publish(r: &mut Raw) -> Publish {
+    match r.recv().await {
+        Some(Packet::Publish(p)) => p,
+        other => panic!("expected PUBLISH, got {other:?}"),
+    }
+}
+
+/// Asserts nothing is pending for `r`: a PINGREQ is answered before any PUBLISH.
+async fn expect_quiet(r: &mut Raw) {
+    r.send(Packet::PingReq).await;
+    match r.recv().await {
+        Some(Packet::PingResp) => {}
+        other => panic!("expected nothing but PINGRESP, got {other:?}"),
+    }
+}
+
+async fn sub(r: &mut Raw, pid: u16, s: moco_codec::Subscribe) -> Vec<ReasonCode> {
+    let _ = pid;
+    r.send(Packet::Subscribe(s)).await;
+    match r.recv().await {
+        Some(Packet::SubAck(a)) => a.reason_codes,
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+}
+
+fn with_rh(mut s: moco_codec::Subscribe, rh: RetainHandling) -> moco_codec::Subscribe {
+    s.filters[0].1.retain_handling = rh;
+    s
+}
+
+#[tokio::test]
+async fn retained_set_delivered_and_cleared() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut p, _) = Raw::connect(addr, connect_packet("rp", V5, 0, true)).await;
+    let mut m = publish("r/1", 1, Some(1), b"keep");
+    m.retain = true;
+    p.send(Packet::Publish(m)).await;
+    assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
+
+    let (mut s, _) = Raw::connect(addr, connect_packet("rs", V5, 0, true)).await;
+    let mut sb = subscribe(1, "r/+", 1);
+    sb.properties.subscription_identifier = Some(42);
+    assert_eq!(sub(&mut s, 1, sb).await, vec![ReasonCode::GrantedQoS1]);
+    let got = expect_publish(&mut s).await;
+    assert!(got.retain);
+    assert_eq!(&got.payload[..], b"keep");
+    assert_eq!(got.properties.subscription_identifiers, vec![42]);
+    s.send(Packet::PubAck(moco_codec::PubAck::new(
+        got.packet_id.unwrap(),
+    )))
+    .await;
+
+    // Retain handling 2: never; 1: only for a new subscription.
+    assert_eq!(
+        sub(
+            &mut s,
+            2,
+            with_rh(subscribe(2, "r/#", 0), RetainHandling::DoNotSend)
+        )
+        .await,
+        vec![ReasonCode::GrantedQoS0]
+    );
+    expect_quiet(&mut s).await;
+    assert_eq!(
+        sub(
+            &mut s,
+            3,
+            with_rh(subscribe(3, "r/+", 0), RetainHandling::SendAtSubscribeIfNew)
+        )
+        .await,
+        vec![ReasonCode::GrantedQoS0]
+    );
+    expect_quiet(&mut s).await;
+
+    // Clear it with an empty retained payload: a new subscriber gets nothing.
+    let mut clear = publish("r/1", 0, None, b"");
+    clear.retain = true;
+    p.send(Packet::Publish(clear)).await;
+    // The live subscriber sees the clearing message itself.
+    let live = expect_publish(&mut s).await;
+    assert!(live.payload.is_empty());
+    let (mut s2, _) = Raw::connect(addr, connect_packet("rs2", V5, 0, true)).await;
+    sub(&mut s2, 1, subscribe(1, "r/#", 0)).await;
+    expect_quiet(&mut s2).await;
+    server.shutdown().await;
+}
+
+fn will_connect(id: &str, delay: Option<u32>) -> moco_codec::Connect {
+    let mut c = connect_packet(id, V5, 0, true);
+    let mut w = LastWill {
+        topic: "will/t".into(),
+        payload: bytes::Bytes::from_static(b"gone"),
+        qos: moco_codec::QoS::AtLeastOnce,
+        retain: false,
+        properties: Default::default(),
+    };
+    w.properties.content_type = Some("text/plain".into());
+    w.properties.user_properties = vec![("k".into(), "v".into())];
+    w.properties.will_delay_interval = delay;
+    c.will = Some(w);
+    c
+}
+
+#[tokio::test]
+async fn will_on_abrupt_close_with_properties_not_on_normal_disconnect() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut s, _) = Raw::connect(addr, connect_packet("ws", V5, 0, true)).await;
+    sub(&mut s, 1, subscribe(1, "will/#", 1)).await;
+
+    let (w, _) = Raw::connect(addr, will_connect("w1", None)).await;
+    drop(w);
+    let got = expect_publish(&mut s).await;
+    assert_eq!(&got.payload[..], b"gone");
+    assert_eq!(got.properties.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(got.properties.user_properties.len(), 1);
+    s.send(Packet::PubAck(moco_codec::PubAck::new(
+        got.packet_id.unwrap(),
+    )))
+    .await;
+
+    // Normal DISCONNECT: no will.
+    let (mut w, _) = Raw::connect(addr, will_connect("w2", None)).await;
+    w.send(Packet::Disconnect(moco_codec::Disconnect {
+        reason_code: ReasonCode::Success,
+        properties: Default::default(),
+    }))
+    .await;
+    assert!(w.recv().await.is_none());
+    expect_quiet(&mut s).await;
+
+    // DISCONNECT 0x04: will.
+    let (mut w, _) = Raw::connect(addr, will_connect("w3", None)).await;
+    w.send(Packet::Disconnect(moco_codec::Disconnect {
+        reason_code: ReasonCode::DisconnectWithWillMessage,
+        properties: Default::default(),
+    }))
+    .await;
+    let got = expect_publish(&mut s).await;
+    assert_eq!(&got.payload[..], b"gone");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn delayed_will_is_cancelled_by_resuming_the_session() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut s, _) = Raw::connect(addr, connect_packet("dws", V5, 0, true)).await;
+    sub(&mut s, 1, subscribe(1, "will/#", 0)).await;
+    let mut c = will_connect("dw", Some(1));
+    c.properties.session_expiry_interval = Some(60);
+    let (w, _) = Raw::connect(addr, c.clone()).await;
+    drop(w);
+    c.clean_start = false;
+    c.will = None;
+    let (_w, ack) = Raw::connect(addr, c).await;
+    assert!(ack.session_present);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    expect_quiet(&mut s).await;
+
+    // Not resumed: the will comes after its delay.
+    let mut c = will_connect("dw2", Some(1));
+    c.properties.session_expiry_interval = Some(60);
+    let (w, _) = Raw::connect(addr, c).await;
+    let t = std::time::Instant::now();
+    drop(w);
+    let got = expect_publish(&mut s).await;
+    assert_eq!(&got.payload[..], b"gone");
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_local_and_retain_as_published() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut c, _) = Raw::connect(addr, connect_packet("nl", V5, 0, true)).await;
+    let mut s = subscribe(1, "nl/t", 0);
+    s.filters[0].1.no_local = true;
+    sub(&mut c, 1, s).await;
+    c.send(Packet::Publish(publish("nl/t", 0, None, b"mine")))
+        .await;
+    expect_quiet(&mut c).await;
+
+    let (mut rap, _) = Raw::connect(addr, connect_packet("rap", V5, 0, true)).await;
+    let mut s = subscribe(1, "rap/t", 0);
+    s.filters[0].1.retain_as_published = true;
+    s.filters[0].1.retain_handling = RetainHandling::DoNotSend;
+    sub(&mut rap, 1, s).await;
+    let (mut plain, _) = Raw::connect(addr, connect_packet("plain", V5, 0, true)).await;
+    sub(
+        &mut plain,
+        1,
+        with_rh(subscribe(1, "rap/t", 0), RetainHandling::DoNotSend),
+    )
+    .await;
+    let mut m = publish("rap/t", 0, None, b"r");
+    m.retain = true;
+    c.send(Packet::Publish(m)).await;
+    assert!(expect_publish(&mut rap).await.retain);
+    assert!(!expect_publish(&mut plain).await.retain);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shared_subscription_splits_messages() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut a, _) = Raw::connect(addr, connect_packet("sa", V5, 0, true)).await;
+    let (mut b, _) = Raw::connect(addr, connect_packet("sb", V5, 0, true)).await;
+    sub(&mut a, 1, subscribe(1, "$share/g/job/#", 0)).await;
+    sub(&mut b, 1, subscribe(1, "$share/g/job/#", 0)).await;
+    let (mut p, _) = Raw::connect(addr, connect_packet("sp", V5, 0, true)).await;
+    for _ in 0..10 {
+        p.send(Packet::Publish(publish("job/1", 0, None, b"j")))
+            .await;
+    }
+    expect_quiet(&mut p).await;
+    let mut counts = [0, 0];
+    for (i, r) in [&mut a, &mut b].into_iter().enumerate() {
+        r.send(Packet::PingReq).await;
+        loop {
+            match r.recv().await {
+                Some(Packet::Publish(_)) => counts[i] += 1,
+                Some(Packet::PingResp) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!(counts[0] + counts[1], 10, "{counts:?}");
+    assert!(counts[0] > 0 && counts[1] > 0, "{counts:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn refused_subscriptions_by_option() {
+    let (server, addr) = start(Options {
+        capabilities: Capabilities {
+            wildcard_sub_available: false,
+            shared_sub_available: false,
+            sub_id_available: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let (mut c, _) = Raw::connect(addr, connect_packet("ref", V5, 0, true)).await;
+    assert_eq!(
+        sub(&mut c, 1, subscribe(1, "a/+", 0)).await,
+        vec![ReasonCode::WildcardSubscriptionsNotSupported]
+    );
+    assert_eq!(
+        sub(&mut c, 2, subscribe(2, "$share/g/a", 0)).await,
+        vec![ReasonCode::SharedSubscriptionsNotSupported]
+    );
+    let mut s = subscribe(3, "a/b", 0);
+    s.properties.subscription_identifier = Some(5);
+    assert_eq!(
+        sub(&mut c, 3, s).await,
+        vec![ReasonCode::SubscriptionIdentifiersNotSupported]
+    );
+    assert_eq!(
+        sub(&mut c, 4, subscribe(4, "a/#/b", 0)).await,
+        vec![ReasonCode::TopicFilterInvalid]
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn properties_forwarded_to_v5_and_dropped_for_v3() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut s5, _) = Raw::connect(addr, connect_packet("p5", V5, 0, true)).await;
+    let (mut s4, _) = Raw::connect(addr, connect_packet("p4", V4, 0, true)).await;
+    sub(&mut s5, 1, subscribe(1, "props", 0)).await;
+    sub(&mut s4, 1, subscribe(1, "props", 0)).await;
+    let (mut p, _) = Raw::connect(addr, connect_packet("pp", V5, 0, true)).await;
+    let mut m = publish("props", 0, None, b"{}");
+    m.properties.payload_format_indicator = Some(true);
+    m.properties.content_type = Some("application/json".into());
+    m.properties.response_topic = Some("reply/here".into());
+    m.properties.correlation_data = Some(bytes::Bytes::from_static(b"corr"));
+    m.properties.user_properties = vec![("a".into(), "1".into()), ("b".into(), "2".into())];
+    m.properties.message_expiry_interval = Some(100);
+    p.send(Packet::Publish(m)).await;
+    let got = expect_publish(&mut s5).await;
+    let pr = &got.properties;
+    assert_eq!(pr.payload_format_indicator, Some(true));
+    assert_eq!(pr.content_type.as_deref(), Some("application/json"));
+    assert_eq!(pr.response_topic.as_deref(), Some("reply/here"));
+    assert_eq!(pr.correlation_data.as_deref(), Some(&b"corr"[..]));
+    assert_eq!(pr.user_properties.len(), 2);
+    assert!(pr
+        .message_expiry_interval
+        .is_some_and(|e| (99..=100).contains(&e)));
+    // The v3 subscriber decodes a plain v3 PUBLISH.
+    let got = expect_publish(&mut s4).await;
+    assert_eq!(&got.payload[..], b"{}");
+    assert!(got.properties.is_empty());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn offline_queue_is_bounded_oldest_dropped() {
+    let (server, addr) = start(Options {
+        capabilities: Capabilities {
+            maximum_client_writes_pending: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let mut c = connect_packet("off", V4, 0, false);
+    let (mut s, _) = Raw::connect(addr, c.clone()).await;
+    sub(&mut s, 1, subscribe(1, "off/#", 1)).await;
+    drop(s);
+    // Wait until the broker has seen the close.
+    for _ in 0..100 {
+        if !server
+            .broker()
+            .client("off")
+            .unwrap()
+            .state
+            .lock()
+            .is_connected()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (mut p, _) = Raw::connect(addr, connect_packet("offp", V4, 0, true)).await;
+    for (i, body) in [&b"1"[..], b"2", b"3"].into_iter().enumerate() {
+        let mut m = publish("off/x", 1, Some(i as u16 + 1), b"");
+        m.payload = bytes::Bytes::from_static(body);
+        p.send(Packet::Publish(m)).await;
+        assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
+    }
+    c.clean_start = false;
+    let (mut s, ack) = Raw::connect(addr, c).await;
+    assert!(ack.session_present);
+    let a = expect_publish(&mut s).await;
+    let b = expect_publish(&mut s).await;
+    assert_eq!((&a.payload[..], &b.payload[..]), (&b"2"[..], &b"3"[..]));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn expired_session_leaves_nothing_behind() {
+    let (server, addr) = start(Options::default()).await;
+    let mut c = connect_packet("exp", V5, 0, true);
+    c.properties.session_expiry_interval = Some(1);
+    let (mut s, _) = Raw::connect(addr, c.clone()).await;
+    sub(&mut s, 1, subscribe(1, "exp/#", 1)).await;
+    assert_eq!(server.broker().subscription_count(), 1);
+    drop(s);
+    let deadline = std::time::Instant::now() + WAIT;
+    while server.broker().client("exp").is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "session never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.broker().subscription_count(), 0);
+    c.clean_start = false;
+    let (_s, ack) = Raw::connect(addr, c).await;
+    assert!(!ack.session_present);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn expired_messages_are_not_delivered_from_the_offline_queue() {
+    let (server, addr) = start(Options::default()).await;
+    let mut c = connect_packet("mexp", V5, 0, true);
+    c.properties.session_expiry_interval = Some(60);
+    let (mut s, _) = Raw::connect(addr, c.clone()).await;
+    sub(&mut s, 1, subscribe(1, "mexp", 1)).await;
+    drop(s);
+    for _ in 0..100 {
+        if !server
+            .broker()
+            .client("mexp")
+            .unwrap()
+            .state
+            .lock()
+            .is_connected()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (mut p, _) = Raw::connect(addr, connect_packet("mexpp", V5, 0, true)).await;
+    let mut short = publish("mexp", 0, None, b"short");
+    short.properties.message_expiry_interval = Some(1);
+    p.send(Packet::Publish(short)).await;
+    let mut long = publish("mexp", 0, None, b"long");
+    long.properties.message_expiry_interval = Some(100);
+    p.send(Packet::Publish(long)).await;
+    expect_quiet(&mut p).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    c.clean_start = false;
+    let (mut s, _) = Raw::connect(addr, c).await;
+    let got = expect_publish(&mut s).await;
+    assert_eq!(&got.payload[..], b"long");
+    assert!(got.properties.message_expiry_interval.unwrap() < 100);
+    expect_quiet(&mut s).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_publisher_one_topic_arrives_in_order_at_every_qos() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut s, _) = Raw::connect(addr, connect_packet("ord-s", V5, 0, true)).await;
+    sub(&mut s, 1, subscribe(1, "ord", 2)).await;
+    let (mut p, _) = Raw::connect(addr, connect_packet("ord-p", V5, 0, true)).await;
+    const N: u16 = 300;
+    let bodies: Vec<bytes::Bytes> = (0..N).map(|i| bytes::Bytes::from(i.to_string())).collect();
+    let writer = tokio::spawn(async move {
+        for i in 0..N {
+            let qos = (i % 3) as u8;
+            let mut m = publish("ord", qos, (qos > 0).then_some(i + 1), b"");
+            m.payload = bodies[i as usize].clone();
+            p.send(Packet::Publish(m)).await;
+        }
+        p
+    });
+    let mut next = 0u16;
+    while next < N {
+        match s.recv().await {
+            Some(Packet::Publish(m)) => {
+                assert_eq!(m.payload, next.to_string().as_bytes(), "out of order");
+                match m.qos {
+                    moco_codec::QoS::AtLeastOnce => {
+                        s.send(Packet::PubAck(moco_codec::PubAck::new(
+                            m.packet_id.unwrap(),
+                        )))
+                        .await
+                    }
+                    moco_codec::QoS::ExactlyOnce => {
+                        s.send(Packet::PubRec(moco_codec::PubRec::new(
+                            m.packet_id.unwrap(),
+                        )))
+                        .await
+                    }
+                    _ => {}
+                }
+                next += 1;
+            }
+            Some(Packet::PubRel(r)) => {
+                s.send(Packet::PubComp(moco_codec::PubComp::new(r.packet_id)))
+                    .await
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let _p = writer.await.unwrap();
+    server.shutdown().await;
+}
