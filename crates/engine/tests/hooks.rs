@@ -1,0 +1,155 @@
+//! The security default and the hook stack over TCP.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::*;
+use moco_codec::{Connect, Packet, ProtocolVersion, ReasonCode};
+use moco_engine::hooks::{Access, ClientInfo, DisconnectInfo, Event};
+use moco_engine::{Capabilities, Compatibilities, Hook, Options, Server};
+
+const V5: ProtocolVersion = ProtocolVersion::V5;
+
+async fn start_with(server: Server) -> (Server, std::net::SocketAddr) {
+    let mut server = server;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.add_tcp_listener("tcp", l).unwrap();
+    server.serve();
+    (server, addr)
+}
+
+#[tokio::test]
+async fn without_hooks_everyone_is_refused() {
+    let (server, addr) = start_with(Server::builder().build()).await;
+    let (mut r, ack) = Raw::connect(addr, connect_packet("x", V5, 0, true)).await;
+    assert_eq!(ack.reason_code, ReasonCode::BadUserNameOrPassword);
+    assert!(r.recv().await.is_none());
+    server.shutdown().await;
+}
+
+/// Lets in user "good" only; allows reading `pub/#`, writing `in/#`.
+struct Policy {
+    disconnects: Arc<AtomicUsize>,
+}
+
+impl Hook for Policy {
+    fn id(&self) -> &str {
+        "policy"
+    }
+    fn provides(&self, e: Event) -> bool {
+        matches!(
+            e,
+            Event::OnConnectAuthenticate | Event::OnAclCheck | Event::OnDisconnect
+        )
+    }
+    fn on_connect_authenticate(&self, _: &ClientInfo, c: &Connect) -> bool {
+        c.username.as_deref() == Some("good")
+    }
+    fn on_acl_check(&self, _: &ClientInfo, topic: &str, access: Access) -> bool {
+        match access {
+            Access::Read => topic.starts_with("pub/"),
+            Access::Write => topic.starts_with("in/"),
+        }
+    }
+    fn on_disconnect(&self, _: &ClientInfo, _: DisconnectInfo) {
+        self.disconnects.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn hooks_authenticate_and_authorize() {
+    let disconnects = Arc::new(AtomicUsize::new(0));
+    let (server, addr) = start_with(
+        Server::builder()
+            .hook(Policy {
+                disconnects: disconnects.clone(),
+            })
+            .build(),
+    )
+    .await;
+    let mut c = connect_packet("u", V5, 0, true);
+    c.username = Some("bad".into());
+    let (_r, ack) = Raw::connect(addr, c.clone()).await;
+    assert_eq!(ack.reason_code, ReasonCode::BadUserNameOrPassword);
+
+    c.username = Some("good".into());
+    let (mut r, ack) = Raw::connect(addr, c).await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    let mut s = subscribe(1, "pub/#", 1);
+    s.filters.push(("secret/#".into(), s.filters[0].1));
+    r.send(Packet::Subscribe(s)).await;
+    match r.recv().await {
+        Some(Packet::SubAck(a)) => assert_eq!(
+            a.reason_codes,
+            vec![ReasonCode::GrantedQoS1, ReasonCode::NotAuthorized]
+        ),
+        other => panic!("{other:?}"),
+    }
+    r.send(Packet::Publish(publish("out/x", 1, Some(2), b"x")))
+        .await;
+    match r.recv().await {
+        Some(Packet::PubAck(a)) => assert_eq!(a.reason_code, ReasonCode::NotAuthorized),
+        other => panic!("{other:?}"),
+    }
+    r.send(Packet::Publish(publish("in/x", 1, Some(3), b"x")))
+        .await;
+    match r.recv().await {
+        // Allowed, but nobody listens.
+        Some(Packet::PubAck(a)) => assert_eq!(a.reason_code, ReasonCode::NoMatchingSubscribers),
+        other => panic!("{other:?}"),
+    }
+    drop(r);
+    server.shutdown().await;
+    assert!(disconnects.load(Ordering::SeqCst) >= 1);
+}
+
+#[tokio::test]
+async fn obscure_not_authorized_answers_unspecified() {
+    let (server, addr) = start_with(
+        Server::builder()
+            .options(Options {
+                capabilities: Capabilities {
+                    compatibilities: Compatibilities {
+                        obscure_not_authorized: true,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .hook(Policy {
+                disconnects: Arc::default(),
+            })
+            .build(),
+    )
+    .await;
+    let mut c = connect_packet("u", V5, 0, true);
+    c.username = Some("good".into());
+    let (mut r, _) = Raw::connect(addr, c).await;
+    r.send(Packet::Publish(publish("out/x", 1, Some(2), b"x")))
+        .await;
+    match r.recv().await {
+        Some(Packet::PubAck(a)) => assert_eq!(a.reason_code, ReasonCode::UnspecifiedError),
+        other => panic!("{other:?}"),
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn maximum_clients_is_enforced() {
+    let (server, addr) = start(Options {
+        capabilities: Capabilities {
+            maximum_clients: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let (_a, ack) = Raw::connect(addr, connect_packet("one", V5, 0, true)).await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    let (_b, ack) = Raw::connect(addr, connect_packet("two", V5, 0, true)).await;
+    assert_eq!(ack.reason_code, ReasonCode::QuotaExceeded);
+    server.shutdown().await;
+}

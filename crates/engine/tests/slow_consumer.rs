@@ -1,0 +1,69 @@
+//! A subscriber that never reads does not hold up delivery to 100 others.
+
+mod common;
+
+use common::*;
+use moco_codec::{Packet, ProtocolVersion};
+use moco_engine::Options;
+
+const N: usize = 128;
+const PAYLOAD: usize = 64 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_subscriber_hurts_only_itself() {
+    let (server, addr) = start(Options::default()).await;
+    let v5 = ProtocolVersion::V5;
+
+    // The slow one: a tiny receive buffer, subscribes, then never reads again.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(addr).await.unwrap();
+    let mut slow = Raw {
+        stream,
+        dec: moco_codec::Decoder::with_version(0, v5),
+        buf: bytes::BytesMut::new(),
+        version: v5,
+    };
+    slow.send(Packet::Connect(connect_packet("slow", v5, 0, true)))
+        .await;
+    assert!(matches!(slow.recv().await, Some(Packet::ConnAck(_))));
+    slow.send(Packet::Subscribe(subscribe(1, "load", 0))).await;
+    assert!(matches!(slow.recv().await, Some(Packet::SubAck(_))));
+
+    let mut readers = Vec::new();
+    for i in 0..100 {
+        let (mut r, _) = Raw::connect(addr, connect_packet(&format!("fast{i}"), v5, 0, true)).await;
+        r.send(Packet::Subscribe(subscribe(1, "load", 0))).await;
+        assert!(matches!(r.recv().await, Some(Packet::SubAck(_))));
+        readers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while n < N {
+                match r.recv().await {
+                    Some(Packet::Publish(p)) => {
+                        assert_eq!(p.payload.len(), PAYLOAD);
+                        n += 1;
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            n
+        }));
+    }
+
+    let (mut p, _) = Raw::connect(addr, connect_packet("pub", v5, 0, true)).await;
+    let body = bytes::Bytes::from(vec![7u8; PAYLOAD]);
+    for _ in 0..N {
+        let mut m = publish("load", 0, None, b"");
+        m.payload = body.clone();
+        p.send(Packet::Publish(m)).await;
+    }
+    for r in readers {
+        assert_eq!(tokio::time::timeout(WAIT * 3, r).await.unwrap().unwrap(), N);
+    }
+    // Every fast subscriber got everything while the slow one is still backed up.
+    let slow_state = server.broker().client("slow").unwrap();
+    let backlog = slow_state.state.lock().session.pending.len();
+    assert!(backlog > 0, "the slow subscriber was not backed up");
+    drop(slow);
+    server.shutdown().await;
+}
