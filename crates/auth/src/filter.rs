@@ -104,8 +104,8 @@ impl AclFilter {
     ///
     /// `topic` is a topic name, or a subscription filter: a requested `+` level is covered
     /// only by `+` or `#`, a requested `#` only by `#`. Wildcards in the first level never
-    /// cover a topic starting with `$` (MQTT 4.7.2). A placeholder whose value is unusable
-    /// (see [`Subst`]) makes the filter cover nothing.
+    /// cover a topic starting with `$` (MQTT 4.7.2). A placeholder whose value is empty,
+    /// contains `/`, `+` or `#`, or starts with `$` makes the filter cover nothing.
     pub fn covers(&self, topic: &str, client_id: &str, username: Option<&str>) -> bool {
         self.covers_with(topic, &Subst::new(client_id, username))
     }

@@ -4,6 +4,39 @@
 //! the engine's hooks are thin adapters over that trait. [`SharedLedger`] holds the ledger
 //! of a running server and swaps in a new one on reload.
 //!
+//! ```
+//! use moco_auth::{AclRequest, AuthRequest, Ledger, SharedLedger};
+//!
+//! let ledger = Ledger::from_yaml_bytes(br##"
+//! auth:
+//!   - username: device
+//!     password: device-password
+//!     allow: true
+//! acl:
+//!   - filters:
+//!       "devices/%c/#": readwrite
+//!       "#": deny
+//! "##)?;
+//! let shared = SharedLedger::new(ledger);
+//! let ledger = shared.load();
+//! assert!(ledger.authenticate(&AuthRequest {
+//!     client_id: "d1",
+//!     username: Some("device"),
+//!     password: Some(b"device-password"),
+//!     remote: "127.0.0.1:50000",
+//! }));
+//! let publish = |topic| AclRequest {
+//!     client_id: "d1",
+//!     username: Some("device"),
+//!     remote: "127.0.0.1:50000",
+//!     topic,
+//!     write: true,
+//! };
+//! assert!(ledger.acl(&publish("devices/d1/temp")));
+//! assert!(!ledger.acl(&publish("devices/d2/temp")));
+//! # Ok::<(), moco_auth::Error>(())
+//! ```
+//!
 //! # The ledger file
 //!
 //! YAML or JSON with the field names of mochi-mqtt's `hooks/auth` ledger, so a mochi ledger

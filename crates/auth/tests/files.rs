@@ -37,7 +37,7 @@ fn check_example(l: &Ledger) {
     assert_eq!(bridge.kind(), PasswordKind::Bcrypt);
 
     let far = "192.0.2.1:1";
-    assert!(auth(l, "s", Some("device"), Some(b"device-password"), far) == false);
+    assert!(!auth(l, "s", Some("device"), Some(b"device-password"), far));
     assert!(auth(
         l,
         "sensor-1",
