@@ -300,6 +300,11 @@ impl Broker {
             retain_available: caps.retain_available,
             max_pending: caps.maximum_client_writes_pending as usize,
             connect_expiry_zero: asked_expiry == 0,
+            client_topic_alias_maximum: if v5 {
+                cp.topic_alias_maximum.unwrap_or(0)
+            } else {
+                0
+            },
         };
 
         // Registry: take over a live connection, resume or discard an existing session.

@@ -262,6 +262,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     delivery,
                     packet_id,
                     dup,
+                    alias,
                 } => {
                     let start = out.len();
                     let params = DeliveryParams {
@@ -270,6 +271,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                         dup,
                         packet_id,
                         sub_ids: &delivery.sub_ids,
+                        alias,
                     };
                     match delivery.msg.write_to(version, &params, now, &mut out) {
                         Ok(n) if max_packet > 0 && n > max_packet as usize => {

@@ -87,11 +87,18 @@ impl Message {
         let mut properties = self.properties.clone();
         properties.message_expiry_interval = self.remaining_expiry(now);
         properties.subscription_identifiers = d.sub_ids.to_vec();
+        let mut topic = self.topic.clone();
+        if let Some((alias, send_topic)) = d.alias {
+            properties.topic_alias = Some(alias);
+            if !send_topic {
+                topic = ByteString::new();
+            }
+        }
         Publish {
             dup: d.dup,
             qos: d.qos,
             retain: d.retain,
-            topic: self.topic.clone(),
+            topic,
             packet_id: d.packet_id,
             payload: self.payload.clone(),
             properties,
@@ -108,6 +115,10 @@ impl Message {
         now: Instant,
         out: &mut BytesMut,
     ) -> Result<usize, moco_codec::EncodeError> {
+        if d.alias.is_some() {
+            // Aliased topics differ per connection: encode this one directly.
+            return Packet::Publish(self.to_publish(d, now)).encode(version, out);
+        }
         let key = VariantKey {
             version,
             qos: d.qos,
@@ -138,6 +149,7 @@ impl Message {
                         Some(1)
                     },
                     sub_ids: d.sub_ids,
+                    alias: None,
                 };
                 let mut buf = BytesMut::new();
                 Packet::Publish(self.to_publish(&p, now)).encode(version, &mut buf)?;
@@ -179,6 +191,8 @@ pub struct DeliveryParams<'a> {
     pub packet_id: Option<u16>,
     /// Subscription identifiers of the matching subscriptions (v5).
     pub sub_ids: &'a [u32],
+    /// Outbound topic alias, and whether the topic is sent along (first use of the alias).
+    pub alias: Option<(u16, bool)>,
 }
 
 /// One message queued for one client.

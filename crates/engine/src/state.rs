@@ -99,6 +99,8 @@ pub struct ConnLimits {
     pub max_pending: usize,
     /// Whether the session expiry was zero at CONNECT (DISCONNECT may not raise it then).
     pub connect_expiry_zero: bool,
+    /// Highest topic alias the client accepts from the broker (0 = none; v5 only).
+    pub client_topic_alias_maximum: u16,
 }
 
 /// What the broker must act on after [`ClientState::handle_packet`].
@@ -134,6 +136,8 @@ pub enum Transmit {
         packet_id: Option<u16>,
         /// DUP flag (a resend).
         dup: bool,
+        /// Outbound topic alias and whether the topic must still be sent with it (first use).
+        alias: Option<(u16, bool)>,
     },
 }
 
@@ -148,6 +152,7 @@ pub struct ClientState {
     pub session: Session,
     last_received: Instant,
     in_aliases: HashMap<u16, ByteString>,
+    out_aliases: HashMap<ByteString, u16>,
     control: VecDeque<Packet>,
     resend: VecDeque<u16>,
     drops: Vec<(Arc<Message>, DropReason)>,
@@ -167,6 +172,7 @@ impl ClientState {
             session,
             last_received: now,
             in_aliases: HashMap::new(),
+            out_aliases: HashMap::new(),
             control: VecDeque::new(),
             resend,
             drops: Vec::new(),
@@ -490,10 +496,13 @@ impl ClientState {
                     properties: Default::default(),
                 })));
             }
+            let delivery = inf.delivery.clone();
+            let alias = self.alias_for(&delivery.msg.topic);
             return Some(Transmit::Publish {
-                delivery: inf.delivery.clone(),
+                delivery,
                 packet_id: Some(pid),
                 dup: true,
+                alias,
             });
         }
         loop {
@@ -505,10 +514,12 @@ impl ClientState {
             }
             if front.qos == QoS::AtMostOnce {
                 let d = self.session.pending.pop_front()?;
+                let alias = self.alias_for(&d.msg.topic);
                 return Some(Transmit::Publish {
                     delivery: d,
                     packet_id: None,
                     dup: false,
+                    alias,
                 });
             }
             if self.session.inflight.len() >= usize::from(self.limits.send_quota.max(1)) {
@@ -527,12 +538,33 @@ impl ClientState {
                 stage,
                 resends: 0,
             });
+            let alias = self.alias_for(&d.msg.topic);
             return Some(Transmit::Publish {
                 delivery: d,
                 packet_id: Some(pid),
                 dup: false,
+                alias,
             });
         }
+    }
+
+    /// The outbound alias for `topic`: known ones are reused (topic omitted), new ones are
+    /// assigned while the client's topic alias maximum allows.
+    fn alias_for(&mut self, topic: &ByteString) -> Option<(u16, bool)> {
+        let max = self.limits.client_topic_alias_maximum;
+        if max == 0 {
+            return None;
+        }
+        if let Some(&a) = self.out_aliases.get(topic) {
+            return Some((a, false));
+        }
+        let n = self.out_aliases.len();
+        if n >= usize::from(max) {
+            return None;
+        }
+        let a = u16::try_from(n + 1).ok()?;
+        self.out_aliases.insert(topic.clone(), a);
+        Some((a, true))
     }
 
     /// Abandons an inflight message the client cannot take (e.g. too large for it).
@@ -600,6 +632,7 @@ mod tests {
             retain_available: true,
             max_pending: 3,
             connect_expiry_zero: false,
+            client_topic_alias_maximum: 0,
         }
     }
 

@@ -321,3 +321,33 @@ async fn repeated_qos2_publish_before_pubrel_is_reacknowledged() {
     assert!(matches!(sub.recv().await, Some(Packet::PingResp)));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn outbound_topic_aliases_within_the_client_maximum() {
+    let (server, addr) = start(Options::default()).await;
+    let mut c = connect_packet("al", V5, 0, true);
+    c.properties.topic_alias_maximum = Some(1);
+    let (mut s, _) = Raw::connect(addr, c).await;
+    s.send(Packet::Subscribe(subscribe(1, "al/#", 0))).await;
+    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
+    let (mut p, _) = Raw::connect(addr, connect_packet("alp", V5, 0, true)).await;
+    for t in ["al/one", "al/one", "al/two"] {
+        p.send(Packet::Publish(publish(t, 0, None, b"x"))).await;
+    }
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        match s.recv().await {
+            Some(Packet::Publish(m)) => got.push((m.topic.to_string(), m.properties.topic_alias)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            ("al/one".to_owned(), Some(1)),
+            (String::new(), Some(1)),
+            ("al/two".to_owned(), None),
+        ]
+    );
+    server.shutdown().await;
+}
