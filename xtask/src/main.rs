@@ -1,4 +1,4 @@
-//! Project automation for moco: `cargo xtask test | fuzz`.
+//! Project automation for moco: `cargo xtask test | fuzz | interop`.
 //!
 //! Every command prints what it runs before running it, so a long CI log shows where time went.
 
@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+
+mod interop;
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", about = "moco project automation")]
@@ -30,6 +32,18 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
     },
+    /// Run the interoperability suite (interop/, paho-mqtt, MQTT v3.1.1 and v5) against a broker.
+    ///
+    /// Builds and starts the broker on a free loopback port, runs the suite, stops the broker;
+    /// the last line is `N passed, N failed`.
+    Interop {
+        /// Which broker to test: the release `moco` binary, or Mosquitto to check the suite.
+        #[arg(long, value_enum, default_value_t = interop::Broker::Moco)]
+        broker: interop::Broker,
+        /// Run only the scenarios whose name contains this text, e.g. `-k retained` or `-k v5`.
+        #[arg(short = 'k')]
+        filter: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -43,6 +57,7 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Test => test(),
         Cmd::Fuzz { target, seconds } => fuzz(target, seconds),
+        Cmd::Interop { broker, filter } => interop::interop(broker, filter),
     }
 }
 
