@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use bytestring::ByteString;
 use moco_codec::{
-    ConnAck, ConnAckProperties, Connect, Packet, ProtocolVersion, Publish, QoS, ReasonCode,
+    Auth, ConnAck, ConnAckProperties, Connect, Packet, ProtocolVersion, Publish, QoS, ReasonCode,
     RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use moco_topic::RetainedIndex;
@@ -209,13 +209,28 @@ impl Broker {
         self.router.len()
     }
 
-    /// Handles a CONNECT that arrived at `now` from `remote` on `listener`.
+    /// Handles a CONNECT that arrived at `now` from `remote` on `listener` (no enhanced
+    /// authentication: a CONNECT carrying an authentication method is refused with 0x8C).
     pub fn connect(
         &self,
         now: Instant,
         connect: &Connect,
         remote: Arc<str>,
         listener: Arc<str>,
+    ) -> ConnectOutcome {
+        self.connect_with(now, connect, remote, listener, None)
+    }
+
+    /// Handles a CONNECT; `enhanced` is the final AUTH of a completed enhanced
+    /// authentication exchange (MQTT 5 §4.12), which then replaces `OnConnectAuthenticate`
+    /// and whose method and data go into CONNACK.
+    pub fn connect_with(
+        &self,
+        now: Instant,
+        connect: &Connect,
+        remote: Arc<str>,
+        listener: Arc<str>,
+        enhanced: Option<Auth>,
     ) -> ConnectOutcome {
         let caps = &self.options.capabilities;
         let version = connect.protocol;
@@ -253,8 +268,15 @@ impl Broker {
             listener,
             protocol: version,
         };
-        if !self.hooks.on_connect_authenticate(&info, connect) {
-            return refuse(obscure(&self.options, ReasonCode::BadUserNameOrPassword));
+        let method = connect.properties.authentication_method.as_ref();
+        match (&enhanced, method) {
+            (Some(_), Some(_)) => {}
+            (None, Some(_)) => return refuse(ReasonCode::BadAuthenticationMethod),
+            _ => {
+                if !self.hooks.on_connect_authenticate(&info, connect) {
+                    return refuse(obscure(&self.options, ReasonCode::BadUserNameOrPassword));
+                }
+            }
         }
         if let Err(code) = self.hooks.on_connect(&info, connect) {
             return refuse(code);
@@ -365,6 +387,10 @@ impl Broker {
                     props.shared_subscription_available = Some(false);
                 }
                 props.server_keep_alive = server_keep_alive;
+                if let Some(a) = &enhanced {
+                    props.authentication_method = method.cloned();
+                    props.authentication_data = a.properties.authentication_data.clone();
+                }
                 if expiry != asked_expiry {
                     props.session_expiry_interval = Some(expiry);
                 }

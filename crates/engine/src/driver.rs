@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use moco_codec::{Decoder, Packet, ProtocolVersion, ReasonCode};
+use moco_codec::{Auth, Decoder, Packet, ProtocolVersion, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout};
 use tracing::{debug, trace};
 
 use crate::broker::{report_drops, Broker, ClientHandle, ConnectOutcome};
 use crate::error::Error;
+use crate::hooks::ClientInfo;
 use crate::message::DeliveryParams;
 use crate::state::{AppEvent, Transmit};
 
@@ -66,8 +67,67 @@ where
         Ok(Ok(_)) => return Err(Error::Protocol(ReasonCode::ProtocolError)),
     };
     let version = connect.protocol;
+    let mut enhanced = None;
+    if let Some(method) = connect.properties.authentication_method.clone() {
+        let info = ClientInfo {
+            id: connect.client_id.clone(),
+            username: connect.username.clone(),
+            remote: remote.clone(),
+            listener: listener.clone(),
+            protocol: version,
+        };
+        let mut auth = Auth::new(ReasonCode::Success);
+        auth.properties.authentication_method = Some(method.clone());
+        auth.properties.authentication_data = connect.properties.authentication_data.clone();
+        let deadline = tokio::time::Instant::now() + opts.connect_timeout;
+        loop {
+            match broker.hooks().on_auth_packet(&info, &auth) {
+                Ok(reply) if reply.reason_code == ReasonCode::ContinueAuthentication => {
+                    let mut reply = reply;
+                    reply.properties.authentication_method = Some(method.clone());
+                    let mut out = BytesMut::new();
+                    Packet::Auth(reply).encode(version, &mut out)?;
+                    wr.write_all(&out).await?;
+                    let next = tokio::time::timeout_at(deadline, async {
+                        loop {
+                            if let Some(p) = decoder.decode(&mut buf)? {
+                                return Ok::<_, Error>(p);
+                            }
+                            if rd.read_buf(&mut buf).await? == 0 {
+                                return Err(Error::Closed);
+                            }
+                        }
+                    })
+                    .await
+                    .map_err(|_| Error::ConnectTimeout)??;
+                    match next {
+                        Packet::Auth(a)
+                            if a.reason_code == ReasonCode::ContinueAuthentication
+                                && a.properties.authentication_method.as_ref() == Some(&method) =>
+                        {
+                            auth = a;
+                        }
+                        _ => {
+                            write_connack_refusal(&mut wr, version, ReasonCode::ProtocolError)
+                                .await?;
+                            return Err(Error::Protocol(ReasonCode::ProtocolError));
+                        }
+                    }
+                }
+                Ok(done) => {
+                    enhanced = Some(done);
+                    break;
+                }
+                Err(code) => {
+                    write_connack_refusal(&mut wr, version, code).await?;
+                    wr.shutdown().await.ok();
+                    return Err(Error::Refused(code));
+                }
+            }
+        }
+    }
     let now = Instant::now();
-    let handle = match broker.connect(now, &connect, remote, listener) {
+    let handle = match broker.connect_with(now, &connect, remote, listener, enhanced) {
         ConnectOutcome::Refused(ack) => {
             let code = ack.reason_code;
             let mut out = BytesMut::new();
@@ -206,7 +266,13 @@ fn process(broker: &Arc<Broker>, handle: &Arc<ClientHandle>, packet: Packet) -> 
             let reply = broker.hooks().on_auth_packet(&handle.info, &a);
             let mut st = handle.state.lock();
             match reply {
-                Ok(r) => st.send(Packet::Auth(r)),
+                Ok(mut r) => {
+                    if r.properties.authentication_method.is_none() {
+                        r.properties.authentication_method =
+                            a.properties.authentication_method.clone();
+                    }
+                    st.send(Packet::Auth(r));
+                }
                 Err(code) => st.close(code),
             }
         }

@@ -153,3 +153,112 @@ async fn maximum_clients_is_enforced() {
     assert_eq!(ack.reason_code, ReasonCode::QuotaExceeded);
     server.shutdown().await;
 }
+
+/// A two-step challenge/response over AUTH packets.
+struct Toy;
+
+impl Hook for Toy {
+    fn id(&self) -> &str {
+        "toy-auth"
+    }
+    fn provides(&self, e: Event) -> bool {
+        matches!(e, Event::OnAuthPacket | Event::OnAclCheck)
+    }
+    fn on_acl_check(&self, _: &ClientInfo, _: &str, _: Access) -> bool {
+        true
+    }
+    fn on_auth_packet(
+        &self,
+        _: &ClientInfo,
+        auth: &moco_codec::Auth,
+    ) -> Result<moco_codec::Auth, ReasonCode> {
+        let data = auth.properties.authentication_data.as_deref();
+        match data {
+            Some(b"hello") => {
+                let mut a = moco_codec::Auth::new(ReasonCode::ContinueAuthentication);
+                a.properties.authentication_data = Some(bytes::Bytes::from_static(b"challenge"));
+                Ok(a)
+            }
+            Some(b"answer") => {
+                let mut a = moco_codec::Auth::new(ReasonCode::Success);
+                a.properties.authentication_data = Some(bytes::Bytes::from_static(b"welcome"));
+                Ok(a)
+            }
+            _ => Err(ReasonCode::NotAuthorized),
+        }
+    }
+}
+
+fn auth_connect(id: &str) -> Connect {
+    let mut c = connect_packet(id, V5, 0, true);
+    c.properties.authentication_method = Some("toy".into());
+    c.properties.authentication_data = Some(bytes::Bytes::from_static(b"hello"));
+    c
+}
+
+fn auth(reason: ReasonCode, data: &'static [u8]) -> Packet {
+    let mut a = moco_codec::Auth::new(reason);
+    a.properties.authentication_method = Some("toy".into());
+    a.properties.authentication_data = Some(bytes::Bytes::from_static(data));
+    Packet::Auth(a)
+}
+
+#[tokio::test]
+async fn enhanced_authentication_exchange_and_reauthentication() {
+    let (server, addr) = start_with(Server::builder().hook(Toy).build()).await;
+    let mut r = Raw::open(addr, V5).await;
+    r.send(Packet::Connect(auth_connect("toy1"))).await;
+    match r.recv().await {
+        Some(Packet::Auth(a)) => {
+            assert_eq!(a.reason_code, ReasonCode::ContinueAuthentication);
+            assert_eq!(a.properties.authentication_method.as_deref(), Some("toy"));
+            assert_eq!(
+                a.properties.authentication_data.as_deref(),
+                Some(&b"challenge"[..])
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    r.send(auth(ReasonCode::ContinueAuthentication, b"answer"))
+        .await;
+    match r.recv().await {
+        Some(Packet::ConnAck(a)) => {
+            assert_eq!(a.reason_code, ReasonCode::Success);
+            assert_eq!(a.properties.authentication_method.as_deref(), Some("toy"));
+            assert_eq!(
+                a.properties.authentication_data.as_deref(),
+                Some(&b"welcome"[..])
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Re-authentication.
+    r.send(auth(ReasonCode::ReAuthenticate, b"answer")).await;
+    match r.recv().await {
+        Some(Packet::Auth(a)) => assert_eq!(a.reason_code, ReasonCode::Success),
+        other => panic!("{other:?}"),
+    }
+    // Failed re-authentication: DISCONNECT with the hook's code.
+    r.send(auth(ReasonCode::ReAuthenticate, b"wrong")).await;
+    assert_eq!(r.disconnect_reason().await, Some(ReasonCode::NotAuthorized));
+
+    // A wrong answer during CONNECT: CONNACK with the hook's code.
+    let mut r = Raw::open(addr, V5).await;
+    r.send(Packet::Connect(auth_connect("toy2"))).await;
+    assert!(matches!(r.recv().await, Some(Packet::Auth(_))));
+    r.send(auth(ReasonCode::ContinueAuthentication, b"nope"))
+        .await;
+    match r.recv().await {
+        Some(Packet::ConnAck(a)) => assert_eq!(a.reason_code, ReasonCode::NotAuthorized),
+        other => panic!("{other:?}"),
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn authentication_method_without_a_hook_is_refused_8c() {
+    let (server, addr) = start(Options::default()).await;
+    let (_r, ack) = Raw::connect(addr, auth_connect("nohook")).await;
+    assert_eq!(ack.reason_code, ReasonCode::BadAuthenticationMethod);
+    server.shutdown().await;
+}
