@@ -88,6 +88,10 @@ class Client:
 
     Each connect() makes a fresh paho client, so no client-side session state (paho's own resends)
     leaks from one connection to the next: what a reconnect receives comes from the broker.
+
+    Do not assert on `disconnected.rc` for a server's DISCONNECT: paho-mqtt 2.1 ignores the
+    reason code of a DISCONNECT that carries no properties (remaining length 1) and reports 0.
+    Scenarios that check a DISCONNECT reason code use the Raw client.
     """
 
     def __init__(self, ctx: Any, version: int, cid: str | None = None, *, clean: bool = True,

@@ -145,6 +145,11 @@ def main() -> int:
             print(label)
         return 0
 
+    if not runs:
+        print(f"no scenario matches -k {args.filter!r}", flush=True)
+        print("0 passed, 0 failed", flush=True)
+        return 1
+
     run_id = uuid.uuid4().hex[:6]
     print(f"interop suite against {args.broker_name} at {args.host}:{args.port}, "
           f"run id {run_id}, {len(runs)} scenario runs", flush=True)

@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -298,11 +299,14 @@ fn run_suite(mut cmd: Command) -> Result<(bool, String)> {
     Ok((status.success(), last))
 }
 
-/// Debian's `apt-get update` then `apt-get install -y PACKAGE`.
+/// Debian's `apt-get install -y PACKAGE`, after one `apt-get update` per xtask run.
 fn apt_install(package: &str) -> Result<()> {
-    let mut update = Command::new("apt-get");
-    update.arg("update");
-    run("interop: setup", update)?;
+    static UPDATED: AtomicBool = AtomicBool::new(false);
+    if !UPDATED.swap(true, Ordering::SeqCst) {
+        let mut update = Command::new("apt-get");
+        update.arg("update");
+        run("interop: setup", update)?;
+    }
     let mut install = Command::new("apt-get");
     install
         .args(["install", "-y", package])
