@@ -20,11 +20,11 @@ use moco_topic::RetainedIndex;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
-use crate::hooks::{Access, ClientInfo, DisconnectInfo, DropReason, Hooks};
+use crate::hooks::{Access, ClientInfo, DisconnectInfo, Hooks};
 use crate::message::{Delivery, Message, Will};
 use crate::options::Options;
 use crate::router::{LocalRouter, Router, Target};
-use crate::state::{ClientState, ConnLimits, Session};
+use crate::state::{ClientState, ConnLimits, Note, Session};
 
 /// One client known to the broker (connected, or disconnected with a live session).
 #[derive(Debug)]
@@ -43,14 +43,14 @@ pub struct ClientHandle {
 
 impl ClientHandle {
     /// Queues a delivery and wakes the writer.
-    fn deliver(&self, now: Instant, d: Delivery, hooks: &Hooks) {
-        let drops = {
+    fn deliver(&self, now: Instant, d: Delivery, hooks: &Hooks, info: &SysInfo) {
+        let notes = {
             let mut st = self.state.lock();
             st.deliver(now, d);
-            st.take_drops()
+            st.take_notes()
         };
         self.notify.notify_one();
-        report_drops(hooks, &self.info.id, drops);
+        report_notes(hooks, info, &self.info.id, notes);
     }
 
     /// Closes the connection with `reason` (DISCONNECT for v5) and wakes the driver.
@@ -60,21 +60,29 @@ impl ClientHandle {
     }
 }
 
-pub(crate) fn report_drops(hooks: &Hooks, id: &str, drops: Vec<(Arc<Message>, DropReason)>) {
-    if drops.is_empty() || !hooks.provides(crate::hooks::Event::OnPublishDropped) {
-        return;
-    }
-    for (m, why) in drops {
-        let p = Publish {
-            dup: false,
-            qos: m.qos,
-            retain: m.retain,
-            topic: m.topic.clone(),
-            packet_id: None,
-            payload: m.payload.clone(),
-            properties: m.properties.clone(),
-        };
-        hooks.on_publish_dropped(id, &p, why);
+pub(crate) fn report_notes(hooks: &Hooks, info: &SysInfo, id: &str, notes: Vec<Note>) {
+    use crate::hooks::Event;
+    for n in notes {
+        match n {
+            Note::Dropped(m, why) => {
+                info.messages_dropped.fetch_add(1, Ordering::Relaxed);
+                if hooks.provides(Event::OnPublishDropped) {
+                    let p = Publish {
+                        dup: false,
+                        qos: m.qos,
+                        retain: m.retain,
+                        topic: m.topic.clone(),
+                        packet_id: None,
+                        payload: m.payload.clone(),
+                        properties: m.properties.clone(),
+                    };
+                    hooks.on_publish_dropped(id, &p, why);
+                }
+            }
+            Note::QosComplete(pid) => hooks.on_qos_complete(id, pid),
+            Note::QosDropped(pid) => hooks.on_qos_dropped(id, pid),
+            Note::PacketIdExhausted => hooks.on_packet_id_exhausted(id),
+        }
     }
 }
 
@@ -582,6 +590,12 @@ impl Broker {
         let mut targets: Vec<Target> = Vec::new();
         self.router
             .route(&msg.topic, msg.publisher.as_ref(), &mut targets);
+        if self
+            .hooks
+            .provides(crate::hooks::Event::OnSelectSubscribers)
+        {
+            self.hooks.on_select_subscribers(&msg.topic, &mut targets);
+        }
         if targets.is_empty() {
             return 0;
         }
@@ -598,7 +612,7 @@ impl Broker {
                 retain: msg.retain && t.retain_as_published,
                 sub_ids: t.sub_ids,
             };
-            h.deliver(now, d, &self.hooks);
+            h.deliver(now, d, &self.hooks, &self.info);
             n += 1;
         }
         n
@@ -733,9 +747,16 @@ impl Broker {
                 reason_codes: codes.clone(),
                 properties: Default::default(),
             }));
+            let n_retained = retained.len();
             for d in retained {
                 st.deliver(now, d);
             }
+            if n_retained > 0 {
+                self.hooks.on_retain_published(info, n_retained);
+            }
+            let notes = st.take_notes();
+            drop(st);
+            report_notes(&self.hooks, &self.info, &info.id, notes);
         }
         handle.notify.notify_one();
         self.hooks.on_subscribed(info, &sub, &codes);
@@ -797,6 +818,7 @@ impl Broker {
                 self.subscription_count().to_string(),
             ),
         ];
+        self.hooks.on_sys_info_tick(&self.info);
         for (topic, v) in values {
             let p = Publish {
                 dup: false,

@@ -17,9 +17,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout};
 use tracing::{debug, trace};
 
-use crate::broker::{report_drops, Broker, ClientHandle, ConnectOutcome};
+use crate::broker::{report_notes, Broker, ClientHandle, ConnectOutcome};
 use crate::error::Error;
-use crate::hooks::ClientInfo;
+use crate::hooks::{ClientInfo, Event};
 use crate::message::DeliveryParams;
 use crate::state::{AppEvent, Transmit};
 
@@ -249,9 +249,17 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 
 /// Feeds one packet to the client's state and acts on the outcome; false once the
 /// connection is closing.
-fn process(broker: &Arc<Broker>, handle: &Arc<ClientHandle>, packet: Packet) -> bool {
+fn process(broker: &Arc<Broker>, handle: &Arc<ClientHandle>, mut packet: Packet) -> bool {
     let now = Instant::now();
-    trace!(client = %handle.info.id, packet = %packet.packet_type(), "received");
+    let ptype = packet.packet_type();
+    trace!(client = %handle.info.id, packet = %ptype, "received");
+    let hooks = broker.hooks();
+    if hooks.provides(Event::OnPacketRead) {
+        if let Err(code) = hooks.on_packet_read(&handle.info, &mut packet) {
+            handle.close(code);
+            return false;
+        }
+    }
     let event = handle.state.lock().handle_packet(now, packet);
     match event {
         None => {}
@@ -278,13 +286,18 @@ fn process(broker: &Arc<Broker>, handle: &Arc<ClientHandle>, packet: Packet) -> 
         }
         Some(AppEvent::Disconnect { .. }) => {}
     }
-    let st = handle.state.lock();
+    let mut st = handle.state.lock();
     let open = st.is_connected();
     let wake = st.wants_transmit();
+    let notes = st.take_notes();
     drop(st);
     if wake {
         handle.notify.notify_one();
     }
+    if !notes.is_empty() {
+        report_notes(hooks, &broker.info, &handle.info.id, notes);
+    }
+    hooks.on_packet_processed(&handle.info, ptype);
     open
 }
 
@@ -346,7 +359,15 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                                 abandoned.push(pid);
                             }
                         }
-                        Ok(_) => sent += 1,
+                        Ok(_) => {
+                            sent += 1;
+                            if packet_id.is_some() && broker.hooks().provides(Event::OnQosPublish) {
+                                let p = delivery.msg.to_publish(&params, now);
+                                broker
+                                    .hooks()
+                                    .on_qos_publish(&handle.info.id, &p, u32::from(dup));
+                            }
+                        }
                         Err(e) => {
                             out.truncate(start);
                             debug!(client = %handle.info.id, error = %e, "cannot encode publish");
@@ -355,26 +376,19 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 }
             }
         }
-        if !abandoned.is_empty() {
-            let drops = {
-                let mut st = handle.state.lock();
-                for pid in abandoned {
-                    st.abandon(pid);
-                }
-                st.take_drops()
-            };
-            report_drops(broker.hooks(), &handle.info.id, drops);
-        }
-        let drops = handle.state.lock().take_drops();
-        if !drops.is_empty() {
-            broker
-                .info
-                .messages_dropped
-                .fetch_add(drops.len() as u64, Ordering::Relaxed);
-            report_drops(broker.hooks(), &handle.info.id, drops);
+        let notes = {
+            let mut st = handle.state.lock();
+            for pid in abandoned {
+                st.abandon(pid);
+            }
+            st.take_notes()
+        };
+        if !notes.is_empty() {
+            report_notes(broker.hooks(), &broker.info, &handle.info.id, notes);
         }
         if !out.is_empty() {
             wr.write_all(&out).await?;
+            broker.hooks().on_packet_sent(&handle.info, &out);
             broker
                 .info
                 .bytes_sent

@@ -12,9 +12,13 @@
 use std::sync::Arc;
 
 use bytestring::ByteString;
-use moco_codec::{Auth, Connect, ProtocolVersion, Publish, ReasonCode, Subscribe, Unsubscribe};
+use moco_codec::{
+    Auth, Connect, Packet, PacketType, ProtocolVersion, Publish, ReasonCode, Subscribe, Unsubscribe,
+};
 
+use crate::broker::SysInfo;
 use crate::message::Will;
+use crate::router::Target;
 
 /// Every event a hook may provide (mochi's full set, including the storage events).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,6 +43,17 @@ pub enum Event {
     OnDisconnect,
     /// An AUTH packet arrived (enhanced authentication).
     OnAuthPacket,
+    /// A packet was read from a client, before it is processed; the hook may change it or
+    /// refuse it (the connection closes with the code).
+    OnPacketRead,
+    /// A packet from a client was processed.
+    OnPacketProcessed,
+    /// Bytes were written to a client.
+    OnPacketSent,
+    /// Subscribers were selected for a message; the hook may change the selection.
+    OnSelectSubscribers,
+    /// Retained messages were sent to a client because it subscribed.
+    OnRetainPublished,
     /// A SUBSCRIBE arrived; the hook may change it.
     OnSubscribe,
     /// A SUBSCRIBE was processed.
@@ -200,6 +215,27 @@ pub trait Hook: Send + Sync + 'static {
         Err(ReasonCode::BadAuthenticationMethod)
     }
 
+    /// `$SYS` values were refreshed.
+    fn on_sys_info_tick(&self, info: &SysInfo) {}
+
+    /// A packet was read from `client`, before processing; the hook may rewrite it, or refuse
+    /// it with a reason code (the connection is closed with it).
+    fn on_packet_read(&self, client: &ClientInfo, packet: &mut Packet) -> Result<(), ReasonCode> {
+        Ok(())
+    }
+
+    /// A packet of type `packet` from `client` was processed.
+    fn on_packet_processed(&self, client: &ClientInfo, packet: PacketType) {}
+
+    /// `bytes` were written to `client` (one batch of packets).
+    fn on_packet_sent(&self, client: &ClientInfo, bytes: &[u8]) {}
+
+    /// The subscribers of a message on `topic` were selected; the hook may change them.
+    fn on_select_subscribers(&self, topic: &str, subscribers: &mut Vec<Target>) {}
+
+    /// `count` retained messages were queued for `client` after a SUBSCRIBE.
+    fn on_retain_published(&self, client: &ClientInfo, count: usize) {}
+
     /// A SUBSCRIBE arrived; the hook may rewrite it.
     fn on_subscribe(&self, client: &ClientInfo, subscribe: &mut Subscribe) {}
 
@@ -267,7 +303,12 @@ impl std::fmt::Debug for Hooks {
     }
 }
 
-const ALL_EVENTS: [Event; 25] = [
+const ALL_EVENTS: [Event; 30] = [
+    Event::OnPacketRead,
+    Event::OnPacketProcessed,
+    Event::OnPacketSent,
+    Event::OnSelectSubscribers,
+    Event::OnRetainPublished,
     Event::OnStarted,
     Event::OnStopped,
     Event::OnSysInfoTick,
@@ -384,6 +425,46 @@ impl Hooks {
             Some(h) => h.on_auth_packet(client, auth),
             None => Err(ReasonCode::BadAuthenticationMethod),
         }
+    }
+
+    /// Calls [`Hook::on_sys_info_tick`].
+    pub fn on_sys_info_tick(&self, info: &SysInfo) {
+        self.each(Event::OnSysInfoTick)
+            .for_each(|h| h.on_sys_info_tick(info));
+    }
+
+    /// Calls [`Hook::on_packet_read`] in order; the first refusal wins.
+    pub fn on_packet_read(
+        &self,
+        client: &ClientInfo,
+        packet: &mut Packet,
+    ) -> Result<(), ReasonCode> {
+        self.each(Event::OnPacketRead)
+            .try_for_each(|h| h.on_packet_read(client, packet))
+    }
+
+    /// Calls [`Hook::on_packet_processed`].
+    pub fn on_packet_processed(&self, client: &ClientInfo, packet: PacketType) {
+        self.each(Event::OnPacketProcessed)
+            .for_each(|h| h.on_packet_processed(client, packet));
+    }
+
+    /// Calls [`Hook::on_packet_sent`].
+    pub fn on_packet_sent(&self, client: &ClientInfo, bytes: &[u8]) {
+        self.each(Event::OnPacketSent)
+            .for_each(|h| h.on_packet_sent(client, bytes));
+    }
+
+    /// Calls [`Hook::on_select_subscribers`] in order.
+    pub fn on_select_subscribers(&self, topic: &str, subscribers: &mut Vec<Target>) {
+        self.each(Event::OnSelectSubscribers)
+            .for_each(|h| h.on_select_subscribers(topic, subscribers));
+    }
+
+    /// Calls [`Hook::on_retain_published`].
+    pub fn on_retain_published(&self, client: &ClientInfo, count: usize) {
+        self.each(Event::OnRetainPublished)
+            .for_each(|h| h.on_retain_published(client, count));
     }
 
     /// Calls [`Hook::on_subscribe`] in order.

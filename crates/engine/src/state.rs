@@ -122,6 +122,19 @@ pub enum AppEvent {
     },
 }
 
+/// Something the broker should tell the hooks about, noted by the state machine.
+#[derive(Debug, Clone)]
+pub enum Note {
+    /// A message for this client was dropped.
+    Dropped(Arc<Message>, DropReason),
+    /// The outbound QoS 1/2 flow of this packet id completed.
+    QosComplete(u16),
+    /// The outbound QoS 1/2 flow of this packet id was abandoned.
+    QosDropped(u16),
+    /// No packet identifier was free.
+    PacketIdExhausted,
+}
+
 /// Something to write to the client.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // short-lived, moved through one reused batch Vec
@@ -155,7 +168,7 @@ pub struct ClientState {
     out_aliases: HashMap<ByteString, u16>,
     control: VecDeque<Packet>,
     resend: VecDeque<u16>,
-    drops: Vec<(Arc<Message>, DropReason)>,
+    notes: Vec<Note>,
     close: Option<ReasonCode>,
     disconnect_queued: bool,
     connected: bool,
@@ -175,7 +188,7 @@ impl ClientState {
             out_aliases: HashMap::new(),
             control: VecDeque::new(),
             resend,
-            drops: Vec::new(),
+            notes: Vec::new(),
             close: None,
             disconnect_queued: false,
             connected: true,
@@ -218,9 +231,9 @@ impl ClientState {
         self.control.push_back(packet);
     }
 
-    /// Takes the messages dropped since the last call (for the `OnPublishDropped` hook).
-    pub fn take_drops(&mut self) -> Vec<(Arc<Message>, DropReason)> {
-        std::mem::take(&mut self.drops)
+    /// Takes the notes (drops, completed and abandoned flows) since the last call.
+    pub fn take_notes(&mut self) -> Vec<Note> {
+        std::mem::take(&mut self.notes)
     }
 
     /// Handles one packet from the client. Protocol violations close the connection with the
@@ -377,6 +390,7 @@ impl ClientState {
             Some(i) if self.session.inflight[i].stage == Stage::AwaitPubRec => {
                 if r.reason_code.is_error() {
                     self.session.inflight.remove(i);
+                    self.notes.push(Note::QosComplete(r.packet_id));
                 } else {
                     self.session.inflight[i].stage = Stage::AwaitPubComp;
                     self.control.push_back(Packet::PubRel(PubRel {
@@ -410,6 +424,7 @@ impl ClientState {
             .position(|i| i.packet_id == packet_id && i.stage == stage)
         {
             self.session.inflight.remove(i);
+            self.notes.push(Note::QosComplete(packet_id));
         }
     }
 
@@ -418,16 +433,19 @@ impl ClientState {
     /// Expired messages are never queued.
     pub fn deliver(&mut self, now: Instant, delivery: Delivery) {
         if delivery.msg.is_expired(now) {
-            self.drops.push((delivery.msg, DropReason::Expired));
+            self.notes
+                .push(Note::Dropped(delivery.msg, DropReason::Expired));
             return;
         }
         if self.session.pending.len() >= self.limits.max_pending.max(1) {
             if delivery.qos == QoS::AtMostOnce && self.connected {
-                self.drops.push((delivery.msg, DropReason::QueueFull));
+                self.notes
+                    .push(Note::Dropped(delivery.msg, DropReason::QueueFull));
                 return;
             }
             if let Some(old) = self.session.pending.pop_front() {
-                self.drops.push((old.msg, DropReason::QueueFull));
+                self.notes
+                    .push(Note::Dropped(old.msg, DropReason::QueueFull));
             }
         }
         self.session.pending.push_back(delivery);
@@ -509,7 +527,7 @@ impl ClientState {
             let front = self.session.pending.front()?;
             if front.msg.is_expired(now) {
                 let d = self.session.pending.pop_front()?;
-                self.drops.push((d.msg, DropReason::Expired));
+                self.notes.push(Note::Dropped(d.msg, DropReason::Expired));
                 continue;
             }
             if front.qos == QoS::AtMostOnce {
@@ -525,7 +543,10 @@ impl ClientState {
             if self.session.inflight.len() >= usize::from(self.limits.send_quota.max(1)) {
                 return None;
             }
-            let pid = self.next_packet_id()?;
+            let Some(pid) = self.next_packet_id() else {
+                self.notes.push(Note::PacketIdExhausted);
+                return None;
+            };
             let d = self.session.pending.pop_front()?;
             let stage = if d.qos == QoS::AtLeastOnce {
                 Stage::AwaitPubAck
@@ -576,7 +597,9 @@ impl ClientState {
             .position(|i| i.packet_id == packet_id)
         {
             if let Some(inf) = self.session.inflight.remove(i) {
-                self.drops.push((inf.delivery.msg, DropReason::TooLarge));
+                self.notes.push(Note::QosDropped(packet_id));
+                self.notes
+                    .push(Note::Dropped(inf.delivery.msg, DropReason::TooLarge));
             }
         }
     }
@@ -666,6 +689,16 @@ mod tests {
             retain: false,
             sub_ids: Vec::new(),
         }
+    }
+
+    fn dropped(st: &mut ClientState) -> Vec<DropReason> {
+        st.take_notes()
+            .into_iter()
+            .filter_map(|n| match n {
+                Note::Dropped(_, r) => Some(r),
+                _ => None,
+            })
+            .collect()
     }
 
     fn drain(st: &mut ClientState, now: Instant) -> Vec<Transmit> {
@@ -865,13 +898,13 @@ mod tests {
         }
         st.deliver(t0, delivery(t0, QoS::AtMostOnce, None));
         assert_eq!(st.session.pending.len(), 3);
-        assert_eq!(st.take_drops().len(), 1);
+        assert_eq!(dropped(&mut st).len(), 1);
         // Offline: the oldest makes room, whatever the QoS.
         st.detach();
         st.deliver(t0, delivery(t0, QoS::AtMostOnce, None));
         assert_eq!(st.session.pending.len(), 3);
         assert_eq!(st.session.pending.back().unwrap().qos, QoS::AtMostOnce);
-        assert_eq!(st.take_drops()[0].1, DropReason::QueueFull);
+        assert_eq!(dropped(&mut st)[0], DropReason::QueueFull);
     }
 
     #[test]
@@ -889,7 +922,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(st.take_drops()[0].1, DropReason::Expired);
+        assert_eq!(dropped(&mut st)[0], DropReason::Expired);
     }
 
     #[test]

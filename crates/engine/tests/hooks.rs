@@ -262,3 +262,119 @@ async fn authentication_method_without_a_hook_is_refused_8c() {
     assert_eq!(ack.reason_code, ReasonCode::BadAuthenticationMethod);
     server.shutdown().await;
 }
+
+/// Records which events fired; allows everything; refuses PUBLISH to `forbidden` at read time
+/// and removes subscriber `hidden` from every selection.
+#[derive(Default)]
+struct Recorder {
+    seen: parking_lot::Mutex<Vec<&'static str>>,
+}
+
+impl Recorder {
+    fn note(&self, e: &'static str) {
+        self.seen.lock().push(e);
+    }
+    fn count(&self, e: &str) -> usize {
+        self.seen.lock().iter().filter(|s| **s == e).count()
+    }
+}
+
+struct RecorderHook(Arc<Recorder>);
+
+impl Hook for RecorderHook {
+    fn id(&self) -> &str {
+        "recorder"
+    }
+    fn provides(&self, _: Event) -> bool {
+        true
+    }
+    fn on_connect_authenticate(&self, _: &ClientInfo, _: &Connect) -> bool {
+        self.0.note("authenticate");
+        true
+    }
+    fn on_acl_check(&self, _: &ClientInfo, _: &str, _: Access) -> bool {
+        true
+    }
+    fn on_session_established(&self, _: &ClientInfo, _: &Connect) {
+        self.0.note("session_established");
+    }
+    fn on_packet_read(&self, _: &ClientInfo, p: &mut Packet) -> Result<(), ReasonCode> {
+        self.0.note("packet_read");
+        match p {
+            Packet::Publish(p) if &*p.topic == "forbidden" => Err(ReasonCode::AdministrativeAction),
+            _ => Ok(()),
+        }
+    }
+    fn on_select_subscribers(&self, _: &str, subs: &mut Vec<moco_engine::Target>) {
+        subs.retain(|t| &*t.client_id != "hidden");
+    }
+    fn on_subscribed(&self, _: &ClientInfo, _: &moco_codec::Subscribe, _: &[ReasonCode]) {
+        self.0.note("subscribed");
+    }
+    fn on_published(&self, _: &ClientInfo, _: &moco_codec::Publish, _: usize) {
+        self.0.note("published");
+    }
+    fn on_qos_publish(&self, _: &str, _: &moco_codec::Publish, _: u32) {
+        self.0.note("qos_publish");
+    }
+    fn on_qos_complete(&self, _: &str, _: u16) {
+        self.0.note("qos_complete");
+    }
+    fn on_retain_message(&self, _: &ClientInfo, _: &moco_codec::Publish) {
+        self.0.note("retain_message");
+    }
+    fn on_retain_published(&self, _: &ClientInfo, _: usize) {
+        self.0.note("retain_published");
+    }
+}
+
+#[tokio::test]
+async fn hook_events_fire() {
+    let rec = Arc::new(Recorder::default());
+    let (server, addr) =
+        start_with(Server::builder().hook(RecorderHook(rec.clone())).build()).await;
+    let (mut hidden, _) = Raw::connect(addr, connect_packet("hidden", V5, 0, true)).await;
+    hidden.send(Packet::Subscribe(subscribe(1, "ev", 1))).await;
+    assert!(matches!(hidden.recv().await, Some(Packet::SubAck(_))));
+    let (mut c, _) = Raw::connect(addr, connect_packet("rec", V5, 0, true)).await;
+    let mut m = publish("ev", 1, Some(1), b"r");
+    m.retain = true;
+    c.send(Packet::Publish(m)).await;
+    assert!(matches!(c.recv().await, Some(Packet::PubAck(_))));
+    c.send(Packet::Subscribe(subscribe(2, "ev", 1))).await;
+    assert!(matches!(c.recv().await, Some(Packet::SubAck(_))));
+    let got = match c.recv().await {
+        Some(Packet::Publish(p)) => p,
+        other => panic!("{other:?}"),
+    };
+    c.send(Packet::PubAck(moco_codec::PubAck::new(
+        got.packet_id.unwrap(),
+    )))
+    .await;
+    c.send(Packet::PingReq).await;
+    assert!(matches!(c.recv().await, Some(Packet::PingResp)));
+    // The hidden subscriber was removed from the selection.
+    hidden.send(Packet::PingReq).await;
+    assert!(matches!(hidden.recv().await, Some(Packet::PingResp)));
+    // A refused packet closes the connection with the hook's code.
+    c.send(Packet::Publish(publish("forbidden", 0, None, b"x")))
+        .await;
+    assert_eq!(
+        c.disconnect_reason().await,
+        Some(ReasonCode::AdministrativeAction)
+    );
+    server.shutdown().await;
+    for e in [
+        "authenticate",
+        "session_established",
+        "packet_read",
+        "subscribed",
+        "published",
+        "qos_publish",
+        "qos_complete",
+        "retain_message",
+        "retain_published",
+    ] {
+        assert!(rec.count(e) >= 1, "{e} never fired: {:?}", rec.seen.lock());
+    }
+}
