@@ -90,6 +90,31 @@ def s_pubsub_qos2(t):
 
 
 @scenario()
+def s_qos2_duplicate_publish(t):
+    """A QoS 2 PUBLISH resent with DUP 1 (same packet id) before PUBREL is delivered once
+    (exactly once, 4.3.3): the server must not forward it again."""
+    topic = t.topic()
+    sub = connected(t)
+    sub.subscribe(topic, 2)
+    r = t.raw()
+    check(r.connect(t.new_cid()).rc == 0, "raw connect refused")
+    r.publish(topic, b"once", 2, pid=42)
+    p = r.recv()
+    check(p is not None and p.type == PUBREC and p.pid == 42, f"expected PUBREC 42, got {p!r}")
+    r.publish(topic, b"once", 2, pid=42, dup=True)
+    p = r.recv()
+    check(p is not None and p.type == PUBREC and p.pid == 42,
+          f"expected PUBREC 42 for the resent PUBLISH, got {p!r}")
+    r.ack(PUBREL, 42)
+    p = r.recv()
+    check(p is not None and p.type == PUBCOMP and p.pid == 42, f"expected PUBCOMP 42, got {p!r}")
+    m = sub.expect_topic(topic)
+    check(m.payload == b"once" and m.qos == 2, f"delivered {m!r}")
+    sub.expect_none(lambda m: m.topic == topic, 0.8, "second delivery of one QoS 2 message")
+    r.disconnect()
+
+
+@scenario()
 def s_qos_downgrade(t):
     """Delivery QoS is the minimum of the publish QoS and the subscription's granted QoS."""
     topic = t.topic()
