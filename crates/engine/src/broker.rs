@@ -20,6 +20,7 @@ use moco_topic::RetainedIndex;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
+use crate::error::Error;
 use crate::hooks::{Access, ClientInfo, DisconnectInfo, Hooks};
 use crate::message::{Delivery, Message, Will};
 use crate::options::Options;
@@ -111,6 +112,15 @@ struct PendingWill {
     will: Will,
 }
 
+/// A handler of messages for an inline subscription.
+pub type InlineHandler = Arc<dyn Fn(&Publish) + Send + Sync>;
+
+struct InlineSub {
+    filter: String,
+    id: u32,
+    handler: InlineHandler,
+}
+
 /// Result of a CONNECT: the new client, or the CONNACK that refuses it.
 #[derive(Debug)]
 pub enum ConnectOutcome {
@@ -128,6 +138,7 @@ pub struct Broker {
     router: Arc<dyn Router>,
     retained: RwLock<RetainedIndex<Arc<Message>>>,
     wills: Mutex<Vec<PendingWill>>,
+    inline_subs: RwLock<Vec<InlineSub>>,
     /// `$SYS` counters.
     pub info: SysInfo,
     started: Instant,
@@ -176,6 +187,7 @@ impl Broker {
             router,
             retained: RwLock::new(RetainedIndex::new()),
             wills: Mutex::new(Vec::new()),
+            inline_subs: RwLock::new(Vec::new()),
             info: SysInfo::default(),
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
@@ -590,6 +602,7 @@ impl Broker {
         let mut targets: Vec<Target> = Vec::new();
         self.router
             .route(&msg.topic, msg.publisher.as_ref(), &mut targets);
+        self.deliver_inline(now, msg);
         if self
             .hooks
             .provides(crate::hooks::Event::OnSelectSubscribers)
@@ -783,6 +796,112 @@ impl Broker {
         }));
         handle.notify.notify_one();
         self.hooks.on_unsubscribed(info, &unsub);
+    }
+
+    fn deliver_inline(&self, now: Instant, msg: &Message) {
+        let subs = self.inline_subs.read();
+        if subs.is_empty() {
+            return;
+        }
+        for s in subs.iter() {
+            if moco_topic::filter_matches(&s.filter, &msg.topic) {
+                let p = msg.to_publish(
+                    &crate::message::DeliveryParams {
+                        qos: msg.qos,
+                        retain: msg.retain,
+                        dup: false,
+                        packet_id: None,
+                        sub_ids: &[s.id],
+                        alias: None,
+                    },
+                    now,
+                );
+                (s.handler)(&p);
+            }
+        }
+    }
+
+    fn check_inline(&self) -> Result<(), Error> {
+        if self.options.inline_client {
+            Ok(())
+        } else {
+            Err(Error::InlineClientDisabled)
+        }
+    }
+
+    /// Publishes from the embedding program (the inline client): no ACL, no client; the
+    /// topic is validated. Returns how many subscribers got it. Needs
+    /// [`Options::inline_client`].
+    pub fn inline_publish(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        qos: QoS,
+        retain: bool,
+    ) -> Result<usize, Error> {
+        self.check_inline()?;
+        moco_topic::validate_topic_name(topic).map_err(Error::Topic)?;
+        let p = Publish {
+            dup: false,
+            qos,
+            retain,
+            topic: ByteString::from(topic),
+            packet_id: None,
+            payload: payload.into(),
+            properties: Default::default(),
+        };
+        Ok(self.publish_internal(Instant::now(), &p))
+    }
+
+    /// Subscribes the embedding program to `filter` (a plain filter) under identifier `id`;
+    /// `handler` is called, on the publisher's task, for every matching message, starting
+    /// with the retained ones. Needs [`Options::inline_client`].
+    pub fn inline_subscribe(
+        &self,
+        filter: &str,
+        id: u32,
+        handler: InlineHandler,
+    ) -> Result<(), Error> {
+        self.check_inline()?;
+        moco_topic::validate_topic_filter(filter).map_err(Error::Topic)?;
+        let now = Instant::now();
+        let mut retained = Vec::new();
+        self.retained.read().for_each_match(filter, |m| {
+            if !m.is_expired(now) {
+                retained.push(m.clone());
+            }
+        });
+        for m in retained {
+            let p = m.to_publish(
+                &crate::message::DeliveryParams {
+                    qos: m.qos,
+                    retain: true,
+                    dup: false,
+                    packet_id: None,
+                    sub_ids: &[id],
+                    alias: None,
+                },
+                now,
+            );
+            handler(&p);
+        }
+        let mut subs = self.inline_subs.write();
+        subs.retain(|s| !(s.filter == filter && s.id == id));
+        subs.push(InlineSub {
+            filter: filter.to_owned(),
+            id,
+            handler,
+        });
+        Ok(())
+    }
+
+    /// Removes the inline subscription `id` on `filter`; returns whether it existed.
+    pub fn inline_unsubscribe(&self, filter: &str, id: u32) -> Result<bool, Error> {
+        self.check_inline()?;
+        let mut subs = self.inline_subs.write();
+        let before = subs.len();
+        subs.retain(|s| !(s.filter == filter && s.id == id));
+        Ok(subs.len() != before)
     }
 
     /// Publishes the `$SYS/broker/...` topics (retained).

@@ -247,9 +247,20 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
+/// Injects `packet` as if the connected client `client_id` had sent it (mochi's
+/// `InjectPacket`); returns whether the connection is still open.
+pub fn inject_packet(broker: &Arc<Broker>, client_id: &str, packet: Packet) -> Result<bool, Error> {
+    let handle = broker.client(client_id).ok_or(Error::NoSuchClient)?;
+    Ok(process(broker, &handle, packet))
+}
+
 /// Feeds one packet to the client's state and acts on the outcome; false once the
 /// connection is closing.
-fn process(broker: &Arc<Broker>, handle: &Arc<ClientHandle>, mut packet: Packet) -> bool {
+pub(crate) fn process(
+    broker: &Arc<Broker>,
+    handle: &Arc<ClientHandle>,
+    mut packet: Packet,
+) -> bool {
     let now = Instant::now();
     let ptype = packet.packet_type();
     trace!(client = %handle.info.id, packet = %ptype, "received");

@@ -28,6 +28,15 @@ pub enum Error {
     /// A hook could not be added because the server is already serving.
     #[error("hooks can only be added before the server serves")]
     AlreadyServing,
+    /// The inline client is used but [`Options::inline_client`](crate::Options) is off.
+    #[error("the inline client is disabled (Options::inline_client)")]
+    InlineClientDisabled,
+    /// A topic name or filter given to the inline client is invalid.
+    #[error("topic: {0}")]
+    Topic(moco_topic::TopicError),
+    /// No client has this id.
+    #[error("no such client")]
+    NoSuchClient,
     /// Socket I/O failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
@@ -40,7 +49,10 @@ impl From<&Error> for ReasonCode {
             Error::Encode(e) => e.reason_code(),
             Error::Protocol(c) | Error::Refused(c) => *c,
             Error::ConnectTimeout => ReasonCode::MaximumConnectTime,
-            Error::Closed | Error::Io(_) | Error::AlreadyServing => ReasonCode::UnspecifiedError,
+            Error::Topic(t) => {
+                ReasonCode::try_from(t.reason_code()).unwrap_or(ReasonCode::UnspecifiedError)
+            }
+            _ => ReasonCode::UnspecifiedError,
         }
     }
 }

@@ -20,7 +20,8 @@ pub mod router;
 mod server;
 pub mod state;
 
-pub use broker::{Broker, ClientHandle, ConnectOutcome};
+pub use broker::{Broker, ClientHandle, ConnectOutcome, InlineHandler};
+pub use driver::{inject_packet, run_connection};
 pub use error::Error;
 pub use hooks::{Access, AllowAll, ClientInfo, Event, EventSet, Hook, Hooks};
 pub use options::{Capabilities, Compatibilities, Options};
