@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod interop;
 
 #[derive(Debug, Parser)]
@@ -44,6 +45,12 @@ enum Cmd {
         #[arg(short = 'k')]
         filter: Option<String>,
     },
+    /// Benchmark moco against Mosquitto and rumqttd under the same bounded load (issue 9).
+    ///
+    /// Builds moco and the load generator in release, installs the peers if missing, runs each
+    /// scenario against each broker in turn and prints a table of medians with moco/peer ratios;
+    /// writes target/bench-report/bench.json and bench.svg.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -58,6 +65,7 @@ fn main() -> Result<()> {
         Cmd::Test => test(),
         Cmd::Fuzz { target, seconds } => fuzz(target, seconds),
         Cmd::Interop { broker, filter } => interop::interop(broker, filter),
+        Cmd::Bench(args) => bench::bench(args),
     }
 }
 
