@@ -79,10 +79,10 @@ impl<V> RetainedIndex<V> {
 
     /// Drops the retained message of `topic`, returning it.
     pub fn remove(&mut self, topic: &str) -> Option<V> {
-        let node = self.tree.find(topic.split('/').map(Seg::Exact))?;
+        let node = self.tree.find_path(topic.split('/').map(Seg::Exact))?;
         let old = self.tree.node_mut(node).payload.0.take()?;
         self.len -= 1;
-        self.tree.prune(node, topic.rsplit('/'));
+        self.tree.prune_path(topic.rsplit('/').map(Seg::Exact));
         Some(old)
     }
 

@@ -380,3 +380,13 @@ fn arc_str_client_keys() {
     assert_eq!(m.deliveries().len(), 1);
     assert_eq!(&*m.deliveries()[0].client, "client-a");
 }
+
+#[test]
+fn trie_nodes_fit_a_cache_line() {
+    use crate::tree::{Align64, Node};
+    use std::mem::{align_of, size_of};
+    type N<C> = Node<crate::trie::SubNodeForTests<C>, Align64>;
+    assert_eq!(size_of::<N<u64>>(), 64);
+    assert_eq!(align_of::<N<u64>>(), 64);
+    assert_eq!(size_of::<N<std::sync::Arc<str>>>(), 64);
+}

@@ -10,7 +10,7 @@ use crate::error::TopicError;
 use crate::hash::{hash_one, mix64, random_u64};
 use crate::options::SubscriptionOptions;
 use crate::subs::{Entry, Subs};
-use crate::tree::{NodeId, Payload, Seg, Tree, NONE, ROOT};
+use crate::tree::{Align64, NodeId, Payload, Seg, Tree, NONE, ROOT};
 use crate::validate::parse_filter;
 
 /// How a shared subscription group picks the one member that gets a message (MQTT 5 §4.8.2
@@ -45,7 +45,7 @@ impl<C: fmt::Debug> fmt::Debug for ShareGroup<C> {
 }
 
 #[derive(Debug)]
-struct SubNode<C> {
+pub(crate) struct SubNode<C> {
     subs: Subs<C>,
     shared: Option<Box<Vec<ShareGroup<C>>>>,
 }
@@ -71,7 +71,7 @@ impl<C: Clone + Eq + Hash> Payload for SubNode<C> {
 /// O(levels of the topic + matches), whatever the number of subscriptions. See the crate docs
 /// for the intended locking (`matches` needs `&self` only).
 pub struct SubscriptionTrie<C> {
-    tree: Tree<SubNode<C>>,
+    tree: Tree<SubNode<C>, Align64>,
     len: usize,
     strategy: ShareStrategy,
     rng: AtomicU64,
@@ -296,7 +296,7 @@ impl<C: Clone + Eq + Hash> SubscriptionTrie<C> {
     /// are pruned.
     pub fn remove(&mut self, filter: &str, client: &C) -> Option<SubscriptionOptions> {
         let f = parse_filter(filter).ok()?;
-        let node = self.tree.find(f.filter.split('/').map(Seg::filter))?;
+        let node = self.tree.find_path(f.filter.split('/').map(Seg::filter))?;
         let p = &mut self.tree.node_mut(node).payload;
         let gone = match f.share {
             None => p.subs.remove(client)?,
@@ -314,7 +314,7 @@ impl<C: Clone + Eq + Hash> SubscriptionTrie<C> {
             }
         };
         self.len -= 1;
-        self.tree.prune(node, f.filter.rsplit('/'));
+        self.tree.prune_path(f.filter.rsplit('/').map(Seg::filter));
         Some(gone)
     }
 
@@ -554,3 +554,6 @@ impl<C: Clone + Eq + Hash> SubscriptionTrie<C> {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) type SubNodeForTests<C> = SubNode<C>;
