@@ -513,8 +513,8 @@ impl Broker {
                 self.drop_session(&handle.info.id, session);
             }
         } else {
-            *handle.expires_at.lock() =
-                Some(now + Duration::from_secs(u64::from(expiry.min(u32::MAX - 1))));
+            // u32::MAX (v3 persistent sessions by default) effectively never expires.
+            *handle.expires_at.lock() = now.checked_add(Duration::from_secs(u64::from(expiry)));
         }
     }
 
@@ -680,6 +680,13 @@ impl Broker {
         let caps = &self.options.capabilities;
         let info = &handle.info;
         self.hooks.on_subscribe(info, &mut sub);
+        // No Local on a shared subscription is a protocol error (MQTT-3.8.3-4).
+        if sub.filters.iter().any(|(f, o)| {
+            o.no_local && f.starts_with(moco_topic::SHARE_PREFIX) && info.protocol.is_v5()
+        }) {
+            handle.close(ReasonCode::ProtocolError);
+            return;
+        }
         let sub_id = sub.properties.subscription_identifier;
         let mut codes = Vec::with_capacity(sub.filters.len());
         let mut retained: Vec<Delivery> = Vec::new();

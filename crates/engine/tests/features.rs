@@ -469,3 +469,140 @@ async fn one_publisher_one_topic_arrives_in_order_at_every_qos() {
     let _p = writer.await.unwrap();
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn v30_client_exchanges_with_v5_client() {
+    let (server, addr) = start(Options::default()).await;
+    let v3 = ProtocolVersion::V3;
+    let (mut old, ack) = Raw::connect(addr, connect_packet("old-mqisdp", v3, 0, true)).await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    let (mut new, _) = Raw::connect(addr, connect_packet("new5", V5, 0, true)).await;
+    sub(&mut old, 1, subscribe(1, "mix/#", 1)).await;
+    sub(&mut new, 1, subscribe(1, "mix/#", 1)).await;
+    let mut m = publish("mix/a", 1, Some(4), b"from v5");
+    m.properties.user_properties = vec![("only".into(), "v5".into())];
+    new.send(Packet::Publish(m)).await;
+    let got = expect_publish(&mut old).await;
+    assert_eq!(&got.payload[..], b"from v5");
+    old.send(Packet::PubAck(moco_codec::PubAck::new(
+        got.packet_id.unwrap(),
+    )))
+    .await;
+    old.send(Packet::Publish(publish("mix/b", 1, Some(5), b"from v3.0")))
+        .await;
+    // The v5 client gets its own message back first, then the v3.0 one.
+    let mut payloads = Vec::new();
+    while payloads.len() < 2 {
+        match new.recv().await {
+            Some(Packet::Publish(p)) => payloads.push(p.payload.clone()),
+            Some(Packet::PubAck(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(&payloads[1][..], b"from v3.0");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn take_over_publishes_will_when_the_session_ends() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut s, _) = Raw::connect(addr, connect_packet("tws", V5, 0, true)).await;
+    sub(&mut s, 1, subscribe(1, "will/#", 0)).await;
+    let (mut old, _) = Raw::connect(addr, will_connect("tw", None)).await;
+    let (_new, _) = Raw::connect(addr, connect_packet("tw", V5, 0, true)).await;
+    assert_eq!(
+        old.disconnect_reason().await,
+        Some(ReasonCode::SessionTakenOver)
+    );
+    assert_eq!(&expect_publish(&mut s).await.payload[..], b"gone");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn messages_larger_than_the_client_maximum_are_not_sent() {
+    let (server, addr) = start(Options::default()).await;
+    let mut c = connect_packet("small", V5, 0, true);
+    c.properties.maximum_packet_size = Some(64);
+    let (mut s, _) = Raw::connect(addr, c).await;
+    sub(&mut s, 1, subscribe(1, "size", 0)).await;
+    let (mut p, _) = Raw::connect(addr, connect_packet("sizep", V5, 0, true)).await;
+    p.send(Packet::Publish(publish("size", 0, None, &[b'x'; 200])))
+        .await;
+    p.send(Packet::Publish(publish("size", 0, None, b"small")))
+        .await;
+    assert_eq!(&expect_publish(&mut s).await.payload[..], b"small");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_receive_maximum_limits_inflight() {
+    let (server, addr) = start(Options::default()).await;
+    let mut c = connect_packet("rm1", V5, 0, true);
+    c.properties.receive_maximum = Some(1);
+    let (mut s, _) = Raw::connect(addr, c).await;
+    sub(&mut s, 1, subscribe(1, "rm", 1)).await;
+    let (mut p, _) = Raw::connect(addr, connect_packet("rmp", V5, 0, true)).await;
+    for i in 1..=3 {
+        p.send(Packet::Publish(publish("rm", 1, Some(i), b"x")))
+            .await;
+    }
+    for _ in 0..3 {
+        assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
+    }
+    let first = expect_publish(&mut s).await;
+    // Nothing more until the first is acknowledged.
+    expect_quiet(&mut s).await;
+    s.send(Packet::PubAck(moco_codec::PubAck::new(
+        first.packet_id.unwrap(),
+    )))
+    .await;
+    let second = expect_publish(&mut s).await;
+    assert_ne!(second.packet_id, first.packet_id);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn sys_topics_are_readable() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut s, _) = Raw::connect(addr, connect_packet("sysr", V5, 0, true)).await;
+    sub(&mut s, 1, subscribe(1, "$SYS/broker/version", 0)).await;
+    let got = expect_publish(&mut s).await;
+    assert_eq!(&got.payload[..], env!("CARGO_PKG_VERSION").as_bytes());
+    // `#` does not match `$SYS`.
+    let (mut all, _) = Raw::connect(addr, connect_packet("sysall", V5, 0, true)).await;
+    sub(&mut all, 1, subscribe(1, "#", 0)).await;
+    expect_quiet(&mut all).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_local_on_shared_subscription_is_a_protocol_error() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut c, _) = Raw::connect(addr, connect_packet("nls", V5, 0, true)).await;
+    let mut s = subscribe(1, "$share/g/x", 0);
+    s.filters[0].1.no_local = true;
+    c.send(Packet::Subscribe(s)).await;
+    assert_eq!(c.disconnect_reason().await, Some(ReasonCode::ProtocolError));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn retain_unavailable_disconnects_with_9a() {
+    let (server, addr) = start(Options {
+        capabilities: Capabilities {
+            retain_available: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let (mut c, _) = Raw::connect(addr, connect_packet("nr", V5, 0, true)).await;
+    let mut m = publish("r", 0, None, b"x");
+    m.retain = true;
+    c.send(Packet::Publish(m)).await;
+    assert_eq!(
+        c.disconnect_reason().await,
+        Some(ReasonCode::RetainNotSupported)
+    );
+    server.shutdown().await;
+}
