@@ -102,7 +102,9 @@ impl<V> RetainedIndex<V> {
             next.clear();
             match Seg::filter(level) {
                 Seg::Exact(s) => {
-                    let Some(l) = self.tree.level_id(s) else { return };
+                    let Some(l) = self.tree.level_id(s) else {
+                        return;
+                    };
                     for &id in &frontier {
                         let c = self.tree.node(id).children.get(l);
                         if c != crate::tree::NONE {

@@ -17,22 +17,24 @@ pub(crate) struct Entry<C> {
     pub(crate) options: SubscriptionOptions,
 }
 
+/// A large set: the entries and an index from client to position.
 #[derive(Debug)]
-pub(crate) struct Many<C> {
+pub(crate) struct Indexed<C> {
     list: Vec<Entry<C>>,
-    index: Option<HashMap<C, u32, SeededState>>,
+    index: HashMap<C, u32, SeededState>,
 }
 
 /// A set of entries keyed by client: each client at most once.
 ///
 /// The single entry is held inline so that a leaf with one subscriber costs no extra cache
-/// line to read.
+/// line to read; a few entries are one vector (one more line); many get an index too.
 #[derive(Debug, Default)]
 pub(crate) enum Subs<C> {
     #[default]
     Empty,
     One(Entry<C>),
-    Many(Box<Many<C>>),
+    Few(Vec<Entry<C>>),
+    Many(Box<Indexed<C>>),
 }
 
 impl<C: Clone + Eq + Hash> Subs<C> {
@@ -41,6 +43,7 @@ impl<C: Clone + Eq + Hash> Subs<C> {
         match self {
             Subs::Empty => &[],
             Subs::One(e) => std::slice::from_ref(e),
+            Subs::Few(v) => v,
             Subs::Many(m) => &m.list,
         }
     }
@@ -57,10 +60,7 @@ impl<C: Clone + Eq + Hash> Subs<C> {
 
     fn position(&self, client: &C) -> Option<usize> {
         match self {
-            Subs::Many(m) => match &m.index {
-                Some(ix) => ix.get(client).map(|&i| i as usize),
-                None => m.list.iter().position(|e| e.client == *client),
-            },
+            Subs::Many(m) => m.index.get(client).map(|&i| i as usize),
             _ => self.as_slice().iter().position(|e| e.client == *client),
         }
     }
@@ -71,70 +71,84 @@ impl<C: Clone + Eq + Hash> Subs<C> {
             match self {
                 Subs::Empty => unreachable!("position found in an empty set"),
                 Subs::One(e) => e.options = options,
+                Subs::Few(v) => v[i].options = options,
                 Subs::Many(m) => m.list[i].options = options,
             }
             return false;
         }
         let entry = Entry { client, options };
-        match std::mem::take(self) {
-            Subs::Empty => *self = Subs::One(entry),
-            Subs::One(first) => {
-                *self = Subs::Many(Box::new(Many {
-                    list: vec![first, entry],
-                    index: None,
-                }))
-            }
-            Subs::Many(mut m) => {
-                let pos = m.list.len();
-                assert!(pos < u32::MAX as usize, "too many subscribers on one filter");
-                if let Some(ix) = &mut m.index {
-                    ix.insert(entry.client.clone(), pos as u32);
-                }
-                m.list.push(entry);
-                if m.index.is_none() && m.list.len() >= INDEX_FROM {
-                    let ix = m
-                        .list
+        *self = match std::mem::take(self) {
+            Subs::Empty => Subs::One(entry),
+            Subs::One(first) => Subs::Few(vec![first, entry]),
+            Subs::Few(mut v) => {
+                v.push(entry);
+                if v.len() >= INDEX_FROM {
+                    let index = v
                         .iter()
                         .enumerate()
                         .map(|(i, e)| (e.client.clone(), i as u32))
                         .collect();
-                    m.index = Some(ix);
+                    Subs::Many(Box::new(Indexed { list: v, index }))
+                } else {
+                    Subs::Few(v)
                 }
-                *self = Subs::Many(m);
             }
-        }
+            Subs::Many(mut m) => {
+                let pos = m.list.len();
+                assert!(
+                    pos < u32::MAX as usize,
+                    "too many subscribers on one filter"
+                );
+                m.index.insert(entry.client.clone(), pos as u32);
+                m.list.push(entry);
+                Subs::Many(m)
+            }
+        };
         true
     }
 
     /// Removes the client's entry and returns its options.
     pub(crate) fn remove(&mut self, client: &C) -> Option<SubscriptionOptions> {
         let i = self.position(client)?;
-        match std::mem::take(self) {
-            Subs::Empty => None,
-            Subs::One(e) => Some(e.options),
+        let (gone, rest) = match std::mem::take(self) {
+            Subs::Empty => return None,
+            Subs::One(e) => (e, Subs::Empty),
+            Subs::Few(mut v) => {
+                let gone = v.swap_remove(i);
+                (gone, Self::from_vec(v))
+            }
             Subs::Many(mut m) => {
                 let gone = m.list.swap_remove(i);
-                if let Some(ix) = &mut m.index {
-                    ix.remove(client);
-                    if let Some(moved) = m.list.get(i) {
-                        ix.insert(moved.client.clone(), i as u32);
-                    }
-                    if m.list.len() < INDEX_FROM / 2 {
-                        m.index = None;
-                    }
+                m.index.remove(client);
+                if let Some(moved) = m.list.get(i) {
+                    m.index.insert(moved.client.clone(), i as u32);
                 }
-                if m.list.len() == 1 {
-                    if let Some(last) = m.list.pop() {
-                        *self = Subs::One(last);
-                    }
+                if m.list.len() < INDEX_FROM / 2 {
+                    (gone, Self::from_vec(m.list))
                 } else {
                     if m.list.len() * 4 < m.list.capacity() {
                         let want = m.list.len() * 2;
                         m.list.shrink_to(want);
+                        m.index.shrink_to(want);
                     }
-                    *self = Subs::Many(m);
+                    (gone, Subs::Many(m))
                 }
-                Some(gone.options)
+            }
+        };
+        *self = rest;
+        Some(gone.options)
+    }
+
+    fn from_vec(mut v: Vec<Entry<C>>) -> Self {
+        match v.len() {
+            0 => Subs::Empty,
+            1 => v.pop().map_or(Subs::Empty, Subs::One),
+            _ => {
+                if v.len() * 4 < v.capacity() {
+                    let want = v.len() * 2;
+                    v.shrink_to(want);
+                }
+                Subs::Few(v)
             }
         }
     }

@@ -65,10 +65,13 @@ fn overlapping_aggregate_to_one_delivery() {
 #[test]
 fn many_hits_aggregate_via_sort() {
     let mut t = SubscriptionTrie::new();
-    let filters = ["a/b/c", "a/b/+", "a/+/c", "+/b/c", "a/#", "a/b/#", "#", "+/+/+"];
+    let filters = [
+        "a/b/c", "a/b/+", "a/+/c", "+/b/c", "a/#", "a/b/#", "#", "+/+/+",
+    ];
     for c in 0..10u64 {
         for (i, f) in filters.iter().enumerate() {
-            t.insert(f, c, opts((i % 3) as u8, Some(i as u32 + 1))).unwrap();
+            t.insert(f, c, opts((i % 3) as u8, Some(i as u32 + 1)))
+                .unwrap();
         }
     }
     let mut m = Matches::new();
@@ -100,7 +103,10 @@ fn no_local_skips_own_publishes() {
     assert_eq!(d1.qos, 0);
     assert_eq!(m.identifiers(d1), &[NonZeroU32::new(5).unwrap()]);
     t.matches("a", Some(&3), &mut m);
-    assert_eq!(m.deliveries().iter().find(|d| d.client == 1).unwrap().qos, 1);
+    assert_eq!(
+        m.deliveries().iter().find(|d| d.client == 1).unwrap().qos,
+        1
+    );
 }
 
 #[test]
@@ -148,7 +154,18 @@ fn insert_rejects_invalid_filters() {
 #[test]
 fn remove_prunes_to_root() {
     let mut t = SubscriptionTrie::new();
-    let fs = ["a/b/c", "a/b", "a/+/c", "a/#", "#", "+", "/", "//", "$share/g/a/b", "a//#"];
+    let fs = [
+        "a/b/c",
+        "a/b",
+        "a/+/c",
+        "a/#",
+        "#",
+        "+",
+        "/",
+        "//",
+        "$share/g/a/b",
+        "a//#",
+    ];
     for f in fs {
         t.insert(f, 1u64, opts(0, None)).unwrap();
         t.insert(f, 2u64, opts(0, None)).unwrap();

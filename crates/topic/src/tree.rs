@@ -50,6 +50,8 @@ pub(crate) enum Children {
     #[default]
     Empty,
     One(LevelId, NodeId),
+    // Boxed on purpose: 8 bytes in the node instead of 32 keeps a node in one cache line.
+    #[allow(clippy::box_collection)]
     Map(Box<HashMap<LevelId, NodeId, IdState>>),
 }
 
@@ -150,7 +152,10 @@ impl<P: Default, A> Default for Node<P, A> {
 
 impl<P: Payload, A> Node<P, A> {
     fn is_empty(&self) -> bool {
-        self.plus == NONE && self.hash == NONE && self.children.is_empty() && self.payload.is_empty()
+        self.plus == NONE
+            && self.hash == NONE
+            && self.children.is_empty()
+            && self.payload.is_empty()
     }
 }
 
@@ -190,7 +195,10 @@ impl Interner {
             }
             None => {
                 let id = self.meta.len() as LevelId;
-                assert!(id < LevelId::MAX, "more than 2^32 - 1 distinct topic levels");
+                assert!(
+                    id < LevelId::MAX,
+                    "more than 2^32 - 1 distinct topic levels"
+                );
                 self.meta.push(meta);
                 id
             }
@@ -290,7 +298,10 @@ impl<P: Payload, A> Tree<P, A> {
     }
 
     /// Like [`Tree::find`], and remembers the nodes along the way for [`Tree::prune_path`].
-    pub(crate) fn find_path<'a>(&mut self, path: impl IntoIterator<Item = Seg<'a>>) -> Option<NodeId> {
+    pub(crate) fn find_path<'a>(
+        &mut self,
+        path: impl IntoIterator<Item = Seg<'a>>,
+    ) -> Option<NodeId> {
         let mut ids = std::mem::take(&mut self.path);
         ids.clear();
         let mut cur = ROOT;

@@ -149,7 +149,19 @@ mod tests {
 
     #[test]
     fn names_accept_plain_dollar_and_empty_levels() {
-        for ok in ["a", "a/b", "/", "//", "a//b", "/a", "a/", "$SYS/x", "a$b", "日本/語", " "] {
+        for ok in [
+            "a",
+            "a/b",
+            "/",
+            "//",
+            "a//b",
+            "/a",
+            "a/",
+            "$SYS/x",
+            "a$b",
+            "日本/語",
+            " ",
+        ] {
             assert_eq!(validate_topic_name(ok), Ok(()), "{ok:?}");
         }
     }
@@ -240,7 +252,15 @@ mod tests {
 
     #[test]
     fn filter_hash_placement() {
-        for bad in ["sport/tennis#", "sport/tennis/#/ranking", "#/", "#/a", "a#", "##", "a/#b"] {
+        for bad in [
+            "sport/tennis#",
+            "sport/tennis/#/ranking",
+            "#/",
+            "#/a",
+            "a#",
+            "##",
+            "a/#b",
+        ] {
             assert_eq!(
                 validate_topic_filter(bad),
                 Err(TopicError::MisplacedMultiLevelWildcard),
@@ -287,7 +307,13 @@ mod tests {
 
     #[test]
     fn shared_group_with_wildcards() {
-        for bad in ["$share/+/a", "$share/#/a", "$share/g+/a", "$share/g#", "$share/#"] {
+        for bad in [
+            "$share/+/a",
+            "$share/#/a",
+            "$share/g+/a",
+            "$share/g#",
+            "$share/#",
+        ] {
             assert_eq!(
                 parse_filter(bad),
                 Err(TopicError::InvalidShareName),
@@ -298,8 +324,14 @@ mod tests {
 
     #[test]
     fn shared_missing_filter() {
-        assert_eq!(parse_filter("$share/g"), Err(TopicError::MissingSharedFilter));
-        assert_eq!(parse_filter("$share/g/"), Err(TopicError::MissingSharedFilter));
+        assert_eq!(
+            parse_filter("$share/g"),
+            Err(TopicError::MissingSharedFilter)
+        );
+        assert_eq!(
+            parse_filter("$share/g/"),
+            Err(TopicError::MissingSharedFilter)
+        );
     }
 
     #[test]
@@ -330,8 +362,16 @@ mod tests {
     fn reference_matcher() {
         let cases = [
             ("sport/tennis/player1/#", "sport/tennis/player1", true),
-            ("sport/tennis/player1/#", "sport/tennis/player1/ranking", true),
-            ("sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon", true),
+            (
+                "sport/tennis/player1/#",
+                "sport/tennis/player1/ranking",
+                true,
+            ),
+            (
+                "sport/tennis/player1/#",
+                "sport/tennis/player1/score/wimbledon",
+                true,
+            ),
             ("sport/#", "sport", true),
             ("sport/tennis/+", "sport/tennis/player1", true),
             ("sport/tennis/+", "sport/tennis/player1/ranking", false),

@@ -55,15 +55,19 @@ fn non_empty(s: String) -> String {
 }
 
 fn options() -> impl Strategy<Value = SubscriptionOptions> {
-    (0u8..=2, any::<bool>(), any::<bool>(), prop::option::of(1u32..6)).prop_map(
-        |(qos, no_local, rap, id)| SubscriptionOptions {
+    (
+        0u8..=2,
+        any::<bool>(),
+        any::<bool>(),
+        prop::option::of(1u32..6),
+    )
+        .prop_map(|(qos, no_local, rap, id)| SubscriptionOptions {
             qos,
             no_local,
             retain_as_published: rap,
             identifier: id.and_then(NonZeroU32::new),
             ..Default::default()
-        },
-    )
+        })
 }
 
 /// A subscription: filter, optional share group, client, options.
@@ -135,7 +139,11 @@ fn check(trie: &SubscriptionTrie<u64>, model: &Model, topic: &str, publisher: Op
         assert!(prev.is_none(), "client {} delivered twice", d.client);
     }
     assert_eq!(got, want, "plain deliveries for {topic:?}");
-    assert_eq!(m.shared().len(), groups.len(), "one per shared group for {topic:?}");
+    assert_eq!(
+        m.shared().len(),
+        groups.len(),
+        "one per shared group for {topic:?}"
+    );
     let members: Vec<(u64, SubscriptionOptions)> = groups.values().flatten().copied().collect();
     for s in m.shared() {
         assert!(
