@@ -132,6 +132,9 @@ pub struct Report {
     pub broker_cpu_s: Option<f64>,
     /// Broker CPU microseconds per delivery (connections: per connect).
     pub cpu_us_per_msg: Option<f64>,
+    /// The load generator's own CPU seconds over the measured window: near `2 × elapsed_s` on
+    /// two cores means it, not the broker, may have been the limit.
+    pub loadgen_cpu_s: Option<f64>,
     /// Broker RSS before the measured window, KiB.
     pub rss_before_kib: Option<u64>,
     /// Broker RSS at its end, KiB.
@@ -153,6 +156,12 @@ impl Report {
             publishers: p.publishers,
             subscribers: p.subscribers,
             ..Self::default()
+        }
+    }
+
+    fn loadgen(&mut self, before: Option<Sample>) {
+        if let (Some(b), Some(a)) = (before, procfs::maybe_sample(Some(std::process::id()))) {
+            self.loadgen_cpu_s = Some((a.cpu_s - b.cpu_s).max(0.0));
         }
     }
 
@@ -281,6 +290,7 @@ async fn pubsub(
 
     let shared = Arc::new(Shared::default());
     let before = procfs::maybe_sample(p.broker_pid);
+    let me = procfs::maybe_sample(Some(std::process::id()));
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(p.seconds);
     let stamp = rate.map(|_| stamp_base);
@@ -356,6 +366,7 @@ async fn pubsub(
         }
     }
     let after = procfs::maybe_sample(p.broker_pid);
+    report.loadgen(me);
     drop(keep);
 
     report.sent = sent;
@@ -583,6 +594,7 @@ async fn connections(p: &Params) -> Result<Report> {
     report.scenario = kebab(p.scenario);
     let n = p.connections.max(1);
     let before = procfs::maybe_sample(p.broker_pid);
+    let me = procfs::maybe_sample(Some(std::process::id()));
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(p.seconds);
     let sem = Arc::new(tokio::sync::Semaphore::new(p.concurrency.max(1)));
@@ -621,6 +633,7 @@ async fn connections(p: &Params) -> Result<Report> {
     let connected = conns.len() as u64;
     let elapsed = (last - start).as_secs_f64();
     let after_connect = procfs::maybe_sample(p.broker_pid);
+    report.loadgen(me);
 
     // Every connection must still be alive: one PINGREQ each, answered.
     let mut set = JoinSet::new();
@@ -721,6 +734,7 @@ async fn retained(p: &Params) -> Result<Report> {
     let sub = Conn::connect(p.addr, &format!("mb{}s", p.tag), SETUP_TIMEOUT).await?;
     let shared = Arc::new(Shared::default());
     let before = procfs::maybe_sample(p.broker_pid);
+    let me = procfs::maybe_sample(Some(std::process::id()));
     let start = Instant::now();
     let hard_end = start + Duration::from_secs_f64(p.seconds) + GRACE;
     let filter = format!("mb/{}/r/#", p.tag);
@@ -752,6 +766,7 @@ async fn retained(p: &Params) -> Result<Report> {
     shared.stop.store(true, Ordering::Relaxed);
     let out = task.await??;
     let after = procfs::maybe_sample(p.broker_pid);
+    report.loadgen(me);
     drop(loader);
 
     report.sent = stored;

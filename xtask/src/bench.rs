@@ -71,6 +71,8 @@ impl BrokerKind {
 fn moco_command(bin: &Path, addr: SocketAddr) -> Command {
     let mut cmd = Command::new(bin);
     cmd.arg("--tcp").arg(addr.to_string());
+    // Warnings and errors only, as the peers are configured to log.
+    cmd.env("RUST_LOG", "warn");
     cmd
 }
 
@@ -479,7 +481,13 @@ struct Broker {
 struct Running {
     guard: Guard,
     addr: SocketAddr,
-    _dir: PathBuf,
+    dir: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl Broker {
@@ -534,11 +542,7 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(Running {
-            guard,
-            addr,
-            _dir: dir,
-        })
+        Ok(Running { guard, addr, dir })
     }
 }
 
@@ -1154,11 +1158,12 @@ fn chart(rows: &[Row], brokers: &[Broker], path: &Path) -> Result<()> {
         .margin(12)
         .x_label_area_size(30)
         .y_label_area_size(260)
-        .build_cartesian_2d(0.0f64..1.05f64, 0.0f64..n as f64)?;
+        .build_cartesian_2d(0.0f64..1.3f64, 0.0f64..n as f64)?;
     let labels_for_axis = labels.clone();
     chart
         .configure_mesh()
         .disable_y_mesh()
+        .light_line_style(WHITE)
         .y_labels(n * 2 + 1)
         .y_label_formatter(&move |y: &f64| {
             // Label only the row centres (k + 0.5), counted from the top.
@@ -1211,7 +1216,7 @@ fn chart(rows: &[Row], brokers: &[Broker], path: &Path) -> Result<()> {
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .draw()?;
