@@ -350,7 +350,7 @@ impl Broker {
         };
 
         // Registry: take over a live connection, resume or discard an existing session.
-        let mut will_now = None;
+        let mut wills_now = Vec::new();
         let (handle, session_present) = {
             let mut clients = self.clients.write();
             let mut session = None;
@@ -364,18 +364,30 @@ impl Broker {
                 let old_session = std::mem::take(&mut st.session);
                 drop(st);
                 old.notify.notify_one();
+                let expired = old.expires_at.lock().is_some_and(|t| t <= now);
+                let resume = !connect.clean_start && old_session.expiry_interval > 0 && !expired;
                 if let Some(w) = old.will.lock().take() {
                     // The old connection's will goes out now unless its session continues
                     // and the will was delayed.
-                    if w.delay() == 0 || connect.clean_start || old_session.expiry_interval == 0 {
-                        will_now = Some((old.info.id.clone(), w));
+                    if w.delay() == 0 || !resume {
+                        wills_now.push((old.info.id.clone(), w));
                     }
                 }
-                self.wills.lock().retain(|w| w.client_id != client_id);
-                if connect.clean_start || old_session.expiry_interval == 0 {
-                    self.drop_session(&client_id, old_session);
-                } else {
+                // Delayed wills of the old connection: cancelled if the session resumes,
+                // published now if it ends.
+                let mut pending = self.wills.lock();
+                let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut *pending)
+                    .into_iter()
+                    .partition(|w| w.client_id == client_id);
+                *pending = others;
+                drop(pending);
+                if !resume {
+                    wills_now.extend(mine.into_iter().map(|w| (w.client_id, w.will)));
+                }
+                if resume {
                     session = Some(old_session);
+                } else {
+                    self.drop_session(&client_id, old_session);
                 }
             }
             let session_present = session.is_some();
@@ -445,7 +457,7 @@ impl Broker {
             (handle, session_present)
         };
         let _ = session_present;
-        if let Some((id, w)) = will_now {
+        for (id, w) in wills_now {
             self.publish_will(now, &id, w);
         }
         self.info.clients_connected.fetch_add(1, Ordering::Relaxed);

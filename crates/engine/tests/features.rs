@@ -606,3 +606,33 @@ async fn retain_unavailable_disconnects_with_9a() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn delayed_will_goes_out_when_a_clean_start_ends_the_session() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut s, _) = Raw::connect(addr, connect_packet("cws", V5, 0, true)).await;
+    sub(&mut s, 1, subscribe(1, "will/#", 0)).await;
+    let mut c = will_connect("cw", Some(100));
+    c.properties.session_expiry_interval = Some(100);
+    let (w, _) = Raw::connect(addr, c).await;
+    drop(w);
+    // Wait until the broker noticed the close (the will is now pending for 100 s).
+    for _ in 0..100 {
+        if !server
+            .broker()
+            .client("cw")
+            .unwrap()
+            .state
+            .lock()
+            .is_connected()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    expect_quiet(&mut s).await;
+    let (_w, ack) = Raw::connect(addr, connect_packet("cw", V5, 0, true)).await;
+    assert!(!ack.session_present);
+    assert_eq!(&expect_publish(&mut s).await.payload[..], b"gone");
+    server.shutdown().await;
+}
