@@ -605,7 +605,11 @@ impl Broker {
         if msg.payload.is_empty() {
             self.retained.write().remove(&msg.topic);
         } else {
-            self.retained.write().set(&msg.topic, msg.clone());
+            // A retained message may live for days: copy it out of the publisher's read
+            // buffer so it does not pin that whole buffer.
+            self.retained
+                .write()
+                .set(&msg.topic, Arc::new(msg.detached()));
         }
     }
 

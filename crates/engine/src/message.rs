@@ -67,6 +67,20 @@ impl Message {
         }
     }
 
+    /// A copy that owns its topic and payload (not slices of a larger read buffer).
+    pub fn detached(&self) -> Message {
+        Message {
+            topic: ByteString::from(&*self.topic),
+            payload: Bytes::copy_from_slice(&self.payload),
+            qos: self.qos,
+            retain: self.retain,
+            properties: self.properties.clone(),
+            expires_at: self.expires_at,
+            publisher: self.publisher.clone(),
+            cache: Mutex::new(Vec::new()),
+        }
+    }
+
     /// True if the message has expired at `now`.
     #[inline]
     pub fn is_expired(&self, now: Instant) -> bool {

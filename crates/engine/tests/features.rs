@@ -420,7 +420,7 @@ async fn expired_messages_are_not_delivered_from_the_offline_queue() {
     server.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_publisher_one_topic_arrives_in_order_at_every_qos() {
     let (server, addr) = start(Options::default()).await;
     let (mut s, _) = Raw::connect(addr, connect_packet("ord-s", V5, 0, true)).await;

@@ -351,3 +351,21 @@ async fn outbound_topic_aliases_within_the_client_maximum() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn minimum_protocol_version_refuses_older_clients() {
+    let (server, addr) = start(Options {
+        capabilities: Capabilities {
+            minimum_protocol_version: 5,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let (mut r, ack) = Raw::connect(addr, connect_packet("old", V4, 0, true)).await;
+    assert_eq!(ack.reason_code, ReasonCode::UnsupportedProtocolVersion);
+    assert!(r.recv().await.is_none());
+    let (_r, ack) = Raw::connect(addr, connect_packet("new", V5, 0, true)).await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    server.shutdown().await;
+}
