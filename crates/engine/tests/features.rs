@@ -63,6 +63,18 @@ async fn retained_set_delivered_and_cleared() {
         got.packet_id.unwrap(),
     )))
     .await;
+    // A live message carries the identifier too, and RETAIN cleared (not retain-as-published).
+    let mut again = publish("r/1", 1, Some(2), b"keep2");
+    again.retain = true;
+    p.send(Packet::Publish(again)).await;
+    assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
+    let live = expect_publish(&mut s).await;
+    assert!(!live.retain);
+    assert_eq!(live.properties.subscription_identifiers, vec![42]);
+    s.send(Packet::PubAck(moco_codec::PubAck::new(
+        live.packet_id.unwrap(),
+    )))
+    .await;
 
     // Retain handling 2: never; 1: only for a new subscription.
     assert_eq!(
