@@ -616,8 +616,7 @@ impl Broker {
     /// Routes a message to every matching subscriber; returns how many got it.
     pub fn route(&self, now: Instant, msg: &Arc<Message>) -> usize {
         let mut targets: Vec<Target> = Vec::new();
-        self.router
-            .route(&msg.topic, msg.publisher.as_ref(), &mut targets);
+        self.router.route(msg, &mut targets);
         self.deliver_inline(now, msg);
         if self
             .hooks

@@ -26,6 +26,6 @@ pub use error::Error;
 pub use hooks::{Access, AllowAll, ClientInfo, Event, EventSet, Hook, Hooks};
 pub use options::{Capabilities, Compatibilities, Options};
 pub use router::{LocalRouter, Router, Target};
-pub use server::{Server, ServerBuilder};
+pub use server::{Listener, Server, ServerBuilder};
 
 pub use moco_codec as codec;

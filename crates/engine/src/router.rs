@@ -2,10 +2,13 @@
 //! trie behind a read-mostly lock; a cluster router can replace it later.
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 
 use bytestring::ByteString;
 use moco_topic::{Matches, SubscriptionOptions, SubscriptionTrie, TopicError};
 use parking_lot::RwLock;
+
+use crate::message::Message;
 
 /// One client that gets a routed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,9 +40,10 @@ pub trait Router: Send + Sync + 'static {
     /// Removes the listed subscriptions of a client whose session ended.
     fn remove_client(&self, client_id: &ByteString, filters: &mut dyn Iterator<Item = &str>);
 
-    /// Appends to `out` the clients that get a message on `topic` from `publisher` (no-local
-    /// applied, one target per client for plain subscriptions, one member per shared group).
-    fn route(&self, topic: &str, publisher: Option<&ByteString>, out: &mut Vec<Target>);
+    /// Appends to `out` the local clients that get `msg` (no-local applied, one target per
+    /// client for plain subscriptions, one member per shared group). A cluster router also
+    /// forwards `msg` to the other nodes here.
+    fn route(&self, msg: &Arc<Message>, out: &mut Vec<Target>);
 
     /// Number of subscriptions.
     fn len(&self) -> usize;
@@ -90,10 +94,12 @@ impl Router for LocalRouter {
         self.trie.write().remove_client(client_id, filters);
     }
 
-    fn route(&self, topic: &str, publisher: Option<&ByteString>, out: &mut Vec<Target>) {
+    fn route(&self, msg: &Arc<Message>, out: &mut Vec<Target>) {
         MATCHES.with(|m| {
             let mut m = m.borrow_mut();
-            self.trie.read().matches(topic, publisher, &mut m);
+            self.trie
+                .read()
+                .matches(&msg.topic, msg.publisher.as_ref(), &mut m);
             for (d, sub_ids) in m.iter() {
                 out.push(Target {
                     client_id: d.client.clone(),

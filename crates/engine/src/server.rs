@@ -2,9 +2,10 @@
 //!
 //! The engine never binds a socket: the caller binds a `tokio::net::TcpListener` (the `moco`
 //! binary does) and hands it to [`Server::add_tcp_listener`]; the accept loop here sets
-//! `TCP_NODELAY` and runs one driver per connection. Any other transport hands its streams to
-//! [`Server::serve_stream`].
+//! `TCP_NODELAY` and runs one driver per connection. Other transports implement [`Listener`]
+//! (for [`Server::add_listener`]) or hand single streams to [`Server::serve_stream`].
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +22,67 @@ use crate::error::Error;
 use crate::hooks::{Hook, Hooks};
 use crate::options::Options;
 use crate::router::Router;
+
+/// A source of client connections: anything that yields byte streams (TCP here; TLS,
+/// WebSocket and Unix sockets come from the transport crate).
+pub trait Listener: Send + 'static {
+    /// The byte stream of one connection.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// Waits for the next connection; returns it with a description of the peer.
+    fn accept(&mut self) -> impl Future<Output = std::io::Result<(Self::Stream, String)>> + Send;
+}
+
+impl Listener for TcpListener {
+    type Stream = tokio::net::TcpStream;
+
+    async fn accept(&mut self) -> std::io::Result<(Self::Stream, String)> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(error = %e, "set_nodelay failed");
+        }
+        Ok((stream, peer.to_string()))
+    }
+}
+
+async fn accept_loop<L: Listener>(
+    broker: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+    id: Arc<str>,
+    mut listener: L,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    let broker = broker.clone();
+                    let id = id.clone();
+                    conns.spawn(async move {
+                        let remote: Arc<str> = Arc::from(peer);
+                        if let Err(e) = run_connection(broker, stream, remote.clone(), id).await {
+                            debug!(%remote, error = %e, "connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!(listener = %id, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = stop.changed() => break,
+        }
+    }
+    // Let connections flush their DISCONNECT (0x8B) and end, within a bound.
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    conns.abort_all();
+}
+
+type PendingListener = Box<dyn FnOnce(&mut Server) + Send>;
 
 /// Builds a [`Server`].
 #[derive(Default)]
@@ -80,7 +142,7 @@ pub struct Server {
     broker: Arc<Broker>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
-    pending_listeners: Vec<(Arc<str>, TcpListener)>,
+    pending_listeners: Vec<PendingListener>,
     serving: bool,
 }
 
@@ -121,14 +183,21 @@ impl Server {
         listener: TcpListener,
     ) -> Result<SocketAddr, Error> {
         let addr = listener.local_addr()?;
-        let id: Arc<str> = Arc::from(id);
         info!(listener = %id, %addr, "listener added");
+        self.add_listener(id, listener);
+        Ok(addr)
+    }
+
+    /// Adds any [`Listener`] under the name `id`; it accepts once [`Server::serve`] runs (or
+    /// at once if already serving).
+    pub fn add_listener<L: Listener>(&mut self, id: &str, listener: L) {
+        let id: Arc<str> = Arc::from(id);
         if self.serving {
             self.spawn_accept(id, listener);
         } else {
-            self.pending_listeners.push((id, listener));
+            self.pending_listeners
+                .push(Box::new(move |s: &mut Server| s.spawn_accept(id, listener)));
         }
-        Ok(addr)
     }
 
     /// Starts accepting on every listener and the housekeeping task (wills, session and
@@ -139,8 +208,8 @@ impl Server {
         }
         self.serving = true;
         self.broker.hooks().on_started();
-        for (id, l) in std::mem::take(&mut self.pending_listeners) {
-            self.spawn_accept(id, l);
+        for start in std::mem::take(&mut self.pending_listeners) {
+            start(self);
         }
         let broker = self.broker.clone();
         let mut stop = self.stop.subscribe();
@@ -164,43 +233,10 @@ impl Server {
         });
     }
 
-    fn spawn_accept(&mut self, id: Arc<str>, listener: TcpListener) {
+    fn spawn_accept<L: Listener>(&mut self, id: Arc<str>, listener: L) {
         let broker = self.broker.clone();
-        let mut stop = self.stop.subscribe();
-        self.tasks.spawn(async move {
-            let mut conns = JoinSet::new();
-            loop {
-                tokio::select! {
-                    r = listener.accept() => match r {
-                        Ok((stream, peer)) => {
-                            if let Err(e) = stream.set_nodelay(true) {
-                                debug!(error = %e, "set_nodelay failed");
-                            }
-                            let broker = broker.clone();
-                            let id = id.clone();
-                            conns.spawn(async move {
-                                let remote: Arc<str> = Arc::from(peer.to_string());
-                                if let Err(e) = run_connection(broker, stream, remote, id).await {
-                                    debug!(%peer, error = %e, "connection ended");
-                                }
-                            });
-                        }
-                        Err(e) => {
-                            warn!(listener = %id, error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    },
-                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                    _ = stop.changed() => break,
-                }
-            }
-            // Let connections flush their DISCONNECT (0x8B) and end, within a bound.
-            let _ = tokio::time::timeout(Duration::from_secs(3), async {
-                while conns.join_next().await.is_some() {}
-            })
-            .await;
-            conns.abort_all();
-        });
+        let stop = self.stop.subscribe();
+        self.tasks.spawn(accept_loop(broker, stop, id, listener));
     }
 
     /// Serves one connection on any byte stream (for transports other than TCP).
