@@ -5,7 +5,7 @@
 //! [`ClientHandle`] behind a mutex: the connection's driver locks it to feed packets and drain
 //! transmits, and publishers lock it briefly to queue a delivery.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,6 +139,8 @@ pub struct Broker {
     retained: RwLock<RetainedIndex<Arc<Message>>>,
     wills: Mutex<Vec<PendingWill>>,
     inline_subs: RwLock<Vec<InlineSub>>,
+    session_deadlines: Mutex<BTreeSet<(Instant, ByteString)>>,
+    retained_deadlines: Mutex<BTreeSet<(Instant, ByteString)>>,
     /// `$SYS` counters.
     pub info: SysInfo,
     started: Instant,
@@ -188,6 +190,8 @@ impl Broker {
             retained: RwLock::new(RetainedIndex::new()),
             wills: Mutex::new(Vec::new()),
             inline_subs: RwLock::new(Vec::new()),
+            session_deadlines: Mutex::new(BTreeSet::new()),
+            retained_deadlines: Mutex::new(BTreeSet::new()),
             info: SysInfo::default(),
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
@@ -526,7 +530,13 @@ impl Broker {
             }
         } else {
             // u32::MAX (v3 persistent sessions by default) effectively never expires.
-            *handle.expires_at.lock() = now.checked_add(Duration::from_secs(u64::from(expiry)));
+            let deadline = now.checked_add(Duration::from_secs(u64::from(expiry)));
+            *handle.expires_at.lock() = deadline;
+            if let Some(t) = deadline {
+                self.session_deadlines
+                    .lock()
+                    .insert((t, handle.info.id.clone()));
+            }
         }
     }
 
@@ -568,35 +578,34 @@ impl Broker {
         for w in due {
             self.publish_will(now, &w.client_id, w.will);
         }
-        let expired: Vec<Arc<ClientHandle>> = self
-            .clients
-            .read()
-            .values()
-            .filter(|h| h.expires_at.lock().is_some_and(|t| t <= now))
-            .cloned()
-            .collect();
-        for h in expired {
+        // Sessions and retained messages whose deadline passed: only the due entries of the
+        // deadline indexes are looked at, never every client or retained message.
+        let due_sessions = take_due(&self.session_deadlines, now);
+        for (deadline, id) in due_sessions {
             let mut clients = self.clients.write();
-            if clients.get(&h.info.id).is_some_and(|c| Arc::ptr_eq(c, &h)) {
-                clients.remove(&h.info.id);
-                drop(clients);
-                let session = std::mem::take(&mut h.state.lock().session);
-                self.drop_session(&h.info.id, session);
-                self.hooks.on_client_expired(&h.info.id);
+            let Some(h) = clients.get(&id).cloned() else {
+                continue;
+            };
+            // Still the same offline session with this deadline (not resumed since)?
+            if *h.expires_at.lock() != Some(deadline) || h.state.lock().is_connected() {
+                continue;
             }
+            clients.remove(&id);
+            drop(clients);
+            let session = std::mem::take(&mut h.state.lock().session);
+            self.drop_session(&id, session);
+            self.hooks.on_client_expired(&id);
         }
-        let expired_retained: Vec<ByteString> = self
-            .retained
-            .read()
-            .values()
-            .filter(|m| m.is_expired(now))
-            .map(|m| m.topic.clone())
-            .collect();
-        if !expired_retained.is_empty() {
+        let due_retained = take_due(&self.retained_deadlines, now);
+        if !due_retained.is_empty() {
             let mut r = self.retained.write();
-            for t in expired_retained {
-                r.remove(&t);
-                self.hooks.on_retained_expired(&t);
+            for (deadline, topic) in due_retained {
+                if r.get(&topic)
+                    .is_some_and(|m| m.expires_at == Some(deadline))
+                {
+                    r.remove(&topic);
+                    self.hooks.on_retained_expired(&topic);
+                }
             }
         }
     }
@@ -610,6 +619,11 @@ impl Broker {
             self.retained
                 .write()
                 .set(&msg.topic, Arc::new(msg.detached()));
+            if let Some(t) = msg.expires_at {
+                self.retained_deadlines
+                    .lock()
+                    .insert((t, msg.topic.clone()));
+            }
         }
     }
 
@@ -993,6 +1007,113 @@ impl Broker {
     }
 }
 
+/// Removes and returns the entries of `set` due at `now`.
+fn take_due(
+    set: &Mutex<BTreeSet<(Instant, ByteString)>>,
+    now: Instant,
+) -> Vec<(Instant, ByteString)> {
+    let mut set = set.lock();
+    let mut due = Vec::new();
+    while let Some(first) = set.first() {
+        if first.0 > now {
+            break;
+        }
+        if let Some(e) = set.pop_first() {
+            due.push(e);
+        }
+    }
+    due
+}
+
 fn limits_qos(q: u8) -> QoS {
     QoS::try_from(q.min(2)).unwrap_or(QoS::ExactlyOnce)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::AllowAll;
+
+    fn broker() -> Broker {
+        let mut hooks = Hooks::new();
+        hooks.add(Arc::new(AllowAll));
+        Broker::new(Options::default(), hooks)
+    }
+
+    fn connect(b: &Broker, now: Instant, id: &str, expiry: u32) -> Arc<ClientHandle> {
+        let mut c = Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: false,
+            keep_alive: 0,
+            client_id: id.into(),
+            username: None,
+            password: None,
+            will: None,
+            properties: Default::default(),
+        };
+        c.properties.session_expiry_interval = Some(expiry);
+        match b.connect(now, &c, Arc::from("t"), Arc::from("t")) {
+            ConnectOutcome::Accepted(h) => h,
+            ConnectOutcome::Refused(a) => panic!("{a:?}"),
+        }
+    }
+
+    #[test]
+    fn retained_message_expires_in_virtual_time() {
+        let b = broker();
+        let t0 = Instant::now();
+        let mut p = Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: true,
+            topic: "r".into(),
+            packet_id: None,
+            payload: Bytes::from_static(b"x"),
+            properties: Default::default(),
+        };
+        p.properties.message_expiry_interval = Some(10);
+        b.publish_internal(t0, &p);
+        assert_eq!(b.retained_count(), 1);
+        b.handle_timeout(t0 + Duration::from_secs(9));
+        assert_eq!(b.retained_count(), 1);
+        b.handle_timeout(t0 + Duration::from_secs(10));
+        assert_eq!(b.retained_count(), 0);
+    }
+
+    #[test]
+    fn offline_session_expires_in_virtual_time_unless_resumed() {
+        let b = broker();
+        let t0 = Instant::now();
+        let h = connect(&b, t0, "a", 30);
+        b.disconnected(t0, &h);
+        assert!(b.client("a").is_some());
+        // Resumed at 20 s, gone again at 25 s: the first deadline (30 s) no longer applies.
+        let h2 = connect(&b, t0 + Duration::from_secs(20), "a", 30);
+        b.disconnected(t0 + Duration::from_secs(25), &h2);
+        b.handle_timeout(t0 + Duration::from_secs(31));
+        assert!(b.client("a").is_some(), "expired by a stale deadline");
+        b.handle_timeout(t0 + Duration::from_secs(55));
+        assert!(b.client("a").is_none());
+    }
+
+    #[test]
+    fn session_expiry_is_capped_by_the_option() {
+        let mut hooks = Hooks::new();
+        hooks.add(Arc::new(AllowAll));
+        let b = Broker::new(
+            Options {
+                capabilities: crate::Capabilities {
+                    maximum_session_expiry_interval: 5,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            hooks,
+        );
+        let t0 = Instant::now();
+        let h = connect(&b, t0, "c", 1000);
+        b.disconnected(t0, &h);
+        b.handle_timeout(t0 + Duration::from_secs(5));
+        assert!(b.client("c").is_none());
+    }
 }
