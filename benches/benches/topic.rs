@@ -208,6 +208,34 @@ fn bench_retained(c: &mut Criterion) {
     g.finish();
 }
 
+/// Reference: one dependent random read in a 2 MB and in a 150 MB array (the size of the 1M
+/// trie). A cold match at 1M is a chain of such reads; this shows what each one costs here.
+fn bench_memory_latency(c: &mut Criterion) {
+    let mut g = c.benchmark_group("reference/dependent_random_read");
+    for mb in [2usize, 150] {
+        let lines = mb * 1024 * 1024 / 64;
+        let mut order: Vec<usize> = (0..lines).collect();
+        let mut r = Lcg(7);
+        for i in (1..lines).rev() {
+            let j = (r.next() as usize) % (i + 1);
+            order.swap(i, j);
+        }
+        // One u64 per cache line, forming one random cycle through all lines.
+        let mut next = vec![0u64; lines * 8];
+        for k in 0..lines {
+            next[order[k] * 8] = (order[(k + 1) % lines] * 8) as u64;
+        }
+        let mut p = 0usize;
+        g.bench_function(format!("{mb}MB"), |b| {
+            b.iter(|| {
+                p = next[p] as usize;
+                p
+            })
+        });
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -217,6 +245,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_match, bench_sub_unsub, bench_retained
+    targets = bench_match, bench_sub_unsub, bench_retained, bench_memory_latency
 }
 criterion_main!(benches);

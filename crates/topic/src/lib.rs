@@ -22,6 +22,18 @@
 //! prunes its nodes; freed arena slots are reused, and when a structure becomes empty all its
 //! memory is returned.
 //!
+//! A node of the subscription trie is one 64-byte cache line (for 8- or 16-byte client keys):
+//! the `+` and `#` child ids, the exact children (none, one inline, or a boxed map), the
+//! subscribers (none, one inline, a vector, or a vector with an index from 16 on) and a boxed
+//! list of shared groups. About 150 bytes per subscription at 1M IoT-shaped subscriptions.
+//!
+//! Matching cost does not grow with the number of subscriptions, but at a million
+//! subscriptions the trie is ~150 MB and a publish to a random device reads a handful of nodes
+//! that are in no cache: the time is then dominated by those memory reads (a dependent random
+//! read in 150 MB costs about 0.5 µs on the 2-core VM the benches ran on, against 30 ns in
+//! 2 MB). The benches (`benches/benches/topic.rs`) show both: publishes spread over all devices,
+//! and publishes over 1024 topics where the 1M trie matches within ~2x of the 10k one.
+//!
 //! # Locking
 //!
 //! The structures are plain data, `Send + Sync`, meant to sit behind a read-mostly lock such as
