@@ -24,6 +24,27 @@ use moco_codec::{
 use crate::hooks::DropReason;
 use crate::message::{Delivery, Message};
 
+/// A short human-readable text for a server DISCONNECT reason.
+fn reason_text(code: ReasonCode) -> &'static str {
+    match code {
+        ReasonCode::MalformedPacket => "malformed packet",
+        ReasonCode::ProtocolError => "protocol error",
+        ReasonCode::PacketTooLarge => "packet too large",
+        ReasonCode::ReceiveMaximumExceeded => "receive maximum exceeded",
+        ReasonCode::TopicAliasInvalid => "topic alias invalid",
+        ReasonCode::TopicNameInvalid => "topic name invalid",
+        ReasonCode::QuotaExceeded => "quota exceeded",
+        ReasonCode::KeepAliveTimeout => "keep alive timeout",
+        ReasonCode::SessionTakenOver => "session taken over",
+        ReasonCode::ServerShuttingDown => "server shutting down",
+        ReasonCode::NotAuthorized => "not authorized",
+        ReasonCode::QoSNotSupported => "QoS not supported",
+        ReasonCode::RetainNotSupported => "retain not supported",
+        ReasonCode::AdministrativeAction => "administrative action",
+        _ => "disconnected by the server",
+    }
+}
+
 /// A QoS 1/2 message sent to the client and not yet fully acknowledged.
 #[derive(Debug, Clone)]
 pub struct Inflight {
@@ -484,9 +505,15 @@ impl ClientState {
             }
             self.disconnect_queued = true;
             if self.version().is_v5() {
+                // A reason string is always allowed on DISCONNECT; it also makes the packet
+                // carry a property length, which some clients (rumqttc 0.25) need.
+                let properties = DisconnectProperties {
+                    reason_string: Some(ByteString::from_static(reason_text(reason))),
+                    ..Default::default()
+                };
                 return Some(Transmit::Packet(Packet::Disconnect(Disconnect {
                     reason_code: reason,
-                    properties: DisconnectProperties::default(),
+                    properties,
                 })));
             }
             return None;

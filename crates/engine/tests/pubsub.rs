@@ -70,3 +70,90 @@ async fn v5_and_v3_clients_exchange_messages() {
     let _ = Duration::ZERO;
     server.shutdown().await;
 }
+
+fn server_disconnect_reason(
+    e: Option<rumqttc::v5::ConnectionError>,
+) -> Option<rumqttc::v5::mqttbytes::v5::DisconnectReasonCode> {
+    match e {
+        Some(rumqttc::v5::ConnectionError::MqttState(
+            rumqttc::v5::StateError::ServerDisconnect { reason_code, .. },
+        )) => Some(reason_code),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn rumqttc_v5_sees_take_over_and_shutdown_reasons() {
+    use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
+    let (server, addr) = start(Options::default()).await;
+    let old = v5(v5_opts("twin", addr)).await;
+    let new = v5(v5_opts("twin", addr)).await;
+    let e = tokio::time::timeout(WAIT, old.task).await.unwrap().unwrap();
+    assert_eq!(
+        server_disconnect_reason(e),
+        Some(DisconnectReasonCode::SessionTakenOver)
+    );
+    server.shutdown().await;
+    let e = tokio::time::timeout(WAIT, new.task).await.unwrap().unwrap();
+    assert_eq!(
+        server_disconnect_reason(e),
+        Some(DisconnectReasonCode::ServerShuttingDown)
+    );
+}
+
+#[tokio::test]
+async fn rumqttc_v5_retained_and_user_properties() {
+    use rumqttc::v5::mqttbytes::v5::PublishProperties;
+    use rumqttc::v5::mqttbytes::QoS as Q5;
+    let (server, addr) = start(Options::default()).await;
+    let publ = v5(v5_opts("p5", addr)).await;
+    let props = PublishProperties {
+        user_properties: vec![("k".into(), "v".into())],
+        content_type: Some("text/plain".into()),
+        ..Default::default()
+    };
+    publ.client
+        .publish_with_properties("ret/5", Q5::AtLeastOnce, true, "kept", props)
+        .await
+        .unwrap();
+    let mut sub = v5(v5_opts("s5r", addr)).await;
+    // Subscribe after the PUBACK so the retained message exists.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sub.client
+        .subscribe("ret/#", Q5::AtLeastOnce)
+        .await
+        .unwrap();
+    let p = sub.next_publish().await;
+    assert!(p.retain);
+    assert_eq!(&p.payload[..], b"kept");
+    let pr = p.properties.expect("properties");
+    assert_eq!(pr.user_properties, vec![("k".to_owned(), "v".to_owned())]);
+    assert_eq!(pr.content_type.as_deref(), Some("text/plain"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn rumqttc_v4_last_will_on_lost_connection() {
+    let (server, addr) = start(Options::default()).await;
+    let mut sub = v4(v4_opts("wsub", addr)).await;
+    sub.client
+        .subscribe("lw/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    sub.next_where(|p| matches!(p, rumqttc::Packet::SubAck(_)))
+        .await;
+    let mut o = v4_opts("dying", addr);
+    o.set_last_will(rumqttc::LastWill::new(
+        "lw/dying",
+        "bye",
+        QoS::AtLeastOnce,
+        false,
+    ));
+    let dying = v4(o).await;
+    // Kill the event loop: the TCP connection drops without DISCONNECT.
+    dying.task.abort();
+    let p = sub.next_publish().await;
+    assert_eq!(p.topic, "lw/dying");
+    assert_eq!(&p.payload[..], b"bye");
+    server.shutdown().await;
+}
