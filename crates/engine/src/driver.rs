@@ -149,6 +149,16 @@ where
         opts.capabilities.compatibilities.passive_client_disconnect,
     ));
     let result = read_loop(&broker, &handle, &mut rd, &mut buf, &mut decoder, writer).await;
+    if opts.capabilities.compatibilities.passive_client_disconnect
+        && handle.state.lock().close_reason().is_some()
+    {
+        // Leave closing to the client (bounded): read and discard until it does.
+        let _ = timeout(std::time::Duration::from_secs(5), async {
+            let mut sink = [0u8; 512];
+            while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
     broker.disconnected(Instant::now(), &handle);
     debug!(client = %handle.info.id, ?result, "client disconnected");
     result

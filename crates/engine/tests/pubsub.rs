@@ -106,7 +106,7 @@ async fn rumqttc_v5_retained_and_user_properties() {
     use rumqttc::v5::mqttbytes::v5::PublishProperties;
     use rumqttc::v5::mqttbytes::QoS as Q5;
     let (server, addr) = start(Options::default()).await;
-    let publ = v5(v5_opts("p5", addr)).await;
+    let mut publ = v5(v5_opts("p5", addr)).await;
     let props = PublishProperties {
         user_properties: vec![("k".into(), "v".into())],
         content_type: Some("text/plain".into()),
@@ -116,9 +116,10 @@ async fn rumqttc_v5_retained_and_user_properties() {
         .publish_with_properties("ret/5", Q5::AtLeastOnce, true, "kept", props)
         .await
         .unwrap();
+    // Subscribe after the PUBACK, when the retained message exists.
+    publ.next_where(|p| matches!(p, rumqttc::v5::mqttbytes::v5::Packet::PubAck(_)))
+        .await;
     let mut sub = v5(v5_opts("s5r", addr)).await;
-    // Subscribe after the PUBACK so the retained message exists.
-    tokio::time::sleep(Duration::from_millis(100)).await;
     sub.client
         .subscribe("ret/#", Q5::AtLeastOnce)
         .await

@@ -369,3 +369,31 @@ async fn minimum_protocol_version_refuses_older_clients() {
     assert_eq!(ack.reason_code, ReasonCode::Success);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn passive_client_disconnect_leaves_the_close_to_the_client() {
+    use tokio::io::AsyncReadExt;
+    let (server, addr) = start(Options {
+        capabilities: Capabilities {
+            compatibilities: moco_engine::Compatibilities {
+                passive_client_disconnect: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let (mut old, _) = Raw::connect(addr, connect_packet("pas", V5, 0, true)).await;
+    let (_new, _) = Raw::connect(addr, connect_packet("pas", V5, 0, true)).await;
+    match old.recv().await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::SessionTakenOver),
+        other => panic!("{other:?}"),
+    }
+    // The server does not close: a read waits.
+    let mut b = [0u8; 1];
+    let r = tokio::time::timeout(Duration::from_millis(300), old.stream.read(&mut b)).await;
+    assert!(r.is_err(), "the server closed the connection: {r:?}");
+    drop(old);
+    server.shutdown().await;
+}
