@@ -267,6 +267,10 @@ impl<C: Clone + Eq + Hash> SubscriptionTrie<C> {
         client: C,
         options: SubscriptionOptions,
     ) -> Result<bool, TopicError> {
+        debug_assert!(
+            options.qos <= 2,
+            "QoS above 2 (the engine checks SUBSCRIBE)"
+        );
         let f = parse_filter(filter)?;
         let node = self
             .tree
