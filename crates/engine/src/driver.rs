@@ -57,9 +57,23 @@ where
     let connect = match first {
         Err(_) => return Err(Error::ConnectTimeout),
         Ok(Err(e)) => {
-            if let (Error::Decode(d), Some(v)) = (&e, decoder.version()) {
-                // The CONNECT was readable enough to know the version: answer it.
-                let _ = write_connack_refusal(&mut wr, v, d.reason_code()).await;
+            match (&e, decoder.version()) {
+                (Error::Decode(d), Some(v)) => {
+                    // The CONNECT was readable enough to know the version: answer it.
+                    let _ = write_connack_refusal(&mut wr, v, d.reason_code()).await;
+                }
+                (Error::Decode(d), None)
+                    if d.reason_code() == ReasonCode::UnsupportedProtocolVersion =>
+                {
+                    // An unknown level: answer as v3.1.1 does (return code 1).
+                    let _ = write_connack_refusal(
+                        &mut wr,
+                        ProtocolVersion::V311,
+                        ReasonCode::UnsupportedProtocolVersion,
+                    )
+                    .await;
+                }
+                _ => {}
             }
             return Err(e);
         }

@@ -397,3 +397,23 @@ async fn passive_client_disconnect_leaves_the_close_to_the_client() {
     drop(old);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn unknown_protocol_level_gets_a_v311_refusal() {
+    let (server, addr) = start(Options::default()).await;
+    let mut r = Raw::open(addr, V4).await;
+    // CONNECT, protocol "MQTT" level 9, clean session, keep-alive 0, client id "x".
+    r.send_bytes(&[
+        0x10, 0x0d, 0x00, 0x04, b'M', b'Q', b'T', b'T', 9, 0x02, 0x00, 0x00, 0x00, 0x01, b'x',
+    ])
+    .await;
+    r.dec.set_version(V4);
+    match r.recv().await {
+        Some(Packet::ConnAck(a)) => {
+            assert_eq!(a.reason_code, ReasonCode::UnsupportedProtocolVersion)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(r.recv().await.is_none());
+    server.shutdown().await;
+}
