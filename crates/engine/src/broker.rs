@@ -34,8 +34,10 @@ pub struct ClientHandle {
     pub info: ClientInfo,
     /// The protocol state.
     pub state: Mutex<ClientState>,
-    /// Woken when there is something to transmit or the connection must close.
+    /// Woken when there is something to transmit or the connection must close (the writer).
     pub notify: Notify,
+    /// Woken when the connection must close (the reader, which may be idle).
+    pub closing: Notify,
     will: Mutex<Option<Will>>,
     /// When the session expires (set while disconnected).
     expires_at: Mutex<Option<Instant>>,
@@ -58,6 +60,7 @@ impl ClientHandle {
     pub fn close(&self, reason: ReasonCode) {
         self.state.lock().close(reason);
         self.notify.notify_one();
+        self.closing.notify_one();
     }
 }
 
@@ -368,6 +371,7 @@ impl Broker {
                 let old_session = std::mem::take(&mut st.session);
                 drop(st);
                 old.notify.notify_one();
+                old.closing.notify_one();
                 let expired = old.expires_at.lock().is_some_and(|t| t <= now);
                 let resume = !connect.clean_start && old_session.expiry_interval > 0 && !expired;
                 if let Some(w) = old.will.lock().take() {
@@ -453,6 +457,7 @@ impl Broker {
                 info: info.clone(),
                 state: Mutex::new(st),
                 notify: Notify::new(),
+                closing: Notify::new(),
                 will: Mutex::new(will),
                 expires_at: Mutex::new(None),
                 taken_over: AtomicBool::new(false),

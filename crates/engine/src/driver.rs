@@ -242,6 +242,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 handle.state.lock().handle_timeout(Instant::now());
                 handle.notify.notify_one();
             }
+            _ = handle.closing.notified() => {}
             w = &mut writer => {
                 // The writer ended: the connection was closed from our side or the socket died.
                 return match w {
@@ -260,7 +261,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
     }
     handle.notify.notify_one();
-    let _ = timeout(std::time::Duration::from_secs(5), writer).await;
+    // A writer stuck on a client that does not read is given up after a bound.
+    let abort = writer.abort_handle();
+    if timeout(std::time::Duration::from_secs(5), writer)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
     result
 }
 

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::*;
 use moco_codec::{Packet, ProtocolVersion};
 use moco_engine::Options;
@@ -65,5 +67,55 @@ async fn slow_subscriber_hurts_only_itself() {
     let backlog = slow_state.state.lock().session.pending.len();
     assert!(backlog > 0, "the slow subscriber was not backed up");
     drop(slow);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taking_over_a_stuck_client_ends_its_connection() {
+    use std::sync::atomic::Ordering;
+    let (server, addr) = start(Options::default()).await;
+    let v5 = ProtocolVersion::V5;
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(addr).await.unwrap();
+    let mut stuck = Raw {
+        stream,
+        dec: moco_codec::Decoder::with_version(0, v5),
+        buf: bytes::BytesMut::new(),
+        version: v5,
+    };
+    stuck
+        .send(Packet::Connect(connect_packet("stuck", v5, 0, true)))
+        .await;
+    assert!(matches!(stuck.recv().await, Some(Packet::ConnAck(_))));
+    stuck
+        .send(Packet::Subscribe(subscribe(1, "flood", 0)))
+        .await;
+    assert!(matches!(stuck.recv().await, Some(Packet::SubAck(_))));
+    let (mut p, _) = Raw::connect(addr, connect_packet("flooder", v5, 0, true)).await;
+    let body = bytes::Bytes::from(vec![1u8; PAYLOAD]);
+    for _ in 0..N {
+        let mut m = publish("flood", 0, None, b"");
+        m.payload = body.clone();
+        p.send(Packet::Publish(m)).await;
+    }
+    p.send(Packet::PingReq).await;
+    assert!(matches!(p.recv().await, Some(Packet::PingResp)));
+    // The stuck client's writer is blocked; a new connection takes its id over.
+    let old = server.broker().client("stuck").unwrap();
+    let (_new, ack) = Raw::connect(addr, connect_packet("stuck", v5, 0, true)).await;
+    assert_eq!(ack.reason_code, moco_codec::ReasonCode::Success);
+    let info = &server.broker().info;
+    let deadline = std::time::Instant::now() + WAIT;
+    // flooder + new "stuck": the old connection must be gone, its tasks included (they
+    // hold the only other references to the old client).
+    while info.clients_connected.load(Ordering::Relaxed) > 2 || Arc::strong_count(&old) > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old connection never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(stuck);
     server.shutdown().await;
 }
