@@ -321,15 +321,19 @@ impl Broker {
         let expiry = asked_expiry.min(caps.maximum_session_expiry_interval);
 
         let mut keep_alive = connect.keep_alive;
-        let mut server_keep_alive = None;
+        let mut server_keep_alive: Option<u16> = None;
         if caps.maximum_keep_alive > 0 && (keep_alive == 0 || keep_alive > caps.maximum_keep_alive)
         {
             keep_alive = caps.maximum_keep_alive;
             server_keep_alive = Some(keep_alive);
         }
         if !v5 {
+            // v3 has no way to tell the client a server keep-alive: like Mosquitto's
+            // max_keepalive, refuse a keep-alive above the cap (or none) as identifier rejected.
+            if server_keep_alive.is_some() {
+                return refuse(ReasonCode::ClientIdentifierNotValid);
+            }
             keep_alive = connect.keep_alive;
-            server_keep_alive = None;
         }
 
         let cp = &connect.properties;

@@ -586,3 +586,80 @@ impl Hook for AllowAll {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct AclOnly(AtomicUsize);
+
+    impl Hook for AclOnly {
+        fn id(&self) -> &str {
+            "acl-only"
+        }
+        fn provides(&self, e: Event) -> bool {
+            e == Event::OnAclCheck
+        }
+        fn on_connect_authenticate(&self, _: &ClientInfo, _: &Connect) -> bool {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            true
+        }
+        fn on_acl_check(&self, _: &ClientInfo, _: &str, _: Access) -> bool {
+            true
+        }
+    }
+
+    fn info() -> ClientInfo {
+        ClientInfo {
+            id: "c".into(),
+            username: None,
+            remote: Arc::from("r"),
+            listener: Arc::from("l"),
+            protocol: ProtocolVersion::V5,
+        }
+    }
+
+    fn connect() -> Connect {
+        Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            keep_alive: 0,
+            client_id: "c".into(),
+            username: None,
+            password: None,
+            will: None,
+            properties: Default::default(),
+        }
+    }
+
+    #[test]
+    fn empty_stack_denies_everything() {
+        let h = Hooks::new();
+        assert!(!h.on_connect_authenticate(&info(), &connect()));
+        assert!(!h.on_acl_check(&info(), "t", Access::Write));
+        assert!(h.on_auth_packet(&info(), &Auth::default()).is_err());
+    }
+
+    #[test]
+    fn events_not_provided_are_skipped() {
+        let hook = Arc::new(AclOnly(AtomicUsize::new(0)));
+        let mut h = Hooks::new();
+        h.add(hook.clone());
+        assert!(h.provides(Event::OnAclCheck));
+        assert!(!h.provides(Event::OnConnectAuthenticate));
+        assert!(h.on_acl_check(&info(), "t", Access::Read));
+        // Not provided: never called, so the CONNECT stays denied.
+        assert!(!h.on_connect_authenticate(&info(), &connect()));
+        assert_eq!(hook.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn every_event_has_its_own_bit() {
+        let mut all = EventSet::EMPTY;
+        for e in ALL_EVENTS {
+            assert!(!all.contains(e), "{e:?} shares a bit");
+            all.insert(e);
+        }
+    }
+}

@@ -48,9 +48,10 @@ pub struct Capabilities {
     pub wildcard_sub_available: bool,
     /// Whether subscription identifiers are available. Default: true.
     pub sub_id_available: bool,
-    /// Highest keep-alive, in seconds, a client may ask for; a client asking for more (or for
-    /// none) is told this value as the server keep-alive in CONNACK (v5) and held to it.
-    /// `0` means no cap. Default: 0 (as mochi).
+    /// Highest keep-alive, in seconds, a client may ask for. A v5 client asking for more (or
+    /// for none) is told this value as the server keep-alive in CONNACK and held to it; a v3
+    /// client, which cannot be told, is refused (identifier rejected), as Mosquitto's
+    /// `max_keepalive` does. `0` means no cap. Default: 0 (as mochi).
     pub maximum_keep_alive: u16,
     /// Compatibility switches.
     pub compatibilities: Compatibilities,

@@ -417,3 +417,28 @@ async fn unknown_protocol_level_gets_a_v311_refusal() {
     assert!(r.recv().await.is_none());
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn maximum_keep_alive_overrides_v5_and_refuses_v3() {
+    let (server, addr) = start(Options {
+        capabilities: Capabilities {
+            maximum_keep_alive: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    // v5 asking for 60 s is told 1 s and held to it (1.5 s without packets).
+    let (mut r, ack) = Raw::connect(addr, connect_packet("ka5", V5, 60, true)).await;
+    assert_eq!(ack.properties.server_keep_alive, Some(1));
+    assert_eq!(
+        r.disconnect_reason().await,
+        Some(ReasonCode::KeepAliveTimeout)
+    );
+    // v3.1.1 asking for more than the cap is refused.
+    let (_r, ack) = Raw::connect(addr, connect_packet("ka4", V4, 60, true)).await;
+    assert_eq!(ack.reason_code, ReasonCode::ClientIdentifierNotValid);
+    let (_r, ack) = Raw::connect(addr, connect_packet("ka4b", V4, 1, true)).await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    server.shutdown().await;
+}
