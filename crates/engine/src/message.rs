@@ -50,11 +50,15 @@ impl Message {
         let mut properties = publish.properties.clone();
         properties.topic_alias = None;
         properties.subscription_identifiers.clear();
+        // The broker's cap applies to every message, but only a message published with an
+        // expiry interval carries one on the wire.
         let mut expiry = properties.message_expiry_interval;
         if max_expiry > 0 {
             expiry = Some(expiry.map_or(max_expiry, |e| e.min(max_expiry)));
         }
-        properties.message_expiry_interval = expiry;
+        if properties.message_expiry_interval.is_some() {
+            properties.message_expiry_interval = expiry;
+        }
         Message {
             topic: publish.topic.clone(),
             payload: publish.payload.clone(),
@@ -87,6 +91,14 @@ impl Message {
         self.expires_at.is_some_and(|t| now >= t)
     }
 
+    /// The expiry interval to send at `now`: the seconds left if the message was published
+    /// with one, otherwise none (the broker's own cap stays internal).
+    pub fn wire_expiry(&self, now: Instant) -> Option<u32> {
+        self.properties
+            .message_expiry_interval
+            .and(self.remaining_expiry(now))
+    }
+
     /// Seconds of expiry left at `now`, rounded up (so a live message never says 0).
     pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
         self.expires_at.map(|t| {
@@ -99,7 +111,7 @@ impl Message {
     /// The PUBLISH packet for one delivery (packet id and DUP as given).
     pub fn to_publish(&self, d: &DeliveryParams<'_>, now: Instant) -> Publish {
         let mut properties = self.properties.clone();
-        properties.message_expiry_interval = self.remaining_expiry(now);
+        properties.message_expiry_interval = self.wire_expiry(now);
         properties.subscription_identifiers = d.sub_ids.to_vec();
         let mut topic = self.topic.clone();
         if let Some((alias, send_topic)) = d.alias {
@@ -143,7 +155,7 @@ impl Message {
                 Vec::new()
             },
             expiry: if version.is_v5() {
-                self.remaining_expiry(now)
+                self.wire_expiry(now)
             } else {
                 None
             },

@@ -648,3 +648,25 @@ async fn delayed_will_goes_out_when_a_clean_start_ends_the_session() {
     assert_eq!(&expect_publish(&mut s).await.payload[..], b"gone");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn no_expiry_on_the_wire_unless_published_with_one() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut s, _) = Raw::connect(addr, connect_packet("noexp", V5, 0, true)).await;
+    sub(&mut s, 1, subscribe(1, "noexp", 0)).await;
+    let (mut p, _) = Raw::connect(addr, connect_packet("noexpp", V5, 0, true)).await;
+    p.send(Packet::Publish(publish("noexp", 0, None, b"x")))
+        .await;
+    let got = expect_publish(&mut s).await;
+    assert_eq!(got.properties.message_expiry_interval, None);
+    // One above the broker's cap (86 400 s) is lowered to it.
+    let mut m = publish("noexp", 0, None, b"y");
+    m.properties.message_expiry_interval = Some(1_000_000);
+    p.send(Packet::Publish(m)).await;
+    let got = expect_publish(&mut s).await;
+    assert!(got
+        .properties
+        .message_expiry_interval
+        .is_some_and(|e| e <= 86_400));
+    server.shutdown().await;
+}
