@@ -528,10 +528,19 @@ impl Broker {
         let until = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = guard.child.try_wait()? {
+                let log = logs.join(format!("{}.log", self.kind.name()));
+                let last = fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
                 bail!(
-                    "{} exited ({status}) before listening on {addr}; see {}",
+                    "{} exited ({status}) before listening on {addr}: \"{last}\" (log: {})",
                     self.kind.name(),
-                    logs.join(format!("{}.log", self.kind.name())).display()
+                    log.display()
                 );
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
