@@ -1088,8 +1088,11 @@ fn render_table(rows: &[Row], brokers: &[Broker]) -> String {
                     None => "-".into(),
                 });
             }
+            let moco_partial = r.partial.get(&BrokerKind::Moco) == Some(&true);
             cells.push(
                 match moco.zip(r.best_peer()).and_then(|(a, b)| r.ratio(a, b)) {
+                    // Faster while losing messages is not ahead.
+                    Some(_) if moco_partial => "no (drops)".into(),
                     Some(x) if x > 1.0 => "yes".into(),
                     Some(_) => "no".into(),
                     None => "-".into(),
@@ -1252,6 +1255,28 @@ mod tests {
             assert!(full.contains(&v.name), "{}", v.name);
             assert!(v.seconds <= 10.0);
         }
+    }
+
+    #[test]
+    fn ratios_read_greater_than_one_as_moco_ahead() {
+        let row = |higher_is_better| Row {
+            label: "x",
+            unit: "u",
+            higher_is_better,
+            values: BTreeMap::from([
+                (BrokerKind::Moco, Some(2.0)),
+                (BrokerKind::Mosquitto, Some(1.0)),
+                (BrokerKind::Rumqttd, Some(4.0)),
+            ]),
+            partial: BTreeMap::new(),
+        };
+        let up = row(true);
+        assert_eq!(up.best_peer(), Some(4.0));
+        assert_eq!(up.ratio(2.0, 4.0), Some(0.5));
+        let down = row(false);
+        assert_eq!(down.best_peer(), Some(1.0));
+        assert_eq!(down.ratio(2.0, 1.0), Some(0.5));
+        assert_eq!(down.ratio(0.0, 1.0), None);
     }
 
     #[test]
