@@ -46,14 +46,15 @@ pub struct ClientHandle {
 
 impl ClientHandle {
     /// Queues a delivery and wakes the writer.
-    fn deliver(&self, now: Instant, d: Delivery, hooks: &Hooks, info: &SysInfo) {
+    /// Queues a delivery and wakes the writer; returns the notes to report (outside locks).
+    fn deliver(&self, now: Instant, d: Delivery) -> Vec<Note> {
         let notes = {
             let mut st = self.state.lock();
             st.deliver(now, d);
             st.take_notes()
         };
         self.notify.notify_one();
-        report_notes(hooks, info, &self.info.id, notes);
+        notes
     }
 
     /// Closes the connection with `reason` (DISCONNECT for v5) and wakes the driver.
@@ -362,6 +363,7 @@ impl Broker {
 
         // Registry: take over a live connection, resume or discard an existing session.
         let mut wills_now = Vec::new();
+        let mut ended = None;
         let (handle, session_present) = {
             let mut clients = self.clients.write();
             let mut session = None;
@@ -399,7 +401,7 @@ impl Broker {
                 if resume {
                     session = Some(old_session);
                 } else {
-                    self.drop_session(&client_id, old_session);
+                    ended = Some(old_session);
                 }
             }
             let session_present = session.is_some();
@@ -470,6 +472,9 @@ impl Broker {
             (handle, session_present)
         };
         let _ = session_present;
+        if let Some(old_session) = ended {
+            self.drop_session(&client_id, old_session);
+        }
         for (id, w) in wills_now {
             self.publish_will(now, &id, w);
         }
@@ -607,14 +612,19 @@ impl Broker {
         }
         let due_retained = take_due(&self.retained_deadlines, now);
         if !due_retained.is_empty() {
+            let mut gone = Vec::new();
             let mut r = self.retained.write();
             for (deadline, topic) in due_retained {
                 if r.get(&topic)
                     .is_some_and(|m| m.expires_at == Some(deadline))
                 {
                     r.remove(&topic);
-                    self.hooks.on_retained_expired(&topic);
+                    gone.push(topic);
                 }
+            }
+            drop(r);
+            for topic in gone {
+                self.hooks.on_retained_expired(&topic);
             }
         }
     }
@@ -652,6 +662,7 @@ impl Broker {
         }
         let clients = self.clients.read();
         let mut n = 0;
+        let mut to_report = Vec::new();
         for t in targets {
             let Some(h) = clients.get(&t.client_id) else {
                 continue;
@@ -663,8 +674,16 @@ impl Broker {
                 retain: msg.retain && t.retain_as_published,
                 sub_ids: t.sub_ids,
             };
-            h.deliver(now, d, &self.hooks, &self.info);
+            let notes = h.deliver(now, d);
+            if !notes.is_empty() {
+                to_report.push((t.client_id, notes));
+            }
             n += 1;
+        }
+        drop(clients);
+        // Hooks run outside the registry lock, so they may call back into the broker.
+        for (id, notes) in to_report {
+            report_notes(&self.hooks, &self.info, &id, notes);
         }
         n
     }
@@ -809,11 +828,11 @@ impl Broker {
             for d in retained {
                 st.deliver(now, d);
             }
+            let notes = st.take_notes();
+            drop(st);
             if n_retained > 0 {
                 self.hooks.on_retain_published(info, n_retained);
             }
-            let notes = st.take_notes();
-            drop(st);
             report_notes(&self.hooks, &self.info, &info.id, notes);
         }
         handle.notify.notify_one();

@@ -378,3 +378,119 @@ async fn hook_events_fire() {
         assert!(rec.count(e) >= 1, "{e} never fired: {:?}", rec.seen.lock());
     }
 }
+
+/// A hook that calls back into the broker from inside events must not deadlock.
+struct Reentrant(
+    std::sync::OnceLock<Arc<moco_engine::Broker>>,
+    Arc<AtomicUsize>,
+);
+
+impl Hook for Reentrant {
+    fn id(&self) -> &str {
+        "reentrant"
+    }
+    fn provides(&self, _: Event) -> bool {
+        true
+    }
+    fn on_connect_authenticate(&self, _: &ClientInfo, _: &Connect) -> bool {
+        true
+    }
+    fn on_acl_check(&self, c: &ClientInfo, _: &str, _: Access) -> bool {
+        if let Some(b) = self.0.get() {
+            let _ = b.client(&c.id);
+            let _ = b.subscription_count();
+        }
+        true
+    }
+    fn on_publish_dropped(
+        &self,
+        id: &str,
+        _: &moco_codec::Publish,
+        _: moco_engine::hooks::DropReason,
+    ) {
+        if let Some(b) = self.0.get() {
+            let _ = b.client(id);
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn on_published(&self, c: &ClientInfo, _: &moco_codec::Publish, _: usize) {
+        if let Some(b) = self.0.get() {
+            let _ = b.client(&c.id);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_may_call_back_into_the_broker() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let hook = Reentrant(std::sync::OnceLock::new(), dropped.clone());
+    let mut server = Server::builder()
+        .options(Options {
+            capabilities: Capabilities {
+                maximum_client_writes_pending: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .build();
+    let cell = Arc::new(hook);
+    // The hook needs the broker; give it after building.
+    struct Shared(Arc<Reentrant>);
+    impl Hook for Shared {
+        fn id(&self) -> &str {
+            self.0.id()
+        }
+        fn provides(&self, e: Event) -> bool {
+            self.0.provides(e)
+        }
+        fn on_connect_authenticate(&self, c: &ClientInfo, p: &Connect) -> bool {
+            self.0.on_connect_authenticate(c, p)
+        }
+        fn on_acl_check(&self, c: &ClientInfo, t: &str, a: Access) -> bool {
+            self.0.on_acl_check(c, t, a)
+        }
+        fn on_publish_dropped(
+            &self,
+            id: &str,
+            p: &moco_codec::Publish,
+            r: moco_engine::hooks::DropReason,
+        ) {
+            self.0.on_publish_dropped(id, p, r)
+        }
+        fn on_published(&self, c: &ClientInfo, p: &moco_codec::Publish, n: usize) {
+            self.0.on_published(c, p, n)
+        }
+    }
+    server.add_hook(Shared(cell.clone())).unwrap();
+    let _ = cell.0.set(server.broker().clone());
+    let (server, addr) = start_with(server).await;
+    // An offline persistent subscriber with a one-message queue: the second message drops
+    // the first (OnPublishDropped runs while routing).
+    let mut c = connect_packet("away", V5, 0, true);
+    c.properties.session_expiry_interval = Some(60);
+    let (mut s, _) = Raw::connect(addr, c).await;
+    s.send(Packet::Subscribe(subscribe(1, "re/#", 1))).await;
+    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
+    drop(s);
+    for _ in 0..200 {
+        if !server
+            .broker()
+            .client("away")
+            .unwrap()
+            .state
+            .lock()
+            .is_connected()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (mut p, _) = Raw::connect(addr, connect_packet("rp", V5, 0, true)).await;
+    for i in 1..=3 {
+        p.send(Packet::Publish(publish("re/x", 1, Some(i), b"x")))
+            .await;
+        assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
+    }
+    assert_eq!(dropped.load(Ordering::SeqCst), 2);
+    server.shutdown().await;
+}
