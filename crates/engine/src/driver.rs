@@ -353,6 +353,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 ) -> Result<(), Error> {
     let mut out = BytesMut::with_capacity(buf_size);
     let mut batch = Vec::new();
+    // (The batch Vec keeps its capacity: a few pointers.)
     let version = handle.info.protocol;
     loop {
         let now = Instant::now();
@@ -438,9 +439,6 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 .fetch_add(out.len() as u64, Ordering::Relaxed);
             broker.info.messages_sent.fetch_add(sent, Ordering::Relaxed);
             out.clear();
-            if out.capacity() > 4 * WRITE_BATCH {
-                out = BytesMut::with_capacity(buf_size);
-            }
         }
         if finished {
             wr.flush().await.ok();
@@ -451,7 +449,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
         let more = handle.state.lock().wants_transmit();
         if !more {
+            // Idle: give the write buffer back, so an idle connection holds none.
+            out = BytesMut::new();
             handle.notify.notified().await;
+            out.reserve(buf_size);
         }
     }
 }
