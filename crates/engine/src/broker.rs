@@ -1057,9 +1057,17 @@ impl Broker {
     pub fn publish_sys_info(&self, now: Instant) {
         let i = &self.info;
         let uptime = now.saturating_duration_since(self.started).as_secs();
-        let values: [(&str, String); 9] = [
+        let values: [(&str, String); 11] = [
             ("$SYS/broker/version", env!("CARGO_PKG_VERSION").to_owned()),
             ("$SYS/broker/uptime", uptime.to_string()),
+            (
+                "$SYS/broker/load/bytes/received",
+                i.bytes_received.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "$SYS/broker/load/bytes/sent",
+                i.bytes_sent.load(Ordering::Relaxed).to_string(),
+            ),
             (
                 "$SYS/broker/clients/connected",
                 i.clients_connected.load(Ordering::Relaxed).to_string(),
