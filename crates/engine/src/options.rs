@@ -18,8 +18,9 @@ pub struct Capabilities {
     /// `0` means no cap. Default: 86 400 (one day).
     pub maximum_message_expiry_interval: u32,
     /// Maximum number of messages waiting to be written to one client (its bounded outbound
-    /// queue, also the offline queue of a persistent session). Past it, QoS 0 messages are
-    /// dropped and, for QoS 1/2, the oldest queued message is dropped. Default: 8192.
+    /// queue, also the offline queue of a persistent session). Past it, a QoS 0 message to a
+    /// connected client is dropped; a QoS 1/2 message makes room by dropping the oldest, and a
+    /// connected client is then disconnected with 0x97 (quota exceeded). Default: 8192.
     pub maximum_client_writes_pending: u32,
     /// Cap, in seconds, on the session expiry interval a client asks for; advertised in
     /// CONNACK when it lowers the client's value. Default: `u32::MAX` (no cap).

@@ -450,7 +450,9 @@ impl ClientState {
     }
 
     /// Queues a message for the client. The queue is bounded: past the limit a QoS 0 message
-    /// to a connected client is dropped, otherwise the oldest queued message makes room.
+    /// to a connected client is dropped; otherwise the oldest queued message makes room, and a
+    /// connected client that lets QoS 1/2 messages pile up that far is disconnected with 0x97
+    /// (quota exceeded) — its session, and so the queue, lives on if it has an expiry.
     /// Expired messages are never queued.
     pub fn deliver(&mut self, now: Instant, delivery: Delivery) {
         if delivery.msg.is_expired(now) {
@@ -467,6 +469,9 @@ impl ClientState {
             if let Some(old) = self.session.pending.pop_front() {
                 self.notes
                     .push(Note::Dropped(old.msg, DropReason::QueueFull));
+            }
+            if self.connected {
+                self.close(ReasonCode::QuotaExceeded);
             }
         }
         self.session.pending.push_back(delivery);
@@ -932,6 +937,20 @@ mod tests {
         assert_eq!(st.session.pending.len(), 3);
         assert_eq!(st.session.pending.back().unwrap().qos, QoS::AtMostOnce);
         assert_eq!(dropped(&mut st)[0], DropReason::QueueFull);
+    }
+
+    #[test]
+    fn qos1_pile_up_on_a_connected_client_is_quota_exceeded() {
+        let t0 = Instant::now();
+        let mut st = state(t0);
+        for _ in 0..3 {
+            st.deliver(t0, delivery(t0, QoS::AtLeastOnce, None));
+        }
+        assert!(st.is_connected());
+        st.deliver(t0, delivery(t0, QoS::AtLeastOnce, None));
+        assert_eq!(st.close_reason(), Some(ReasonCode::QuotaExceeded));
+        // The newest message is kept for the session.
+        assert_eq!(st.session.pending.len(), 3);
     }
 
     #[test]

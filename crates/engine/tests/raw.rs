@@ -442,3 +442,29 @@ async fn maximum_keep_alive_overrides_v5_and_refuses_v3() {
     assert_eq!(ack.reason_code, ReasonCode::Success);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn unacknowledged_pile_up_is_quota_exceeded_97() {
+    let (server, addr) = start(Options {
+        capabilities: Capabilities {
+            maximum_client_writes_pending: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let mut c = connect_packet("pile", V5, 0, true);
+    c.properties.receive_maximum = Some(1);
+    let (mut s, _) = Raw::connect(addr, c).await;
+    s.send(Packet::Subscribe(subscribe(1, "pile", 1))).await;
+    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
+    let (mut p, _) = Raw::connect(addr, connect_packet("piler", V5, 0, true)).await;
+    // One in flight (never acknowledged), two queued, the fourth overflows.
+    for i in 1..=4 {
+        p.send(Packet::Publish(publish("pile", 1, Some(i), b"x")))
+            .await;
+        assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
+    }
+    assert_eq!(s.disconnect_reason().await, Some(ReasonCode::QuotaExceeded));
+    server.shutdown().await;
+}
