@@ -6,9 +6,10 @@
 //! are canonical, that they produce identical bytes).
 
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, Bencher, Criterion, Throughput};
 use moco_codec as moco;
 use moco_codec::ProtocolVersion;
 use rumqttc::mqttbytes::v4 as r4;
@@ -244,27 +245,49 @@ fn cases() -> Vec<Case> {
     out
 }
 
+/// Times decoding one packet at a time from a read buffer that holds up to [`BATCH`] packets
+/// back to back, as a broker's read buffer does; building the buffer is not timed, dropping the
+/// decoded packet is. Reported times are per packet.
+fn decode_from_stream(
+    b: &mut Bencher<'_>,
+    bytes: &Bytes,
+    mut decode_one: impl FnMut(&mut BytesMut),
+) {
+    let stream = bytes.repeat(BATCH);
+    b.iter_custom(|iters| {
+        let mut total = Duration::ZERO;
+        let mut left = iters;
+        while left > 0 {
+            let n = left.min(BATCH as u64);
+            let mut buf = BytesMut::from(&stream[..n as usize * bytes.len()]);
+            let start = Instant::now();
+            for _ in 0..n {
+                decode_one(&mut buf);
+            }
+            total += start.elapsed();
+            left -= n;
+        }
+        total
+    })
+}
+
+const BATCH: usize = 32;
+
 fn decode(c: &mut Criterion) {
     for case in cases() {
         let mut g = c.benchmark_group(format!("decode/{}", case.name));
         g.throughput(Throughput::Bytes(case.bytes.len() as u64));
         let v = case.version;
         g.bench_function("moco", |b| {
-            b.iter_batched_ref(
-                || BytesMut::from(&case.bytes[..]),
-                |buf| {
-                    let mut d = moco::Decoder::with_version(MAX as u32, v);
-                    black_box(d.decode(buf).unwrap().unwrap())
-                },
-                BatchSize::SmallInput,
-            )
+            let mut d = moco::Decoder::with_version(MAX as u32, v);
+            decode_from_stream(b, &case.bytes, |buf| {
+                black_box(d.decode(buf).unwrap().unwrap());
+            })
         });
         g.bench_function("rumqttc", |b| {
-            b.iter_batched_ref(
-                || BytesMut::from(&case.bytes[..]),
-                |buf| black_box(case.rumqttc.read(buf)),
-                BatchSize::SmallInput,
-            )
+            decode_from_stream(b, &case.bytes, |buf| {
+                black_box(case.rumqttc.read(buf));
+            })
         });
         g.finish();
     }
@@ -293,4 +316,86 @@ fn encode(c: &mut Criterion) {
 }
 
 criterion_group!(benches, decode, encode);
-criterion_main!(benches);
+
+/// `CODEC_COUNT=<iterations> CODEC_CASE=<group>/<impl>` runs one case that many times without
+/// criterion, for an instruction count that a busy machine cannot disturb:
+/// `valgrind --tool=callgrind --toggle-collect='*measured*' target/.../codec-<hash>`
+/// (the total Ir divided by the iterations is the per-packet figure).
+fn main() {
+    if let (Ok(n), Ok(name)) = (std::env::var("CODEC_COUNT"), std::env::var("CODEC_CASE")) {
+        count(n.parse().expect("CODEC_COUNT is a number"), &name);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
+
+fn count(iters: usize, name: &str) {
+    let (op, rest) = name
+        .split_once('/')
+        .expect("CODEC_CASE is <op>/<case>/<impl>");
+    let (case_name, implementation) = rest
+        .rsplit_once('/')
+        .expect("CODEC_CASE is <op>/<case>/<impl>");
+    let case = cases()
+        .into_iter()
+        .find(|c| c.name == case_name)
+        .expect("no such case");
+    let moco = implementation == "moco";
+    match op {
+        "decode" => {
+            let stream = case.bytes.repeat(BATCH);
+            let mut d = moco::Decoder::with_version(MAX as u32, case.version);
+            for _ in 0..iters.div_ceil(BATCH) {
+                let mut buf = BytesMut::from(&stream[..]);
+                if moco {
+                    measured_moco_decode(&mut d, &mut buf);
+                } else {
+                    measured_rumqttc_decode(&case.rumqttc, &mut buf);
+                }
+            }
+        }
+        _ => {
+            let mut buf = BytesMut::with_capacity(8192);
+            for _ in 0..iters {
+                buf.clear();
+                if moco {
+                    measured_moco_encode(&case.moco, case.version, &mut buf);
+                } else {
+                    measured_rumqttc_encode(&case.rumqttc, &mut buf);
+                }
+            }
+        }
+    }
+}
+
+#[inline(never)]
+fn measured_moco_decode(d: &mut moco::Decoder, buf: &mut BytesMut) {
+    while let Some(p) = d.decode(buf).unwrap() {
+        black_box(&p);
+    }
+}
+
+#[inline(never)]
+fn measured_rumqttc_decode(r: &Rumqttc, buf: &mut BytesMut) {
+    while !buf.is_empty() {
+        match r {
+            Rumqttc::V4(_) => {
+                black_box(&r4::Packet::read(buf, MAX).unwrap());
+            }
+            Rumqttc::V5(_) => {
+                black_box(&r5::Packet::read(buf, Some(MAX as u32)).unwrap());
+            }
+        }
+    }
+}
+
+#[inline(never)]
+fn measured_moco_encode(p: &moco::Packet, v: ProtocolVersion, buf: &mut BytesMut) {
+    black_box(p.encode(v, buf).unwrap());
+}
+
+#[inline(never)]
+fn measured_rumqttc_encode(r: &Rumqttc, buf: &mut BytesMut) {
+    black_box(r.write(buf));
+}

@@ -144,7 +144,7 @@ pub(crate) fn len_prefixed(i: Input<'_>) -> PResult<'_, &[u8]> {
 /// Validates a string slice of `frame` (UTF-8, no U+0000) and shares it as a `ByteString`.
 #[inline]
 pub(crate) fn to_string(frame: &Bytes, s: &[u8]) -> Result<ByteString, DecodeError> {
-    if s.contains(&0) {
+    if crate::encode::has_nul(s) {
         return Err(DecodeError::Malformed("U+0000 in string"));
     }
     ByteString::try_from(frame.slice_ref(s)).map_err(|_| DecodeError::Malformed("invalid UTF-8"))
@@ -249,7 +249,7 @@ pub fn decode_packet(frame: Bytes, version: ProtocolVersion) -> Result<Packet, D
         ));
     }
     check_version(header.packet_type, Some(version))?;
-    Packet::decode_frame(&header, &frame, version)
+    Packet::decode_frame(&header, frame, version)?.ok_or(DecodeError::Malformed("truncated packet"))
 }
 
 #[inline]
@@ -343,11 +343,16 @@ impl Decoder {
             return Ok(None);
         }
         let frame = buf.split_to(total).freeze();
-        let version = self.version.unwrap_or(ProtocolVersion::V311);
-        let packet = Packet::decode_frame(&header, &frame, version)?;
-        if let (Packet::Connect(c), None) = (&packet, self.version) {
-            self.version = Some(c.protocol);
+        match self.version {
+            // Hot path: hand the result straight back (no extra move of the packet).
+            Some(v) => Packet::decode_frame(&header, frame, v),
+            None => {
+                let packet = Packet::decode_frame(&header, frame, ProtocolVersion::V311);
+                if let Ok(Some(Packet::Connect(c))) = &packet {
+                    self.version = Some(c.protocol);
+                }
+                packet
+            }
         }
-        Ok(Some(packet))
     }
 }

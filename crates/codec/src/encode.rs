@@ -97,7 +97,7 @@ pub(crate) fn str_len(s: &str) -> Result<usize, EncodeError> {
     if s.len() > u16::MAX as usize {
         return Err(EncodeError::StringInvalid("longer than 65535 bytes"));
     }
-    if s.as_bytes().contains(&0) {
+    if has_nul(s.as_bytes()) {
         return Err(EncodeError::StringInvalid("contains U+0000"));
     }
     Ok(2 + s.len())
@@ -122,7 +122,7 @@ pub(crate) fn topic_len(t: &str, allow_empty: bool) -> Result<usize, EncodeError
     if t.is_empty() && !allow_empty {
         return Err(EncodeError::TopicNameInvalid("empty topic name"));
     }
-    if t.bytes().any(|b| b == b'+' || b == b'#' || b == 0) {
+    if has_wildcard_or_nul(t.as_bytes()) {
         return Err(EncodeError::TopicNameInvalid(
             "wildcard or U+0000 in topic name",
         ));
@@ -141,4 +141,97 @@ pub(crate) fn put_str(buf: &mut BytesMut, s: &str) {
 pub(crate) fn put_bin(buf: &mut BytesMut, b: &[u8]) {
     buf.put_u16(b.len() as u16);
     buf.put_slice(b);
+}
+
+/// True if `t` holds `+`, `#` or NUL: the bytes a topic name must not contain.
+///
+/// This runs on every PUBLISH in both directions, so it scans 16 bytes at a time in a form
+/// the compiler turns into SIMD compares, with an overlapping last window instead of a
+/// byte-by-byte tail.
+#[inline]
+pub(crate) fn has_wildcard_or_nul(t: &[u8]) -> bool {
+    #[inline(always)]
+    fn bad(b: u8) -> bool {
+        (b == b'+') | (b == b'#') | (b == 0)
+    }
+    scan(t, bad)
+}
+
+/// True if `s` holds a NUL byte (U+0000), which no MQTT string may contain.
+#[inline]
+pub(crate) fn has_nul(s: &[u8]) -> bool {
+    #[inline(always)]
+    fn bad(b: u8) -> bool {
+        b == 0
+    }
+    scan(s, bad)
+}
+
+#[inline(always)]
+fn scan(t: &[u8], bad: fn(u8) -> bool) -> bool {
+    #[inline(always)]
+    fn block(c: &[u8; 16], bad: fn(u8) -> bool) -> bool {
+        let mut any = false;
+        for &b in c {
+            any |= bad(b);
+        }
+        any
+    }
+    #[inline(always)]
+    fn window(t: &[u8], at: usize) -> &[u8; 16] {
+        t[at..at + 16].try_into().unwrap_or(&[1; 16])
+    }
+    let n = t.len();
+    if n < 16 {
+        return t.iter().fold(false, |any, &b| any | bad(b));
+    }
+    let mut at = 0;
+    while at + 16 <= n {
+        if block(window(t, at), bad) {
+            return true;
+        }
+        at += 16;
+    }
+    at < n && block(window(t, n - 16), bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_scan_matches_naive() {
+        let naive = |t: &[u8]| t.iter().any(|&b| b == b'+' || b == b'#' || b == 0);
+        let base = b"sensors/building-7/floor-3/room-12/temperature".to_vec();
+        for len in 0..base.len() {
+            for pos in 0..len {
+                for bad in [b'+', b'#', 0, b'*', 0x80, 0xFF, b'*' ^ 0x80] {
+                    let mut t = base[..len].to_vec();
+                    t[pos] = bad;
+                    assert_eq!(has_wildcard_or_nul(&t), naive(&t), "{t:?}");
+                    assert_eq!(has_nul(&t), t.contains(&0), "{t:?}");
+                }
+            }
+            assert!(!has_wildcard_or_nul(&base[..len]));
+        }
+    }
+
+    #[test]
+    fn varint_lengths() {
+        for (n, len) in [
+            (0, 1),
+            (127, 1),
+            (128, 2),
+            (16_383, 2),
+            (16_384, 3),
+            (2_097_151, 3),
+            (2_097_152, 4),
+            (268_435_455, 4),
+        ] {
+            let mut buf = BytesMut::new();
+            put_varint(&mut buf, n);
+            assert_eq!(buf.len(), len, "{n}");
+            assert_eq!(varint_len(n), len, "{n}");
+        }
+    }
 }

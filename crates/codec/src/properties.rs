@@ -258,10 +258,19 @@ pub(crate) trait PropertySet: Default {
 }
 
 /// Decodes a property section (length varint then list) into `P`.
+#[inline(always)]
 pub(crate) fn decode_section<'a, P: PropertySet>(
     frame: &Bytes,
     input: Input<'a>,
 ) -> PResult<'a, P> {
+    // Fast path: an empty section is one zero byte (the common case on the hot path).
+    if let [0, rest @ ..] = input {
+        return Ok((rest, P::default()));
+    }
+    decode_section_list(frame, input)
+}
+
+fn decode_section_list<'a, P: PropertySet>(frame: &Bytes, input: Input<'a>) -> PResult<'a, P> {
     let (input, len) = decode::varint(input)?;
     let len = len as usize;
     if len > input.len() {

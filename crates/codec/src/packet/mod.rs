@@ -157,15 +157,28 @@ impl Packet {
     /// Decodes the body of a frame whose fixed header is `header`.
     pub(crate) fn decode_frame(
         header: &FixedHeader,
+        frame: Bytes,
+        v: ProtocolVersion,
+    ) -> Result<Option<Packet>, DecodeError> {
+        // Returns `Option` so the streaming decoder can hand the value straight back without
+        // moving the (large) packet once more.
+        if header.packet_type == PacketType::Publish {
+            return Publish::decode(frame, header.flags, header.header_len, v);
+        }
+        Self::decode_body(header.packet_type, &frame, &frame[header.header_len..], v).map(Some)
+    }
+
+    /// Decodes the body of any packet but PUBLISH (which consumes its frame).
+    fn decode_body(
+        t: PacketType,
         frame: &Bytes,
+        body: &[u8],
         v: ProtocolVersion,
     ) -> Result<Packet, DecodeError> {
-        let body = &frame[header.header_len..];
-        let flags = header.flags;
-        Ok(match header.packet_type {
+        Ok(match t {
             PacketType::Connect => Packet::Connect(Connect::decode(frame, body)?),
             PacketType::ConnAck => Packet::ConnAck(ConnAck::decode(frame, body, v)?),
-            PacketType::Publish => Packet::Publish(Publish::decode(frame, flags, body, v)?),
+            PacketType::Publish => return Err(DecodeError::Malformed("PUBLISH body")),
             PacketType::PubAck => Packet::PubAck(PubAck::decode(frame, body, v)?),
             PacketType::PubRec => Packet::PubRec(PubRec::decode(frame, body, v)?),
             PacketType::PubRel => Packet::PubRel(PubRel::decode(frame, body, v)?),

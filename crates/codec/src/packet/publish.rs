@@ -1,12 +1,12 @@
 //! PUBLISH (spec §3.3) — the hot path of the broker.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use crate::decode::{self, unwrap_err};
-use crate::encode::{put_str, put_varint, topic_len, Body, Lens};
+use crate::encode::{has_wildcard_or_nul, put_str, put_varint, topic_len, Body, Lens};
 use crate::properties::{decode_section, PropertySet, PublishProperties};
-use crate::{DecodeError, EncodeError, ProtocolVersion, QoS};
+use crate::{DecodeError, EncodeError, Packet, ProtocolVersion, QoS};
 
 /// PUBLISH: an application message.
 ///
@@ -41,23 +41,29 @@ impl Publish {
         }
     }
 
+    /// Decodes a PUBLISH, consuming the frame: the payload is the frame itself advanced past
+    /// the headers, so decoding costs one reference-count increment (the topic) beyond it.
+    ///
+    /// Returns the finished `Packet` so it is built in the caller's return slot, not moved.
+    #[inline(always)]
     pub(crate) fn decode(
-        frame: &Bytes,
+        frame: Bytes,
         flags: u8,
-        body: &[u8],
+        header_len: usize,
         v: ProtocolVersion,
-    ) -> Result<Self, DecodeError> {
+    ) -> Result<Option<Packet>, DecodeError> {
         // Flags were validated with the fixed header (QoS 3 and DUP on QoS 0 rejected).
         let qos = QoS::try_from((flags >> 1) & 0b11)?;
+        let body = &frame[header_len..];
         let (i, topic) = decode::len_prefixed(body).map_err(unwrap_err)?;
-        if topic.iter().any(|&b| b == b'+' || b == b'#' || b == 0) {
+        if has_wildcard_or_nul(topic) {
             return Err(if topic.contains(&0) {
                 DecodeError::Malformed("U+0000 in string")
             } else {
                 DecodeError::TopicNameInvalid("wildcard in topic name")
             });
         }
-        let topic_bytes = topic;
+        let empty_topic = topic.is_empty();
         let topic = ByteString::try_from(frame.slice_ref(topic))
             .map_err(|_| DecodeError::Malformed("invalid UTF-8"))?;
         let (i, packet_id) = if qos == QoS::AtMostOnce {
@@ -67,11 +73,11 @@ impl Publish {
             (i, Some(id))
         };
         let (i, properties) = if v.is_v5() {
-            decode_section::<PublishProperties>(frame, i).map_err(unwrap_err)?
+            decode_section::<PublishProperties>(&frame, i).map_err(unwrap_err)?
         } else {
             (i, PublishProperties::default())
         };
-        if topic_bytes.is_empty() && properties.topic_alias.is_none() {
+        if empty_topic && properties.topic_alias.is_none() {
             // v5 §3.3.2.1: a zero-length topic needs a Topic Alias; v3.x §4.7.3: never empty.
             return Err(DecodeError::Protocol(
                 "empty topic name without topic alias",
@@ -80,9 +86,12 @@ impl Publish {
         let payload = if i.is_empty() {
             Bytes::new()
         } else {
-            frame.slice_ref(i)
+            let offset = frame.len() - i.len();
+            let mut payload = frame;
+            payload.advance(offset);
+            payload
         };
-        Ok(Publish {
+        Ok(Some(Packet::Publish(Publish {
             dup: flags & 0b1000 != 0,
             qos,
             retain: flags & 0b0001 != 0,
@@ -90,7 +99,7 @@ impl Publish {
             packet_id,
             payload,
             properties,
-        })
+        })))
     }
 }
 
