@@ -130,19 +130,16 @@ fn broker_command(broker: Broker, port: u16, interop: &Path, work: &Path) -> Res
                 cmd.arg("--config").arg(&config);
                 Ok(Launch { cmd, port })
             } else {
+                // Until then, `--tcp ADDR` (the default-config listener) still takes the free port.
                 println!(
-                    "note: {} has no --config option yet; starting it with its defaults \
-                     (127.0.0.1:1883), so scenarios that need interop/moco.yaml \
+                    "note: {} has no --config option yet; starting it with its defaults on \
+                     127.0.0.1:{port}, so scenarios that need interop/moco.yaml \
                      (subscribe failure, server keep-alive) may fail",
                     bin.display()
                 );
-                if TcpStream::connect_timeout(&local(1883), Duration::from_millis(300)).is_ok() {
-                    bail!("127.0.0.1:1883 is already in use; cannot start moco with its defaults");
-                }
-                Ok(Launch {
-                    cmd: Command::new(&bin),
-                    port: 1883,
-                })
+                let mut cmd = Command::new(&bin);
+                cmd.arg("--tcp").arg(local(port).to_string());
+                Ok(Launch { cmd, port })
             }
         }
         Broker::Mosquitto => {
