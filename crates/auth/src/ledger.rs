@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::filter::Subst;
 use crate::load::{self, Format};
 use crate::rules::{Criterion, LedgerRules};
-use crate::Error;
+use crate::{Error, Refusal};
 
 /// What the server knows about a client when it sends CONNECT.
 #[derive(Clone, Copy)]
@@ -161,6 +161,39 @@ impl Ledger {
             allow: false,
             by: DecidedBy::Default,
         }
+    }
+
+    /// Whether the client may connect, and if not, why (which picks the CONNACK code).
+    ///
+    /// Refused by a `users` entry whose password verified but that has `disallow: true`, or
+    /// by an `auth` rule with `allow: false` that sets at least one criterion: the client is
+    /// known and barred, [`Refusal::NotAuthorized`]. Refused because nothing matched, or by
+    /// a catch-all `allow: false` rule (no criteria, the same as nothing matching):
+    /// [`Refusal::BadCredentials`].
+    ///
+    /// A barred user whose password verified thus learns that it did; use `disallow` (or a
+    /// deny rule with a password) only where that is acceptable, e.g. to suspend an account.
+    pub fn check_connect(&self, req: &AuthRequest<'_>) -> Result<(), Refusal> {
+        let decision = self.check_auth(req);
+        if decision.allow {
+            return Ok(());
+        }
+        Err(match decision.by {
+            DecidedBy::User(_) => Refusal::NotAuthorized,
+            DecidedBy::Rule(i) => {
+                let r = &self.rules.auth[i];
+                let catch_all = r.client == Criterion::Any
+                    && r.username == Criterion::Any
+                    && r.remote == Criterion::Any
+                    && r.password.is_none();
+                if catch_all {
+                    Refusal::BadCredentials
+                } else {
+                    Refusal::NotAuthorized
+                }
+            }
+            DecidedBy::Default => Refusal::BadCredentials,
+        })
     }
 
     /// Whether the client may read (subscribe) or write (publish) the topic.

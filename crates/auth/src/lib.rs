@@ -1,8 +1,21 @@
-//! Access control for moco: [`AllowAll`] and the rule [`Ledger`], independent of the engine.
+//! Access control for moco: [`AllowAll`] and the rule [`Ledger`], and the engine hooks over
+//! them.
 //!
 //! Both implement [`AccessControl`] (authenticate a CONNECT, check a subscribe or publish);
-//! the engine's hooks are thin adapters over that trait. [`SharedLedger`] holds the ledger
-//! of a running server and swaps in a new one on reload.
+//! [`AuthHook`] adapts that trait to a [`moco_engine::Hook`]. [`SharedLedger`] holds the
+//! ledger of a running server and swaps in a new one on reload. A server wires it as
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use moco_auth::{LedgerHook, SharedLedger};
+//! let ledger = Arc::new(SharedLedger::from_path("ledger.yaml")?);
+//! let server = moco_engine::Server::builder().hook(LedgerHook::ledger(ledger.clone())).build();
+//! ledger.reload()?; // on SIGHUP
+//! # Ok::<(), moco_auth::Error>(())
+//! ```
+//!
+//! (or `.hook(AllowAllHook::allow_all())`, development only). [`AuthHook`] says which CONNACK
+//! codes a refused CONNECT gets and why stacking `AllowAll` with a ledger defeats the ledger.
 //!
 //! ```
 //! use moco_auth::{AclRequest, AuthRequest, Ledger, SharedLedger};
@@ -91,8 +104,8 @@
 //!   client ids, or put the `Deny` without a placeholder.
 //! - A subscription filter is allowed only if a rule filter covers all of it (`a/+` does not
 //!   grant `a/#`; mochi's matcher did). Wildcards in a filter's first level never cover `$`
-//!   topics. A `Deny` inside a wider granted subscription is enforced only where the engine
-//!   also checks each delivered topic.
+//!   topics. A `Deny` inside a wider granted subscription is **not** enforced on delivery:
+//!   the engine checks read access once, against the subscription filter (see [`AuthHook`]).
 //! - Within one rule, a covering filter that grants the access wins over a covering `Deny`
 //!   (mochi's outcome, made deterministic).
 //!
@@ -103,12 +116,15 @@
 //!
 //! # `AllowAll`
 //!
-//! [`AllowAll`] lets every client connect, subscribe and publish. **It is for development
-//! only: never expose a broker that uses it to a network you do not fully trust.**
+//! [`AllowAll`] (as a hook, [`AllowAllHook`]) lets every client connect, subscribe and
+//! publish. **It is for development only: never expose a broker that uses it to a network
+//! you do not fully trust, and never stack it with a [`LedgerHook`]: it would allow every
+//! subscribe and publish the ledger denies.**
 
 #![forbid(unsafe_code)]
 
 mod filter;
+mod hook;
 mod ledger;
 mod load;
 mod password;
@@ -119,6 +135,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use filter::{AclFilter, FilterError};
+pub use hook::{AllowAllHook, AuthHook, LedgerHook};
 pub use ledger::{AclRequest, AuthRequest, DecidedBy, Decision, Ledger};
 pub use load::{Format, Location};
 pub use password::{hash_password, HashAlgorithm, Password, PasswordKind};
@@ -165,12 +182,32 @@ fn at(location: &Option<Location>) -> String {
     }
 }
 
+/// Why a CONNECT is refused, which decides the CONNACK code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The credentials were not recognised: CONNACK 0x86 *bad user name or password*
+    /// (v3: 0x04).
+    BadCredentials,
+    /// The client is known and barred: CONNACK 0x87 *not authorized* (v3: 0x05).
+    NotAuthorized,
+}
+
 /// Decides who may connect and what they may subscribe and publish.
 ///
-/// The engine's authentication and ACL hooks are adapters over this trait.
+/// [`AuthHook`] adapts any implementation to an engine hook.
 pub trait AccessControl: Send + Sync {
     /// Whether a client may connect.
     fn authenticate(&self, req: &AuthRequest<'_>) -> bool;
+
+    /// Whether a client may connect, and if not, why. The default refuses with
+    /// [`Refusal::BadCredentials`] whenever [`authenticate`](Self::authenticate) says no.
+    fn connect(&self, req: &AuthRequest<'_>) -> Result<(), Refusal> {
+        if self.authenticate(req) {
+            Ok(())
+        } else {
+            Err(Refusal::BadCredentials)
+        }
+    }
     /// Whether a client may subscribe to (`write == false`) or publish to a topic.
     fn acl(&self, req: &AclRequest<'_>) -> bool;
 }
@@ -178,6 +215,10 @@ pub trait AccessControl: Send + Sync {
 impl AccessControl for Ledger {
     fn authenticate(&self, req: &AuthRequest<'_>) -> bool {
         Ledger::authenticate(self, req)
+    }
+
+    fn connect(&self, req: &AuthRequest<'_>) -> Result<(), Refusal> {
+        Ledger::check_connect(self, req)
     }
 
     fn acl(&self, req: &AclRequest<'_>) -> bool {
@@ -188,6 +229,10 @@ impl AccessControl for Ledger {
 impl<T: AccessControl + ?Sized> AccessControl for Arc<T> {
     fn authenticate(&self, req: &AuthRequest<'_>) -> bool {
         (**self).authenticate(req)
+    }
+
+    fn connect(&self, req: &AuthRequest<'_>) -> Result<(), Refusal> {
+        (**self).connect(req)
     }
 
     fn acl(&self, req: &AclRequest<'_>) -> bool {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::ledger::{AclRequest, AuthRequest, Decision, Ledger};
-use crate::{AccessControl, Error};
+use crate::{AccessControl, Error, Refusal};
 
 /// The live ledger of a server: checks read the current [`Ledger`] without locking, and a
 /// reload (e.g. on SIGHUP) replaces it in one atomic step.
@@ -82,6 +82,10 @@ impl SharedLedger {
 impl AccessControl for SharedLedger {
     fn authenticate(&self, req: &AuthRequest<'_>) -> bool {
         self.current.load().authenticate(req)
+    }
+
+    fn connect(&self, req: &AuthRequest<'_>) -> Result<(), Refusal> {
+        self.current.load().check_connect(req)
     }
 
     fn acl(&self, req: &AclRequest<'_>) -> bool {

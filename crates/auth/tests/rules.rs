@@ -392,6 +392,65 @@ auth:
     ));
 }
 
+#[test]
+fn connect_refusals_say_whether_the_client_is_known() {
+    use moco_auth::{AccessControl, Refusal, SharedLedger};
+    let l = ledger(
+        "users:
+  mallory: {password: pw, disallow: true}
+auth:
+  - {client: banned, allow: false}
+  - {username: alice, password: secret, allow: true}
+  - {username: old, password: leaked, allow: false}
+  - {allow: false}
+",
+    );
+    let connect = |client, user, pass: &'static [u8]| {
+        l.check_connect(&AuthRequest {
+            client_id: client,
+            username: Some(user),
+            password: Some(pass),
+            remote: "r",
+        })
+    };
+    assert_eq!(connect("c", "alice", b"secret"), Ok(()));
+    assert_eq!(
+        connect("c", "alice", b"bad"),
+        Err(Refusal::BadCredentials),
+        "catch-all deny"
+    );
+    assert_eq!(connect("c", "mallory", b"pw"), Err(Refusal::NotAuthorized));
+    assert_eq!(connect("c", "mallory", b"x"), Err(Refusal::BadCredentials));
+    assert_eq!(
+        connect("banned", "alice", b"secret"),
+        Err(Refusal::NotAuthorized)
+    );
+    assert_eq!(connect("c", "old", b"leaked"), Err(Refusal::NotAuthorized));
+    assert_eq!(
+        ledger("").check_connect(&AuthRequest {
+            client_id: "c",
+            username: None,
+            password: None,
+            remote: "r"
+        }),
+        Err(Refusal::BadCredentials),
+        "nothing matched"
+    );
+    // The trait method agrees, through a SharedLedger and an Arc; AllowAll never refuses.
+    let shared = std::sync::Arc::new(SharedLedger::new(l.clone()));
+    let req = AuthRequest {
+        client_id: "c",
+        username: Some("mallory"),
+        password: Some(b"pw"),
+        remote: "r",
+    };
+    assert_eq!(
+        AccessControl::connect(&shared, &req),
+        Err(Refusal::NotAuthorized)
+    );
+    assert_eq!(AccessControl::connect(&AllowAll, &req), Ok(()));
+}
+
 // ---- ACL ----
 
 #[test]
