@@ -825,9 +825,9 @@ impl Broker {
                 properties: Default::default(),
             }));
             let n_retained = retained.len();
-            for d in retained {
-                st.deliver(now, d);
-            }
+            // Retained messages go to the backlog, not the bounded queue: all of them are
+            // sent, as fast as the client takes them (see the queue policy in `state`).
+            st.deliver_retained(retained);
             let notes = st.take_notes();
             drop(st);
             if n_retained > 0 {

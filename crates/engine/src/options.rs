@@ -17,10 +17,14 @@ pub struct Capabilities {
     /// Cap, in seconds, on a message's expiry interval; also applied to messages without one.
     /// `0` means no cap. Default: 86 400 (one day).
     pub maximum_message_expiry_interval: u32,
-    /// Maximum number of messages waiting to be written to one client (its bounded outbound
-    /// queue, also the offline queue of a persistent session). Past it, a QoS 0 message to a
-    /// connected client is dropped; a QoS 1/2 message makes room by dropping the oldest, and a
-    /// connected client is then disconnected with 0x97 (quota exceeded). Default: 8192.
+    /// Maximum number of live messages queued for one client (its bounded outbound queue,
+    /// also the offline queue of a persistent session), like Mosquitto's
+    /// `max_queued_messages`. QoS 1/2 messages beyond the client's receive maximum wait here.
+    /// When it is full, a message for a connected client is dropped (any QoS; the client is
+    /// not disconnected) and, for a client that is away, the oldest queued message makes
+    /// room; each drop calls `OnPublishDropped` and counts in `$SYS` messages dropped.
+    /// Retained messages sent on SUBSCRIBE are not limited by it: they are fed to the client
+    /// with flow control (see [`crate::state`]). Default: 8192.
     pub maximum_client_writes_pending: u32,
     /// Cap, in seconds, on the session expiry interval a client asks for; advertised in
     /// CONNACK when it lowers the client's value. Default: `u32::MAX` (no cap).

@@ -10,6 +10,33 @@
 //!
 //! The persistent part ([`Session`]) outlives the connection: it moves to the next connection
 //! of the same client id when the session is resumed.
+//!
+//! # Queue policy
+//!
+//! Messages for a client go through three stages: the **retained backlog**
+//! ([`Session::retained`], what a SUBSCRIBE matched in the retained store), the **queue**
+//! ([`Session::pending`], live messages) and **inflight** ([`Session::inflight`], QoS 1/2
+//! messages sent and not yet acknowledged, at most the send quota: the client's receive
+//! maximum capped by the broker's maximum inflight).
+//!
+//! * A QoS 1/2 message beyond the send quota waits in the queue until an acknowledgement frees
+//!   a slot; a QoS 0 message waits until the writer drains. Order is kept: a QoS 1/2 message
+//!   waiting for quota holds back the ones behind it.
+//! * The queue is bounded by `max_pending` ([`Capabilities::maximum_client_writes_pending`],
+//!   like Mosquitto's `max_queued_messages` and EMQX's `max_mqueue_len`). When it is full, a
+//!   message for a connected client is dropped, whatever its QoS (the queue keeps what it
+//!   has, in order); for a client that is away, the oldest queued message makes room (a
+//!   returning device gets the freshest ones). Every drop is a [`Note::Dropped`] with
+//!   [`DropReason::QueueFull`]: the broker counts it (`$SYS` messages dropped) and calls
+//!   `OnPublishDropped`. A client is never disconnected for a full queue: a subscriber that
+//!   reads slowly or not at all only loses its own messages.
+//! * Retained messages sent on SUBSCRIBE do not go through the bounded queue: the SUBSCRIBE
+//!   puts references to them (no copies) in the backlog, and [`ClientState::poll_transmit`]
+//!   takes them from there, before the queue, as fast as the writer drains and the send quota
+//!   allows. A subscription matching 100 000 retained messages gets all of them; the backlog
+//!   is bounded by the retained store itself.
+//!
+//! [`Capabilities::maximum_client_writes_pending`]: crate::Capabilities::maximum_client_writes_pending
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -79,6 +106,9 @@ pub struct Session {
     /// Messages waiting to be sent (the bounded outbound queue; the offline queue when the
     /// client is away).
     pub pending: VecDeque<Delivery>,
+    /// Retained messages matched by a SUBSCRIBE and not sent yet; sent before `pending`, with
+    /// flow control, and not bounded by the queue length (see the module's queue policy).
+    pub retained: VecDeque<Delivery>,
     /// Inbound QoS 2 packet ids whose PUBREC was sent and PUBREL not yet received.
     pub inbound_qos2: HashSet<u16>,
     /// Session expiry interval in seconds (0 = ends with the connection).
@@ -449,11 +479,9 @@ impl ClientState {
         }
     }
 
-    /// Queues a message for the client. The queue is bounded: past the limit a QoS 0 message
-    /// to a connected client is dropped; otherwise the oldest queued message makes room, and a
-    /// connected client that lets QoS 1/2 messages pile up that far is disconnected with 0x97
-    /// (quota exceeded) — its session, and so the queue, lives on if it has an expiry.
-    /// Expired messages are never queued.
+    /// Queues a live message for the client. The queue is bounded (see the module's queue
+    /// policy): when it is full, the message is dropped for a connected client, and the oldest
+    /// queued one makes room for a client that is away. Expired messages are never queued.
     pub fn deliver(&mut self, now: Instant, delivery: Delivery) {
         if delivery.msg.is_expired(now) {
             self.notes
@@ -461,7 +489,7 @@ impl ClientState {
             return;
         }
         if self.session.pending.len() >= self.limits.max_pending.max(1) {
-            if delivery.qos == QoS::AtMostOnce && self.connected {
+            if self.connected {
                 self.notes
                     .push(Note::Dropped(delivery.msg, DropReason::QueueFull));
                 return;
@@ -470,11 +498,35 @@ impl ClientState {
                 self.notes
                     .push(Note::Dropped(old.msg, DropReason::QueueFull));
             }
-            if self.connected {
-                self.close(ReasonCode::QuotaExceeded);
-            }
         }
         self.session.pending.push_back(delivery);
+    }
+
+    /// Adds retained messages matched by a SUBSCRIBE to the retained backlog: they are sent
+    /// before the queue, as the writer drains and the send quota allows, and are not bounded
+    /// by the queue length.
+    pub fn deliver_retained(&mut self, retained: impl IntoIterator<Item = Delivery>) {
+        self.session.retained.extend(retained);
+    }
+
+    /// Messages waiting to be sent: the retained backlog and the queue.
+    pub fn queued(&self) -> usize {
+        self.session.retained.len() + self.session.pending.len()
+    }
+
+    /// The message that goes out next: the retained backlog first, then the queue.
+    fn next_queued(&self) -> Option<&Delivery> {
+        self.session
+            .retained
+            .front()
+            .or_else(|| self.session.pending.front())
+    }
+
+    fn pop_queued(&mut self) -> Option<Delivery> {
+        match self.session.retained.pop_front() {
+            Some(d) => Some(d),
+            None => self.session.pending.pop_front(),
+        }
     }
 
     /// True if there is something to transmit.
@@ -491,7 +543,7 @@ impl ClientState {
         if !self.resend.is_empty() {
             return true;
         }
-        match self.session.pending.front() {
+        match self.next_queued() {
             None => false,
             Some(d) => {
                 d.qos == QoS::AtMostOnce
@@ -501,8 +553,9 @@ impl ClientState {
     }
 
     /// The next thing to write, if any. Control packets go first, then resends of
-    /// unacknowledged messages (with DUP), then queued messages as the send quota allows, in
-    /// order (a QoS 1/2 message waiting for quota holds back the ones behind it).
+    /// unacknowledged messages (with DUP), then the retained backlog and the queue as the send
+    /// quota allows, in order (a QoS 1/2 message waiting for quota holds back the ones behind
+    /// it).
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         if let Some(reason) = self.close {
             if self.disconnect_queued {
@@ -556,14 +609,14 @@ impl ClientState {
             });
         }
         loop {
-            let front = self.session.pending.front()?;
+            let front = self.next_queued()?;
             if front.msg.is_expired(now) {
-                let d = self.session.pending.pop_front()?;
+                let d = self.pop_queued()?;
                 self.notes.push(Note::Dropped(d.msg, DropReason::Expired));
                 continue;
             }
             if front.qos == QoS::AtMostOnce {
-                let d = self.session.pending.pop_front()?;
+                let d = self.pop_queued()?;
                 let alias = self.alias_for(&d.msg.topic);
                 return Some(Transmit::Publish {
                     delivery: d,
@@ -572,6 +625,11 @@ impl ClientState {
                     alias,
                 });
             }
+            if self.session.inflight.len() >= usize::from(u16::MAX) {
+                // Every packet identifier is in use (the quota may allow no more either).
+                self.notes.push(Note::PacketIdExhausted);
+                return None;
+            }
             if self.session.inflight.len() >= usize::from(self.limits.send_quota.max(1)) {
                 return None;
             }
@@ -579,7 +637,7 @@ impl ClientState {
                 self.notes.push(Note::PacketIdExhausted);
                 return None;
             };
-            let d = self.session.pending.pop_front()?;
+            let d = self.pop_queued()?;
             let stage = if d.qos == QoS::AtLeastOnce {
                 Stage::AwaitPubAck
             } else {
@@ -922,15 +980,18 @@ mod tests {
     }
 
     #[test]
-    fn bounded_queue_drops_qos0_and_evicts_oldest() {
+    fn bounded_queue_drops_new_messages_and_evicts_oldest_offline() {
         let t0 = Instant::now();
         let mut st = state(t0);
         for _ in 0..3 {
             st.deliver(t0, delivery(t0, QoS::AtLeastOnce, None));
         }
         st.deliver(t0, delivery(t0, QoS::AtMostOnce, None));
+        st.deliver(t0, delivery(t0, QoS::ExactlyOnce, None));
         assert_eq!(st.session.pending.len(), 3);
-        assert_eq!(dropped(&mut st).len(), 1);
+        assert!(st.session.pending.iter().all(|d| d.qos == QoS::AtLeastOnce));
+        assert_eq!(dropped(&mut st).len(), 2);
+        assert!(st.is_connected());
         // Offline: the oldest makes room, whatever the QoS.
         st.detach();
         st.deliver(t0, delivery(t0, QoS::AtMostOnce, None));
@@ -940,17 +1001,75 @@ mod tests {
     }
 
     #[test]
-    fn qos1_pile_up_on_a_connected_client_is_quota_exceeded() {
+    fn qos1_beyond_the_quota_waits_and_past_the_queue_is_dropped_not_disconnected() {
         let t0 = Instant::now();
         let mut st = state(t0);
-        for _ in 0..3 {
+        // Send quota 2, queue 3: two go out, three wait, the sixth is dropped.
+        for _ in 0..6 {
             st.deliver(t0, delivery(t0, QoS::AtLeastOnce, None));
+            let _ = drain(&mut st, t0);
         }
-        assert!(st.is_connected());
-        st.deliver(t0, delivery(t0, QoS::AtLeastOnce, None));
-        assert_eq!(st.close_reason(), Some(ReasonCode::QuotaExceeded));
-        // The newest message is kept for the session.
+        assert!(st.is_connected(), "{:?}", st.close_reason());
+        assert_eq!(st.session.inflight.len(), 2);
         assert_eq!(st.session.pending.len(), 3);
+        assert_eq!(dropped(&mut st), vec![DropReason::QueueFull]);
+        // Every acknowledgement lets one more out, in order, until all five were sent.
+        let mut sent = 2;
+        let mut pid = 1;
+        while let Some(p) = st.session.inflight.front().map(|i| i.packet_id) {
+            assert_eq!(p, pid);
+            pid += 1;
+            st.handle_packet(t0, Packet::PubAck(PubAck::new(p)));
+            sent += drain(&mut st, t0).len();
+        }
+        assert_eq!(sent, 5);
+        assert!(st.session.pending.is_empty() && st.is_connected());
+    }
+
+    #[test]
+    fn retained_backlog_is_not_bounded_by_the_queue_and_flows_with_the_quota() {
+        // Virtual time: a client with send quota 2 and a queue of 3 subscribes to 20 000
+        // retained QoS 1 messages and acknowledges as they come, 10 ms apart; live messages
+        // published meanwhile wait behind the backlog.
+        let t0 = Instant::now();
+        let mut st = state(t0);
+        let n = 20_000;
+        st.deliver_retained((0..n).map(|_| delivery(t0, QoS::AtLeastOnce, None)));
+        st.deliver(t0, delivery(t0, QoS::AtMostOnce, None));
+        assert_eq!(st.queued(), n + 1);
+        let mut now = t0;
+        let mut got = 0;
+        let mut live = 0;
+        loop {
+            let out = drain(&mut st, now);
+            if out.is_empty() {
+                break;
+            }
+            for t in out {
+                match t {
+                    Transmit::Publish {
+                        delivery,
+                        packet_id: Some(pid),
+                        ..
+                    } => {
+                        assert!(live == 0, "a live message overtook the retained ones");
+                        assert_eq!(delivery.qos, QoS::AtLeastOnce);
+                        got += 1;
+                        now += Duration::from_millis(10);
+                        st.handle_packet(now, Packet::PubAck(PubAck::new(pid)));
+                    }
+                    Transmit::Publish {
+                        packet_id: None, ..
+                    } => live += 1,
+                    other => panic!("{other:?}"),
+                }
+            }
+            // Never more in flight than the quota.
+            assert!(st.session.inflight.len() <= 2);
+        }
+        assert_eq!((got, live), (n, 1));
+        assert!(dropped(&mut st).is_empty());
+        assert!(st.is_connected());
     }
 
     #[test]

@@ -444,7 +444,7 @@ async fn maximum_keep_alive_overrides_v5_and_refuses_v3() {
 }
 
 #[tokio::test]
-async fn unacknowledged_pile_up_is_quota_exceeded_97() {
+async fn unacknowledged_pile_up_waits_in_the_queue_and_drops_past_it() {
     let (server, addr) = start(Options {
         capabilities: Capabilities {
             maximum_client_writes_pending: 2,
@@ -459,12 +459,82 @@ async fn unacknowledged_pile_up_is_quota_exceeded_97() {
     s.send(Packet::Subscribe(subscribe(1, "pile", 1))).await;
     assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
     let (mut p, _) = Raw::connect(addr, connect_packet("piler", V5, 0, true)).await;
-    // One in flight (never acknowledged), two queued, the fourth overflows.
-    for i in 1..=4 {
-        p.send(Packet::Publish(publish("pile", 1, Some(i), b"x")))
-            .await;
+    // One in flight (not acknowledged yet), two queued, the fourth is dropped: the
+    // subscriber stays connected and gets the first three, in order, as it acknowledges.
+    for i in 1..=4u8 {
+        let mut m = publish("pile", 1, Some(u16::from(i)), b"");
+        m.payload = bytes::Bytes::from(vec![i]);
+        p.send(Packet::Publish(m)).await;
         assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     }
-    assert_eq!(s.disconnect_reason().await, Some(ReasonCode::QuotaExceeded));
+    for want in 1..=3u8 {
+        match s.recv().await {
+            Some(Packet::Publish(m)) => {
+                assert_eq!(&m.payload[..], &[want]);
+                s.send(Packet::PubAck(moco_codec::PubAck::new(
+                    m.packet_id.unwrap(),
+                )))
+                .await;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    s.send(Packet::PingReq).await;
+    assert!(matches!(s.recv().await, Some(Packet::PingResp)));
+    assert_eq!(
+        server
+            .broker()
+            .info
+            .messages_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_gets_all_of_20k_retained_messages() {
+    // Far more retained messages than the queue holds (8192 by default) and than the
+    // subscriber's receive maximum: all of them arrive, with flow control.
+    const N: u16 = 20_000;
+    let (server, addr) = start(Options::default()).await;
+    let (mut p, _) = Raw::connect(addr, connect_packet("keeper", V5, 0, true)).await;
+    for i in 0..N {
+        let mut m = publish(&format!("kept/{i}"), 1, Some(i % 1000 + 1), b"v");
+        m.retain = true;
+        p.send(Packet::Publish(m)).await;
+        if i % 1000 == 999 {
+            for _ in 0..1000 {
+                assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
+            }
+        }
+    }
+    // (The broker's own `$SYS` topics are retained too.)
+    assert!(server.broker().retained_count() >= usize::from(N));
+    let mut c = connect_packet("all", V5, 0, true);
+    c.properties.receive_maximum = Some(100);
+    let (mut s, _) = Raw::connect(addr, c).await;
+    s.send(Packet::Subscribe(subscribe(1, "kept/#", 1))).await;
+    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < usize::from(N) {
+        match s.recv().await {
+            Some(Packet::Publish(m)) => {
+                assert!(m.retain);
+                seen.insert(m.topic.clone());
+                s.send(Packet::PubAck(moco_codec::PubAck::new(
+                    m.packet_id.unwrap(),
+                )))
+                .await;
+            }
+            other => panic!("after {} messages: {other:?}", seen.len()),
+        }
+    }
+    let info = &server.broker().info;
+    assert_eq!(
+        info.messages_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
     server.shutdown().await;
 }
