@@ -701,13 +701,12 @@ pub fn parse(bytes: &[u8], format: Format, origin: &str) -> Result<Config, Confi
                         column: l.column(),
                     });
                     let mut message = strip_location(inner.to_string(), location);
-                    // yaml_serde starts some messages with the path; the error names it.
-                    if let Some(rest) = field
-                        .as_deref()
-                        .and_then(|f| message.strip_prefix(f))
-                        .and_then(|m| m.strip_prefix(": "))
-                    {
-                        message = rest.to_owned();
+                    // yaml_serde starts some messages with the path of the field or of its
+                    // parent; the error names the field itself.
+                    if let Some((prefix, rest)) = message.split_once(": ") {
+                        if field.as_deref().is_some_and(|f| f.starts_with(prefix)) {
+                            message = rest.to_owned();
+                        }
                     }
                     Err(ConfigError {
                         origin: origin.to_owned(),
@@ -740,7 +739,11 @@ pub fn parse(bytes: &[u8], format: Format, origin: &str) -> Result<Config, Confi
 }
 
 fn field_name(path: &serde_path_to_error::Path) -> Option<String> {
-    let s = path.to_string();
+    let mut s = path.to_string();
+    // An unknown last segment (e.g. where a JSON map failed between entries) says nothing.
+    while let Some(parent) = s.strip_suffix(".?") {
+        s = parent.to_owned();
+    }
     (s != "." && s != "?").then_some(s)
 }
 

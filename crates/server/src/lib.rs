@@ -111,8 +111,10 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
+        // Before anything listens, so that a signal never meets the default action.
+        let signals = Signals::install()?;
         let broker = Broker::start(settings, cli).await?;
-        broker.run_until_signalled().await
+        broker.run_until_signalled(signals).await
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
@@ -176,12 +178,33 @@ pub fn init_logging(config: &Config) -> Result<(), String> {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let result = match logging.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
     result.map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+/// The signals the broker handles, installed (from then on they no longer end the process).
+#[derive(Debug)]
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs handlers for SIGTERM, SIGINT and SIGHUP; within a tokio runtime.
+    pub fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("installing SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("installing SIGHUP")?,
+        })
+    }
 }
 
 /// How clients are authenticated, as installed (what a reload may change).
@@ -328,16 +351,12 @@ impl Broker {
 
     /// Serves until SIGINT or SIGTERM (then shuts down, bounded by [`SHUTDOWN_GRACE`]);
     /// reloads on SIGHUP.
-    pub async fn run_until_signalled(mut self) -> anyhow::Result<()> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).context("installing SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("installing SIGINT")?;
-        let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP")?;
+    pub async fn run_until_signalled(mut self, mut signals: Signals) -> anyhow::Result<()> {
         let why = loop {
             tokio::select! {
-                _ = term.recv() => break "SIGTERM",
-                _ = int.recv() => break "SIGINT",
-                _ = hup.recv() => self.reload(),
+                _ = signals.term.recv() => break "SIGTERM",
+                _ = signals.int.recv() => break "SIGINT",
+                _ = signals.hup.recv() => self.reload(),
             }
         };
         info!(

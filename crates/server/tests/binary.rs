@@ -1,81 +1,313 @@
-//! The `moco` binary serves MQTT with anonymous clients on loopback, and refuses to listen
-//! beyond loopback without a configuration.
+//! The real `moco` binary: start without a configuration, help and version, signals, reload.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
-struct Kill(Child);
+use common::*;
 
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+#[test]
+fn help_lists_config_and_examples_and_version_prints() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "--config",
+        "--tcp",
+        "--ws",
+        "--info",
+        "--tls-cert-file",
+        "check-config",
+        "Examples:",
+        "MOCO_CONFIG",
+        "SIGHUP",
+    ] {
+        assert!(help.contains(needle), "--help lacks `{needle}`:\n{help}");
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-#[tokio::test]
-async fn binary_serves_anonymous_clients_on_loopback() {
-    let port = free_port();
-    let _child = Kill(
-        Command::new(env!("CARGO_BIN_EXE_moco"))
-            .args(["--tcp", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    // Wait for the listener.
-    let mut up = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "moco did not start listening");
-
-    let mut opts = rumqttc::MqttOptions::new("bin-test", "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(30));
-    let (client, mut el) = rumqttc::AsyncClient::new(opts, 10);
-    client
-        .subscribe("bin/t", rumqttc::QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    client
-        .publish("bin/t", rumqttc::QoS::AtLeastOnce, false, "hi")
-        .await
-        .unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = el.poll().await.unwrap()
-            {
-                return p;
-            }
-        }
-    })
-    .await
-    .expect("no message");
-    assert_eq!(&got.payload[..], b"hi");
+    let out = run(&["--version"]);
+    assert!(out.status.success());
+    let v = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(v.trim(), format!("moco {}", env!("CARGO_PKG_VERSION")));
 }
 
 #[test]
-fn binary_refuses_non_loopback_without_config() {
-    let out = Command::new(env!("CARGO_BIN_EXE_moco"))
-        .args(["--tcp", "0.0.0.0:0"])
+fn usage_errors_exit_2() {
+    let out = run(&["--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["--tls-cert-file", "c.pem"]);
+    assert_eq!(out.status.code(), Some(2), "cert without key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_config_start_round_trip_and_connection_log() {
+    let mut m = Moco::start(&["--tcp", "127.0.0.1:0"]);
+    let line = m.wait_for_log("moco serving");
+    assert!(
+        line.contains("loopback only") && line.contains("anonymous clients allowed"),
+        "{line}"
+    );
+    assert!(m.addr.ip().is_loopback());
+
+    let mut c = v4(v4_opts("round-trip", m.addr)).await.expect("connect");
+    c.round_trip("a/b", "hello").await;
+    let connected = m.wait_for_log("client connected");
+    for field in ["round-trip", "remote=127.0.0.1:", "protocol=3.1.1"] {
+        assert!(connected.contains(field), "`{field}` missing: {connected}");
+    }
+    c.client.disconnect().await.unwrap();
+    let gone = m.wait_for_log("client disconnected");
+    assert!(
+        gone.contains("round-trip") && gone.contains("reason=") && gone.contains("protocol="),
+        "{gone}"
+    );
+
+    m.signal("TERM");
+    assert_eq!(m.wait_exit(Duration::from_secs(8)).code(), Some(0));
+}
+
+/// `moco` with no arguments listens on 127.0.0.1:1883. Another process may hold that port on
+/// a shared machine; then moco must say so and exit 1, naming the address.
+#[test]
+fn no_arguments_means_loopback_1883() {
+    let mut child = moco()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    match child.try_wait().unwrap() {
+        Some(status) => {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            assert_eq!(status.code(), Some(1), "{err}");
+            assert!(err.contains("127.0.0.1:1883"), "{err}");
+        }
+        None => {
+            let ok = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            let status = child.wait().unwrap();
+            assert!(
+                err.contains("tcp=127.0.0.1:1883") && err.contains("anonymous clients allowed"),
+                "{err}"
+            );
+            assert_eq!(status.code(), Some(0), "{err}");
+        }
+    }
+}
+
+#[test]
+fn beyond_loopback_without_config_is_refused() {
+    for addr in ["0.0.0.0:0", ":0"] {
+        let out = run(&["--tcp", addr]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains("refusing to listen") && err.contains("--config"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    let out = run(&["--tcp", "nowhere"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("command line") && err.contains("listeners[0].address"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_sends_0x8b_to_every_v5_client_and_exits_0() {
+    use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
+    let mut m = Moco::start(&["--tcp", "127.0.0.1:0"]);
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        clients.push(v5(v5_opts(&format!("v5-{i}"), m.addr)).await);
+    }
+    m.signal("TERM");
+    for c in clients {
+        let e = tokio::time::timeout(WAIT, c.task)
+            .await
+            .expect("client ended in time")
+            .unwrap();
+        match e {
+            Some(rumqttc::v5::ConnectionError::MqttState(
+                rumqttc::v5::StateError::ServerDisconnect { reason_code, .. },
+            )) => assert_eq!(reason_code, DisconnectReasonCode::ServerShuttingDown),
+            other => panic!("expected DISCONNECT 0x8B, got {other:?}"),
+        }
+    }
+    let status = m.wait_exit(Duration::from_secs(6));
+    assert_eq!(status.code(), Some(0), "log:\n{}", m.log().join("\n"));
+    assert!(m.log().iter().any(|l| l.contains("SIGTERM")));
+}
+
+#[test]
+fn sigint_exits_0() {
+    let mut m = Moco::start(&["--tcp", "127.0.0.1:0"]);
+    m.signal("INT");
+    assert_eq!(m.wait_exit(Duration::from_secs(6)).code(), Some(0));
+}
+
+fn ledger_allowing(user: &str) -> String {
+    format!("auth:\n  - username: {user}\n    password: pw\n    allow: true\n")
+}
+
+fn with_login(mut o: rumqttc::MqttOptions, user: &str) -> rumqttc::MqttOptions {
+    o.set_credentials(user, "pw");
+    o
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_ledger_file_and_keeps_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = write(dir.path(), "ledger.yaml", &ledger_allowing("alice"));
+    let config = write(
+        dir.path(),
+        "moco.yaml",
+        "listeners:\n  - type: tcp\n    address: 127.0.0.1:0\nhooks:\n  auth:\n    ledger_file: ledger.yaml\n",
+    );
+    let mut m = Moco::start(&["--config", &config]);
+    assert!(m.wait_for_log("moco serving").contains("auth=\"a ledger\""));
+
+    let mut alice = v4(with_login(v4_opts("alice-1", m.addr), "alice"))
+        .await
+        .expect("alice may connect");
+    assert!(v4(with_login(v4_opts("bob-1", m.addr), "bob"))
+        .await
+        .is_err());
+
+    std::fs::write(&ledger, ledger_allowing("bob")).unwrap();
+    let from = m.log_len();
+    m.signal("HUP");
+    m.wait_for_log_after(from, "auth ledger reloaded");
+
+    let refused = v4(with_login(v4_opts("alice-2", m.addr), "alice")).await;
+    assert!(
+        matches!(refused, Err(rumqttc::ConnectionError::ConnectionRefused(_))),
+        "alice must be refused after the reload: {:?}",
+        refused.err()
+    );
+    let mut bob = v4(with_login(v4_opts("bob-2", m.addr), "bob"))
+        .await
+        .expect("bob may connect after the reload");
+    // The client connected before the reload is still there and works.
+    alice.round_trip("still/here", "yes").await;
+    assert!(!alice.task.is_finished());
+
+    // A broken ledger: the reload fails, says why, and the old ledger stays.
+    std::fs::write(&ledger, "auth:\n  - username: bob\n    allow: perhaps\n").unwrap();
+    let from = m.log_len();
+    m.signal("HUP");
+    let why = m.wait_for_log_after(from, "reload failed");
+    assert!(
+        why.contains("ledger.yaml") && why.contains("line 3"),
+        "{why}"
+    );
+    v4(with_login(v4_opts("bob-3", m.addr), "bob"))
+        .await
+        .expect("the old ledger stays after a failed reload");
+    bob.round_trip("bob/t", "x").await;
+
+    m.signal("TERM");
+    assert_eq!(m.wait_exit(Duration::from_secs(8)).code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_an_inline_ledger_and_reports_restart_only_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |user: &str, inflight: u32| {
+        format!(
+            "listeners:\n  - type: tcp\n    address: 127.0.0.1:0\n\
+             options:\n  capabilities:\n    maximum_inflight: {inflight}\n\
+             hooks:\n  auth:\n    ledger:\n      auth:\n        - username: {user}\n          allow: true\n"
+        )
+    };
+    let config = write(dir.path(), "moco.yaml", &text("carol", 100));
+    let mut m = Moco::start(&["--config", &config]);
+    let mut o = v4_opts("carol", m.addr);
+    o.set_credentials("carol", "");
+    let _carol = v4(o).await.expect("carol may connect");
+
+    std::fs::write(&config, text("dave", 200)).unwrap();
+    let from = m.log_len();
+    m.signal("HUP");
+    m.wait_for_log_after(from, "auth ledger reloaded");
+    let note = m.wait_for_log_after(from, "only applied at restart");
+    assert!(note.contains("options"), "{note}");
+    let mut o = v4_opts("dave", m.addr);
+    o.set_credentials("dave", "");
+    v4(o).await.expect("dave may connect after the reload");
+    let mut o = v4_opts("carol-2", m.addr);
+    o.set_credentials("carol", "");
+    assert!(v4(o).await.is_err());
+
+    // A broken file keeps everything as it was.
+    std::fs::write(&config, "listeners:\n  - type: tcp\n    adress: x\n").unwrap();
+    let from = m.log_len();
+    m.signal("HUP");
+    let why = m.wait_for_log_after(from, "reload failed");
+    assert!(
+        why.contains("moco.yaml at line 3") && why.contains("unknown field `adress`"),
+        "{why}"
+    );
+    let mut o = v4_opts("dave-2", m.addr);
+    o.set_credentials("dave", "");
+    v4(o).await.expect("dave still may connect");
+
+    m.signal("TERM");
+    assert_eq!(m.wait_exit(Duration::from_secs(8)).code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_from_env_json_logs_and_deny_all_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "moco.json",
+        r#"{"listeners": [{"type": "tcp", "id": "j", "address": "127.0.0.1:0"}],
+            "logging": {"format": "json"}}"#,
+    );
+    let mut m = Moco::start_with(moco().env("MOCO_CONFIG", &config));
+    let line = m.wait_for_log("moco serving");
+    assert!(line.starts_with('{'), "JSON log expected: {line}");
+    assert!(line.contains("moco.json"), "{line}");
+    m.wait_for_log("every client is refused");
+    // A file without hooks.auth refuses everyone.
+    assert!(v4(v4_opts("nobody", m.addr)).await.is_err());
+    m.signal("TERM");
+    assert_eq!(m.wait_exit(Duration::from_secs(8)).code(), Some(0));
+}
+
+#[test]
+fn bad_moco_log_is_a_configuration_error() {
+    let out = moco()
+        .args(["--tcp", "127.0.0.1:0"])
+        .env("MOCO_LOG", "info,=[")
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MOCO_LOG"));
+}
+
+/// `moco --tcp 127.0.0.1:PORT`, as the bench harness starts it: the port is listening and
+/// serves anonymous clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_tcp_port_as_the_bench_uses_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let m = Moco::start(&["--tcp", &format!("127.0.0.1:{port}")]);
+    assert_eq!(m.addr.port(), port);
+    let mut c = v4(v4_opts("bench-like", m.addr)).await.expect("connect");
+    c.round_trip("bench/t", "hi").await;
 }
