@@ -39,8 +39,19 @@ impl Broker {
 /// How long a broker gets to accept connections after it starts.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Runs the suite against `broker`; `filter` selects scenarios by name (`-k`).
+/// `cargo xtask interop`: runs the suite and exits 1 when a scenario failed, with the summary
+/// `N passed, N failed` as the last line (no anyhow `Error:` line after it).
 pub fn interop(broker: Broker, filter: Option<String>) -> Result<()> {
+    if run_interop(broker, filter)? {
+        Ok(())
+    } else {
+        std::process::exit(1)
+    }
+}
+
+/// Runs the suite against `broker`; `filter` selects scenarios by name (`-k`). Returns whether
+/// every scenario passed; errors are failures to set up or run the suite at all.
+pub fn run_interop(broker: Broker, filter: Option<String>) -> Result<bool> {
     let started = Instant::now();
     let interop_dir = root().join("interop");
     let work = std::env::temp_dir().join(format!("moco-interop-{}", std::process::id()));
@@ -89,11 +100,7 @@ pub fn interop(broker: Broker, filter: Option<String>) -> Result<()> {
     // The summary is the last line, also on failure: print it again after the notes above and
     // exit without anyhow's trailing `Error:` line.
     println!("{summary}");
-    if passed {
-        Ok(())
-    } else {
-        std::process::exit(1)
-    }
+    Ok(passed)
 }
 
 fn report_failure(broker: Broker, log: &Path, exited_early: Option<String>) {

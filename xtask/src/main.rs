@@ -21,7 +21,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Run every check and test: fmt, clippy (-D warnings), docs, and all workspace tests.
+    /// Run every check and test: fmt, clippy (-D warnings), docs, all workspace tests, and the
+    /// interoperability suite against moco.
     ///
     /// Installs on a fresh machine whatever the tests need first.
     Test,
@@ -132,7 +133,7 @@ fn test() -> Result<()> {
 
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
-    run("1/4 fmt", fmt)?;
+    run("1/5 fmt", fmt)?;
 
     let mut clippy = cargo();
     clippy.args([
@@ -143,16 +144,28 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]);
-    run("2/4 clippy", clippy)?;
+    run("2/5 clippy", clippy)?;
 
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings");
-    run("3/4 doc", doc)?;
+    run("3/5 doc", doc)?;
 
     let mut tests = cargo();
     tests.args(["test", "--workspace"]);
-    run("4/4 test", tests)?;
+    run("4/5 test", tests)?;
+
+    // The interoperability suite against the release build of moco (paho-mqtt from PyPI in
+    // interop/.venv, created on a fresh machine; a free loopback port).
+    println!("==> [5/5 interop] cargo xtask interop --broker moco");
+    let interop_started = Instant::now();
+    if !interop::run_interop(interop::Broker::Moco, None)? {
+        bail!("[5/5 interop] failed: the interoperability suite against moco");
+    }
+    println!(
+        "<== [5/5 interop] ok in {:.1}s",
+        interop_started.elapsed().as_secs_f64()
+    );
 
     println!(
         "all checks passed in {:.0}s",
