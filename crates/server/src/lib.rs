@@ -18,13 +18,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use moco_auth::{Ledger, SharedLedger};
+use moco_auth::{Ledger, LedgerHook, SharedLedger};
 use moco_engine::{AllowAll, Server};
 use tracing::{error, info, warn};
 
 use crate::cli::{Cli, Command};
 use crate::config::{Config, ConfigError, LoadedConfig, LogFormat};
-use crate::hooks::{AccessHook, ConnectionLog};
+use crate::hooks::ConnectionLog;
 
 /// Exit code of a bad configuration or command line.
 pub const EXIT_CONFIG: u8 = 2;
@@ -262,16 +262,14 @@ impl Broker {
     /// Builds the server from `settings`, binds every listener and starts serving.
     pub async fn start(settings: Settings, cli: Cli) -> anyhow::Result<Self> {
         let config = &settings.config;
-        let mut builder = Server::builder()
-            .options(config.engine_options())
-            .hook(ConnectionLog);
+        let mut builder = Server::builder().options(config.engine_options());
         let dir = settings.config_dir();
         let auth = if config.hooks.auth.allow_all {
             builder = builder.hook(AllowAll);
             AuthState::AllowAll
         } else if let Some(ledger) = ledger_of(config, dir.as_deref())? {
             let shared = Arc::new(SharedLedger::new(ledger));
-            builder = builder.hook(AccessHook::new(shared.clone()));
+            builder = builder.hook(LedgerHook::ledger(shared.clone()));
             AuthState::Ledger(shared)
         } else {
             AuthState::DenyAll
@@ -284,7 +282,9 @@ impl Broker {
                 show_passwords: debug.show_passwords,
             }));
         }
-        let mut server = builder.build();
+        // Last: the ledger decides a CONNECT in OnConnect, and only an accepted client is
+        // logged as connected.
+        let mut server = builder.hook(ConnectionLog).build();
         let mut addrs = Vec::new();
         for l in &config.listeners {
             let id = config::effective_id(l);

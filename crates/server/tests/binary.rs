@@ -311,3 +311,72 @@ async fn fixed_tcp_port_as_the_bench_uses_it() {
     let mut c = v4(v4_opts("bench-like", m.addr)).await.expect("connect");
     c.round_trip("bench/t", "hi").await;
 }
+
+/// `interop/moco.yaml` gives the interop suite what it expects: anonymous clients, SUBACK
+/// 0x80 for `test/nosubscribe` (v3.1.1 and v5), Server Keep Alive 60.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interop_config_refuses_test_nosubscribe_with_0x80() {
+    use rumqttc::v5::mqttbytes::v5::{Packet as P5, SubscribeReasonCode as S5};
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo_root().join("interop/moco.yaml"))
+        .unwrap()
+        .replace("@PORT@", "0");
+    let config = write(dir.path(), "interop.yaml", &text);
+    let m = Moco::start(&["--config", &config]);
+
+    let mut c = v4(v4_opts("interop-v4", m.addr)).await.expect("anonymous");
+    c.client
+        .subscribe_many([
+            rumqttc::SubscribeFilter::new("ok/t".into(), rumqttc::QoS::AtLeastOnce),
+            rumqttc::SubscribeFilter::new("test/nosubscribe".into(), rumqttc::QoS::AtLeastOnce),
+        ])
+        .await
+        .unwrap();
+    let rumqttc::Packet::SubAck(ack) = c
+        .next_where(|p| matches!(p, rumqttc::Packet::SubAck(_)))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        ack.return_codes,
+        vec![
+            rumqttc::SubscribeReasonCode::Success(rumqttc::QoS::AtLeastOnce),
+            rumqttc::SubscribeReasonCode::Failure
+        ]
+    );
+    // Publishing there is allowed; the connection stays usable.
+    c.client
+        .publish("test/nosubscribe", rumqttc::QoS::AtLeastOnce, false, "x")
+        .await
+        .unwrap();
+    c.round_trip("ok/t2", "still").await;
+
+    let mut o = v5_opts("interop-v5", m.addr);
+    o.set_keep_alive(std::time::Duration::from_secs(120));
+    let (client, mut el) = rumqttc::v5::AsyncClient::new(o, 10);
+    let first = tokio::time::timeout(WAIT, el.poll())
+        .await
+        .unwrap()
+        .unwrap();
+    let rumqttc::v5::Event::Incoming(P5::ConnAck(connack)) = first else {
+        panic!("{first:?}")
+    };
+    let props = connack.properties.expect("CONNACK properties");
+    assert_eq!(props.server_keep_alive, Some(60));
+    assert_eq!(props.max_packet_size, Some(65536));
+    client
+        .subscribe("test/nosubscribe", rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let codes = tokio::time::timeout(WAIT, async {
+        loop {
+            if let rumqttc::v5::Event::Incoming(P5::SubAck(a)) = el.poll().await.unwrap() {
+                return a.return_codes;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(codes, vec![S5::Unspecified]);
+}
