@@ -43,12 +43,16 @@ use serde::{Deserialize, Deserializer, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Where clients connect. Default: one TCP listener on `127.0.0.1:1883`.
+    #[serde(deserialize_with = "null_is_default_listeners")]
     pub listeners: Vec<ListenerConfig>,
     /// Authentication, storage and debug hooks.
+    #[serde(deserialize_with = "null_is_default")]
     pub hooks: HooksConfig,
     /// The engine's options.
+    #[serde(deserialize_with = "null_is_default")]
     pub options: OptionsConfig,
     /// Log level and format.
+    #[serde(deserialize_with = "null_is_default")]
     pub logging: LoggingConfig,
 }
 
@@ -182,10 +186,13 @@ pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
 #[serde(default, deny_unknown_fields)]
 pub struct HooksConfig {
     /// Who may connect, subscribe and publish.
+    #[serde(deserialize_with = "null_is_default")]
     pub auth: AuthConfig,
     /// Persistence of sessions and retained messages.
+    #[serde(deserialize_with = "null_is_default")]
     pub storage: StorageConfig,
     /// Logging of every packet.
+    #[serde(deserialize_with = "null_is_default")]
     pub debug: DebugConfig,
 }
 
@@ -299,6 +306,7 @@ pub enum LogFormat {
 #[serde(default, deny_unknown_fields)]
 pub struct OptionsConfig {
     /// See [`Capabilities`].
+    #[serde(deserialize_with = "null_is_default")]
     pub capabilities: CapabilitiesConfig,
     /// [`Options::client_net_write_buffer_size`], bytes.
     pub client_net_write_buffer_size: usize,
@@ -385,6 +393,7 @@ pub struct CapabilitiesConfig {
     #[serde(deserialize_with = "flag")]
     pub sub_id_available: bool,
     pub maximum_keep_alive: u16,
+    #[serde(deserialize_with = "null_is_default")]
     pub compatibilities: CompatibilitiesConfig,
 }
 
@@ -540,6 +549,22 @@ impl CompatibilitiesConfig {
             no_inherited_properties_on_ack: self.no_inherited_properties_on_ack,
         }
     }
+}
+
+/// A section written with nothing under it (`hooks:` whose lines are all commented out) is
+/// YAML's null: it means the defaults, as if the section were left out.
+fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+fn null_is_default_listeners<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<ListenerConfig>, D::Error> {
+    Ok(Option::deserialize(d)?.unwrap_or_else(|| Config::default().listeners))
 }
 
 /// A boolean written `true`/`false` or `1`/`0`.
@@ -848,6 +873,12 @@ impl AsSegment for usize {
 /// loads, limits are in range, features not built yet are not asked for. `base` resolves a
 /// relative ledger path (the configuration file's directory).
 pub fn validate(config: &Config, base: Option<&Path>) -> Result<(), Invalid> {
+    if config.listeners.is_empty() {
+        return Err(Invalid::at(
+            &[&"listeners"],
+            "no listeners: clients could not connect (leave `listeners` out for the default)",
+        ));
+    }
     let mut ids = HashSet::new();
     for (i, l) in config.listeners.iter().enumerate() {
         let id = effective_id(l);
@@ -1364,6 +1395,15 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("listeners[1].id"), "{e}");
         // No `id` in the file: located at the listener, line 2.
         assert_eq!(e.location.map(|l| l.line), Some(2), "{e}");
+    }
+
+    #[test]
+    fn empty_sections_are_defaults() {
+        let c = yaml("listeners:\nhooks:\n  auth:\n  debug:\noptions:\n  capabilities:\n    compatibilities:\nlogging:\n").unwrap();
+        assert_eq!(c.engine_options(), Options::default());
+        assert_eq!(c.listeners, Config::default().listeners);
+        let e = yaml("listeners: []\n").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("listeners"), "{e}");
     }
 
     #[test]

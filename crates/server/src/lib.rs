@@ -284,7 +284,7 @@ impl Broker {
         }
         // Last: the ledger decides a CONNECT in OnConnect, and only an accepted client is
         // logged as connected.
-        let mut server = builder.hook(ConnectionLog).build();
+        let mut server = builder.hook(ConnectionLog).try_build()?;
         let mut addrs = Vec::new();
         for l in &config.listeners {
             let id = config::effective_id(l);
