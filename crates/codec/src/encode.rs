@@ -49,8 +49,17 @@ pub(crate) fn encode_body<B: Body>(
     let total = total_len(lens.remaining)?;
     buf.reserve(total);
     let start = buf.len();
-    buf.put_u8(body.first_byte());
-    put_varint(buf, lens.remaining);
+    // Fixed header in one write for the common sizes.
+    let first = body.first_byte();
+    let r = lens.remaining;
+    if r < 128 {
+        buf.put_slice(&[first, r as u8]);
+    } else if r < 16_384 {
+        buf.put_slice(&[first, (r as u8) | 0x80, (r >> 7) as u8]);
+    } else {
+        buf.put_u8(first);
+        put_varint(buf, r);
+    }
     body.write(v, &lens, buf);
     debug_assert_eq!(
         buf.len() - start,
@@ -145,85 +154,89 @@ pub(crate) fn put_bin(buf: &mut BytesMut, b: &[u8]) {
 
 /// True if `t` holds `+`, `#` or NUL: the bytes a topic name must not contain.
 ///
-/// This runs on every PUBLISH in both directions, so it is branch-light: 16-byte blocks in a
-/// form the compiler turns into SIMD compares (with an overlapping last block instead of a
-/// byte-by-byte tail), and two overlapping 8- or 4-byte words (SWAR) for short strings.
-#[inline]
+/// This runs on every PUBLISH in both directions: 16-byte blocks as a SIMD-friendly
+/// reduction, and 8-byte words (SWAR) for short strings and the tail.
+// Out of line on purpose: inlined into large callers the block loop may lose its SIMD form.
+#[inline(never)]
 pub(crate) fn has_wildcard_or_nul(t: &[u8]) -> bool {
-    scan::<true>(t)
+    if t.len() < 16 {
+        scan_short::<true>(t)
+    } else {
+        scan_long::<true>(t)
+    }
 }
 
 /// True if `s` holds a NUL byte (U+0000), which no MQTT string may contain.
-#[inline]
+#[inline(never)]
 pub(crate) fn has_nul(s: &[u8]) -> bool {
-    scan::<false>(s)
-}
-
-#[inline(always)]
-fn is_bad<const WILD: bool>(b: u8) -> bool {
-    // Non-short-circuit `|` keeps the block loop branch-free, so it vectorizes.
-    (b == 0) | (WILD & ((b == b'+') | (b == b'#')))
-}
-
-#[inline(always)]
-fn word_has_bad<const WILD: bool>(x: u64) -> bool {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    #[inline(always)]
-    fn zero_byte(x: u64) -> u64 {
-        x.wrapping_sub(LO) & !x & HI
-    }
-    let mut hit = zero_byte(x);
-    if WILD {
-        hit |= zero_byte(x ^ (LO * u64::from(b'+'))) | zero_byte(x ^ (LO * u64::from(b'#')));
-    }
-    hit != 0
-}
-
-#[inline(always)]
-fn scan<const WILD: bool>(t: &[u8]) -> bool {
-    #[inline(always)]
-    fn block<const WILD: bool>(c: &[u8; 16]) -> bool {
-        let mut any = false;
-        for &b in c {
-            any |= is_bad::<WILD>(b);
-        }
-        any
-    }
-    #[inline(always)]
-    fn window(t: &[u8], at: usize) -> &[u8; 16] {
-        // `at + 16 <= t.len()` at every call site; the fallback is never taken.
-        t[at..at + 16].try_into().unwrap_or(&[1; 16])
-    }
-    #[inline(always)]
-    fn word8(t: &[u8], at: usize) -> u64 {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&t[at..at + 8]);
-        u64::from_le_bytes(w)
-    }
-    #[inline(always)]
-    fn word4(t: &[u8], at: usize) -> u64 {
-        let mut w = [0u8; 4];
-        w.copy_from_slice(&t[at..at + 4]);
-        // Pad the upper half with a byte that is never "bad".
-        u64::from(u32::from_le_bytes(w)) | 0x0101_0101_0000_0000
-    }
-    let n = t.len();
-    if n >= 16 {
-        let mut at = 0;
-        while at + 16 <= n {
-            if block::<WILD>(window(t, at)) {
-                return true;
-            }
-            at += 16;
-        }
-        at < n && block::<WILD>(window(t, n - 16))
-    } else if n >= 8 {
-        word_has_bad::<WILD>(word8(t, 0)) || word_has_bad::<WILD>(word8(t, n - 8))
-    } else if n >= 4 {
-        word_has_bad::<WILD>(word4(t, 0)) || word_has_bad::<WILD>(word4(t, n - 4))
+    if s.len() < 16 {
+        scan_short::<false>(s)
     } else {
-        t.iter().any(|&b| is_bad::<WILD>(b))
+        scan_long::<false>(s)
+    }
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Non-zero iff some byte of `x` is zero (exact for "any", the classic SWAR test).
+#[inline(always)]
+fn zero_byte(x: u64) -> u64 {
+    x.wrapping_sub(LO) & !x & HI
+}
+
+/// Non-zero iff some byte of `x` is NUL, or (if `WILD`) `+` or `#`. `#` (0x23) and `+` (0x2B)
+/// differ only in bit 3, so setting that bit and comparing with `+` catches both.
+#[inline(always)]
+fn bad_bytes<const WILD: bool>(x: u64) -> u64 {
+    if WILD {
+        zero_byte(x) | zero_byte((x | (LO * 0x08)) ^ (LO * u64::from(b'+')))
+    } else {
+        zero_byte(x)
+    }
+}
+
+#[inline(always)]
+fn word(t: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&t[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+#[inline(always)]
+fn is_bad<const WILD: bool>(b: u8) -> u8 {
+    u8::from(b == 0) | u8::from(WILD & ((b | 0x08) == b'+'))
+}
+
+/// `t.len() >= 16`.
+#[inline(always)]
+fn scan_long<const WILD: bool>(t: &[u8]) -> bool {
+    let n = t.len();
+    // Whole 16-byte blocks: a branch-free OR-reduction, which the compiler vectorizes
+    // (valid strings are scanned to the end anyway, so an early exit buys nothing).
+    let mut acc = 0u8;
+    for &b in &t[..n & !15] {
+        acc |= is_bad::<WILD>(b);
+    }
+    // The tail: the last 16 bytes as two words, overlapping bytes already checked.
+    acc != 0 || bad_bytes::<WILD>(word(t, n - 16)) | bad_bytes::<WILD>(word(t, n - 8)) != 0
+}
+
+/// `t.len() < 16`: two overlapping words.
+#[inline(always)]
+fn scan_short<const WILD: bool>(t: &[u8]) -> bool {
+    let n = t.len();
+    if n >= 8 {
+        bad_bytes::<WILD>(word(t, 0)) | bad_bytes::<WILD>(word(t, n - 8)) != 0
+    } else if n >= 4 {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&t[..4]);
+        let a = u32::from_le_bytes(w);
+        w.copy_from_slice(&t[n - 4..]);
+        let b = u32::from_le_bytes(w);
+        bad_bytes::<WILD>(u64::from(a) | (u64::from(b) << 32)) != 0
+    } else {
+        t.iter().fold(0, |acc, &b| acc | is_bad::<WILD>(b)) != 0
     }
 }
 

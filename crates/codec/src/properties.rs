@@ -249,6 +249,18 @@ pub(crate) trait PropertySet: Default {
     fn inner_len(&self) -> Result<usize, EncodeError>;
     fn write(&self, buf: &mut BytesMut);
 
+    /// Writes the section: the varint length `inner` (from [`PropertySet::section_len`]), then
+    /// the list; an empty section is the single byte 0.
+    #[inline]
+    fn write_section(&self, inner: usize, buf: &mut BytesMut) {
+        if inner == 0 {
+            buf.put_u8(0);
+        } else {
+            enc::put_varint(buf, inner);
+            self.write(buf);
+        }
+    }
+
     /// Whole property section length: varint prefix plus list.
     #[inline]
     fn section_len(&self) -> Result<(usize, usize), EncodeError> {
@@ -268,6 +280,21 @@ pub(crate) fn decode_section<'a, P: PropertySet>(
         return Ok((rest, P::default()));
     }
     decode_section_list(frame, input)
+}
+
+/// Decodes a property section into an existing (default) `P`, avoiding a move of `P`.
+#[inline(always)]
+pub(crate) fn decode_section_into<'a, P: PropertySet>(
+    frame: &Bytes,
+    input: Input<'a>,
+    props: &mut P,
+) -> PResult<'a, ()> {
+    if let [0, rest @ ..] = input {
+        return Ok((rest, ()));
+    }
+    let (rest, p) = decode_section_list(frame, input)?;
+    *props = p;
+    Ok((rest, ()))
 }
 
 fn decode_section_list<'a, P: PropertySet>(frame: &Bytes, input: Input<'a>) -> PResult<'a, P> {

@@ -3,7 +3,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::decode::{self, complete, fail};
-use crate::encode::{put_varint, Body, Lens};
+use crate::encode::{Body, Lens};
 use crate::packet::puback::reason;
 use crate::properties::{decode_section, ConnAckProperties, PropertySet};
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion, ReasonCode};
@@ -100,8 +100,7 @@ impl Body for ConnAck {
         buf.put_u8(flags);
         if v.is_v5() {
             buf.put_u8(self.reason_code as u8);
-            put_varint(buf, lens.props);
-            self.properties.write(buf);
+            self.properties.write_section(lens.props, buf);
         } else {
             buf.put_u8(self.reason_code.to_v3_connack());
         }

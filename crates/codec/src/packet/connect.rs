@@ -206,8 +206,6 @@ impl Body for Connect {
     }
 
     fn write(&self, v: ProtocolVersion, lens: &Lens, buf: &mut BytesMut) {
-        put_str(buf, v.protocol_name());
-        buf.put_u8(v.level());
         let mut flags = 0u8;
         if self.clean_start {
             flags |= CLEAN;
@@ -224,11 +222,17 @@ impl Body for Connect {
         if self.password.is_some() {
             flags |= PASSWORD;
         }
-        buf.put_u8(flags);
-        buf.put_u16(self.keep_alive);
+        // Protocol name, level, flags and keep alive in one write.
+        let [ka_hi, ka_lo] = self.keep_alive.to_be_bytes();
+        if v == ProtocolVersion::V3 {
+            buf.put_slice(&[
+                0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, flags, ka_hi, ka_lo,
+            ]);
+        } else {
+            buf.put_slice(&[0, 4, b'M', b'Q', b'T', b'T', v.level(), flags, ka_hi, ka_lo]);
+        }
         if v.is_v5() {
-            put_varint(buf, lens.props);
-            self.properties.write(buf);
+            self.properties.write_section(lens.props, buf);
         }
         put_str(buf, &self.client_id);
         if let Some(w) = &self.will {

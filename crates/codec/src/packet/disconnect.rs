@@ -3,7 +3,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::decode::{self, complete, fail};
-use crate::encode::{put_varint, Body, Lens};
+use crate::encode::{Body, Lens};
 use crate::packet::puback::reason;
 use crate::properties::{decode_section, DisconnectProperties, PropertySet};
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion, ReasonCode};
@@ -97,8 +97,7 @@ impl Body for Disconnect {
             buf.put_u8(self.reason_code as u8);
         }
         if lens.remaining > 1 {
-            put_varint(buf, lens.props);
-            self.properties.write(buf);
+            self.properties.write_section(lens.props, buf);
         }
     }
 }

@@ -3,7 +3,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::decode::{self, complete};
-use crate::encode::{put_varint, Lens};
+use crate::encode::Lens;
 use crate::properties::{decode_section, AckProperties, PropertySet};
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion, ReasonCode};
 
@@ -96,7 +96,6 @@ pub(crate) fn ack_write(
         buf.put_u8(rc as u8);
     }
     if lens.remaining > 3 {
-        put_varint(buf, lens.props);
-        props.write(buf);
+        props.write_section(lens.props, buf);
     }
 }

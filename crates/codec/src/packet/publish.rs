@@ -4,8 +4,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use crate::decode::{self, unwrap_err};
-use crate::encode::{has_wildcard_or_nul, put_str, put_varint, topic_len, Body, Lens};
-use crate::properties::{decode_section, PropertySet, PublishProperties};
+use crate::encode::{has_wildcard_or_nul, put_str, topic_len, Body, Lens};
+use crate::properties::{decode_section_into, PropertySet, PublishProperties};
 use crate::{DecodeError, EncodeError, Packet, ProtocolVersion, QoS};
 
 /// PUBLISH: an application message.
@@ -72,10 +72,13 @@ impl Publish {
             let (i, id) = decode::packet_id(i).map_err(unwrap_err)?;
             (i, Some(id))
         };
-        let (i, properties) = if v.is_v5() {
-            decode_section::<PublishProperties>(&frame, i).map_err(unwrap_err)?
+        let mut properties = PublishProperties::default();
+        let i = if v.is_v5() {
+            decode_section_into(&frame, i, &mut properties)
+                .map_err(unwrap_err)?
+                .0
         } else {
-            (i, PublishProperties::default())
+            i
         };
         if empty_topic && properties.topic_alias.is_none() {
             // v5 §3.3.2.1: a zero-length topic needs a Topic Alias; v3.x §4.7.3: never empty.
@@ -142,8 +145,7 @@ impl Body for Publish {
             buf.put_u16(id);
         }
         if v.is_v5() {
-            put_varint(buf, lens.props);
-            self.properties.write(buf);
+            self.properties.write_section(lens.props, buf);
         }
         buf.put_slice(&self.payload);
     }

@@ -3,7 +3,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::decode::{self, complete, fail};
-use crate::encode::{put_varint, Body, Lens};
+use crate::encode::{Body, Lens};
 use crate::packet::puback::reason;
 use crate::properties::{decode_section, PropertySet, UnsubAckProperties};
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion, ReasonCode};
@@ -95,8 +95,7 @@ impl Body for UnsubAck {
     fn write(&self, v: ProtocolVersion, lens: &Lens, buf: &mut BytesMut) {
         buf.put_u16(self.packet_id);
         if v.is_v5() {
-            put_varint(buf, lens.props);
-            self.properties.write(buf);
+            self.properties.write_section(lens.props, buf);
             for rc in &self.reason_codes {
                 buf.put_u8(*rc as u8);
             }

@@ -4,7 +4,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use crate::decode::{self, complete, fail};
-use crate::encode::{put_str, put_varint, str_len, Body, Lens};
+use crate::encode::{put_str, str_len, Body, Lens};
 use crate::properties::{decode_section, PropertySet, UnsubscribeProperties};
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion};
 
@@ -85,8 +85,7 @@ impl Body for Unsubscribe {
     fn write(&self, v: ProtocolVersion, lens: &Lens, buf: &mut BytesMut) {
         buf.put_u16(self.packet_id);
         if v.is_v5() {
-            put_varint(buf, lens.props);
-            self.properties.write(buf);
+            self.properties.write_section(lens.props, buf);
         }
         for f in &self.filters {
             put_str(buf, f);
