@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 
 use crate::cli::{Cli, Command};
 use crate::config::{Config, ConfigError, LoadedConfig, LogFormat};
-use crate::hooks::ConnectionLog;
+use crate::hooks::{ConnectionLog, LoggedAuth};
 
 /// Exit code of a bad configuration or command line.
 pub const EXIT_CONFIG: u8 = 2;
@@ -269,7 +269,7 @@ impl Broker {
             AuthState::AllowAll
         } else if let Some(ledger) = ledger_of(config, dir.as_deref())? {
             let shared = Arc::new(SharedLedger::new(ledger));
-            builder = builder.hook(LedgerHook::ledger(shared.clone()));
+            builder = builder.hook(LoggedAuth(LedgerHook::ledger(shared.clone())));
             AuthState::Ledger(shared)
         } else {
             AuthState::DenyAll

@@ -183,6 +183,15 @@ async fn sighup_reloads_the_ledger_file_and_keeps_clients() {
     assert!(v4(with_login(v4_opts("bob-1", m.addr), "bob"))
         .await
         .is_err());
+    let refused = m.wait_for_log("client refused");
+    for field in [
+        "bob-1",
+        "remote=127.0.0.1:",
+        "protocol=3.1.1",
+        "reason=BadUserNameOrPassword",
+    ] {
+        assert!(refused.contains(field), "`{field}` missing: {refused}");
+    }
 
     std::fs::write(&ledger, ledger_allowing("bob")).unwrap();
     let from = m.log_len();
