@@ -42,19 +42,23 @@ pub struct ClientHandle {
     /// When the session expires (set while disconnected).
     expires_at: Mutex<Option<Instant>>,
     taken_over: AtomicBool,
+    /// Publisher back-pressure (see [`crate::flow`]).
+    pub(crate) flow: crate::flow::FlowControl,
 }
 
 impl ClientHandle {
-    /// Queues a delivery and wakes the writer.
-    /// Queues a delivery and wakes the writer; returns the notes to report (outside locks).
-    fn deliver(&self, now: Instant, d: Delivery) -> Vec<Note> {
-        let notes = {
+    /// Queues a delivery and wakes the writer; returns the notes to report (outside locks)
+    /// and whether the publisher of this QoS 1/2 delivery should wait (see [`crate::flow`]).
+    fn deliver(&self, now: Instant, d: Delivery) -> (Vec<Note>, bool) {
+        let qos = d.qos;
+        let (notes, congested) = {
             let mut st = self.state.lock();
             st.deliver(now, d);
-            st.take_notes()
+            let congested = qos != QoS::AtMostOnce && self.flow.congested(&st);
+            (st.take_notes(), congested)
         };
         self.notify.notify_one();
-        notes
+        (notes, congested)
     }
 
     /// Closes the connection with `reason` (DISCONNECT for v5) and wakes the driver.
@@ -467,6 +471,7 @@ impl Broker {
                 will: Mutex::new(will),
                 expires_at: Mutex::new(None),
                 taken_over: AtomicBool::new(false),
+                flow: Default::default(),
             });
             clients.insert(client_id.clone(), handle.clone());
             (handle, session_present)
@@ -674,7 +679,15 @@ impl Broker {
                 retain: msg.retain && t.retain_as_published,
                 sub_ids: t.sub_ids,
             };
-            let notes = h.deliver(now, d);
+            let (notes, congested) = h.deliver(now, d);
+            if congested {
+                // Back-pressure: the publisher's reader waits for this subscriber.
+                if let Some(p) = msg.publisher.as_ref().and_then(|id| clients.get(id)) {
+                    if !Arc::ptr_eq(p, h) {
+                        p.flow.wait_for(h);
+                    }
+                }
+            }
             if !notes.is_empty() {
                 to_report.push((t.client_id, notes));
             }
@@ -1045,6 +1058,7 @@ impl Broker {
             will: Mutex::new(None),
             expires_at: Mutex::new(deadline),
             taken_over: AtomicBool::new(false),
+            flow: Default::default(),
         });
         if let Some(t) = deadline {
             self.session_deadlines.lock().insert((t, id.clone()));

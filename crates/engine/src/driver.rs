@@ -223,6 +223,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
             handle.close(e.reason_code());
             break Err(Error::Decode(e));
         }
+        // Back-pressure: QoS 1/2 messages just routed may have left a subscriber that keeps
+        // up, but slowly, with a long queue; wait for it before reading more (bounded).
+        crate::flow::wait_for_subscribers(handle).await;
         let deadline = {
             let st = handle.state.lock();
             if !st.is_connected() {
@@ -369,6 +372,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     None => break,
                 }
             }
+            handle.flow.after_batch(&st);
             let finished = st.close_reason().is_some() && !st.wants_transmit();
             (st.limits.client_maximum_packet_size, finished)
         };

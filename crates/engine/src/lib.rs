@@ -13,6 +13,7 @@
 pub mod broker;
 pub mod driver;
 mod error;
+pub mod flow;
 pub mod hooks;
 pub mod message;
 pub mod options;

@@ -119,3 +119,165 @@ async fn taking_over_a_stuck_client_ends_its_connection() {
     drop(stuck);
     server.shutdown().await;
 }
+
+/// Publishes `n` QoS 1 messages of `size` bytes on `topic` from a new client `id`, 100 at a
+/// time, each burst acknowledged before the next.
+async fn qos1_publisher(
+    addr: std::net::SocketAddr,
+    id: String,
+    topic: String,
+    n: u16,
+    size: usize,
+) {
+    let v5 = ProtocolVersion::V5;
+    let (mut p, _) = Raw::connect(addr, connect_packet(&id, v5, 0, true)).await;
+    let body = bytes::Bytes::from(vec![3u8; size]);
+    let mut sent = 0;
+    while sent < n {
+        let burst = (n - sent).min(100);
+        for i in 0..burst {
+            let mut m = publish(&topic, 1, Some(i + 1), b"");
+            m.payload = body.clone();
+            p.send(Packet::Publish(m)).await;
+        }
+        for _ in 0..burst {
+            assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
+        }
+        sent += burst;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_in_qos1_to_a_slower_subscriber_loses_nothing() {
+    use std::sync::atomic::Ordering;
+    // A queue of 64 for a subscriber that takes 10 in flight and reads more slowly than four
+    // publishers send: back-pressure holds the publishers instead of dropping.
+    const EACH: u16 = 2_000;
+    let (server, addr) = start(Options {
+        capabilities: moco_engine::Capabilities {
+            maximum_client_writes_pending: 64,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let v5 = ProtocolVersion::V5;
+    let mut c = connect_packet("sink", v5, 0, true);
+    c.properties.receive_maximum = Some(10);
+    let (mut s, _) = Raw::connect(addr, c).await;
+    s.send(Packet::Subscribe(subscribe(1, "in/+", 1))).await;
+    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
+    let pubs: Vec<_> = (0..4)
+        .map(|i| {
+            tokio::spawn(qos1_publisher(
+                addr,
+                format!("p{i}"),
+                format!("in/{i}"),
+                EACH,
+                1024,
+            ))
+        })
+        .collect();
+    let mut got = 0usize;
+    while got < 4 * usize::from(EACH) {
+        match s.recv().await {
+            Some(Packet::Publish(m)) => {
+                got += 1;
+                if got % 200 == 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                s.send(Packet::PubAck(moco_codec::PubAck::new(
+                    m.packet_id.unwrap(),
+                )))
+                .await;
+            }
+            other => panic!("after {got}: {other:?}"),
+        }
+    }
+    for p in pubs {
+        p.await.unwrap();
+    }
+    assert_eq!(
+        server
+            .broker()
+            .info
+            .messages_dropped
+            .load(Ordering::Relaxed),
+        0
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_qos1_subscriber_holds_up_publishers_only_briefly() {
+    use std::sync::atomic::Ordering;
+    const MSGS: u16 = 2_000;
+    let (server, addr) = start(Options {
+        capabilities: moco_engine::Capabilities {
+            maximum_client_writes_pending: 64,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let v5 = ProtocolVersion::V5;
+    // Stuck: a tiny receive buffer, subscribes at QoS 1, never reads again.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(addr).await.unwrap();
+    let mut stuck = Raw {
+        stream,
+        dec: moco_codec::Decoder::with_version(0, v5),
+        buf: bytes::BytesMut::new(),
+        version: v5,
+    };
+    stuck
+        .send(Packet::Connect(connect_packet("stuck1", v5, 0, true)))
+        .await;
+    assert!(matches!(stuck.recv().await, Some(Packet::ConnAck(_))));
+    stuck.send(Packet::Subscribe(subscribe(1, "q1", 1))).await;
+    assert!(matches!(stuck.recv().await, Some(Packet::SubAck(_))));
+    // A healthy subscriber of the same messages.
+    let (mut fast, _) = Raw::connect(addr, connect_packet("fast1", v5, 0, true)).await;
+    fast.send(Packet::Subscribe(subscribe(1, "q1", 1))).await;
+    assert!(matches!(fast.recv().await, Some(Packet::SubAck(_))));
+    let reader = tokio::spawn(async move {
+        let mut n = 0;
+        while n < MSGS {
+            match fast.recv().await {
+                Some(Packet::Publish(m)) => {
+                    n += 1;
+                    fast.send(Packet::PubAck(moco_codec::PubAck::new(
+                        m.packet_id.unwrap(),
+                    )))
+                    .await;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        n
+    });
+    let started = std::time::Instant::now();
+    // 32 MiB in all: more than the socket buffers towards the stuck client hold.
+    qos1_publisher(addr, "pq".into(), "q1".into(), MSGS, 16 * 1024).await;
+    assert_eq!(
+        tokio::time::timeout(WAIT, reader).await.unwrap().unwrap(),
+        MSGS
+    );
+    // One bounded wait for the stuck one (it is then marked stalled), not one per message.
+    let took = started.elapsed();
+    assert!(
+        took < moco_engine::flow::STALL_AFTER * 4,
+        "publisher held up for {took:?}"
+    );
+    assert!(
+        server
+            .broker()
+            .info
+            .messages_dropped
+            .load(Ordering::Relaxed)
+            > 0
+    );
+    drop(stuck);
+    server.shutdown().await;
+}
