@@ -30,6 +30,11 @@
 //!   [`DropReason::QueueFull`]: the broker counts it (`$SYS` messages dropped) and calls
 //!   `OnPublishDropped`. A client is never disconnected for a full queue: a subscriber that
 //!   reads slowly or not at all only loses its own messages.
+//! * Before the queue fills, a subscriber that keeps draining it holds up its QoS 1/2
+//!   publishers instead (back-pressure, [`crate::flow`]): when a QoS 1/2 delivery leaves the
+//!   queue half full, the publisher's reader waits for it to drain to a quarter, for as long as
+//!   it makes progress. Fan-in to a slower subscriber so loses nothing; a subscriber that
+//!   makes no progress for [`crate::flow::STALL_AFTER`] is left to drop.
 //! * Retained messages sent on SUBSCRIBE do not go through the bounded queue: the SUBSCRIBE
 //!   puts references to them (no copies) in the backlog, and [`ClientState::poll_transmit`]
 //!   takes them from there, before the queue, as fast as the writer drains and the send quota
