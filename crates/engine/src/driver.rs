@@ -234,6 +234,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
             st.poll_timeout()
         };
         tokio::select! {
+            // Data first: after a back-pressure wait, a PINGREQ already in the socket is read
+            // before the keep-alive deadline is judged (closing is seen at the loop's top).
+            biased;
             r = rd.read_buf(buf) => match r {
                 Ok(0) => break Err(Error::Closed),
                 Ok(n) => {
