@@ -6,7 +6,7 @@
 //! transmits, and publishers lock it briefly to queue a delivery.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,30 +89,16 @@ pub(crate) fn report_notes(hooks: &Hooks, info: &SysInfo, id: &str, notes: Vec<N
                 }
             }
             Note::QosComplete(pid) => hooks.on_qos_complete(id, pid),
-            Note::QosDropped(pid) => hooks.on_qos_dropped(id, pid),
+            Note::QosDropped(pid) => {
+                info.inflight_dropped.fetch_add(1, Ordering::Relaxed);
+                hooks.on_qos_dropped(id, pid);
+            }
             Note::PacketIdExhausted => hooks.on_packet_id_exhausted(id),
         }
     }
 }
 
-/// Counters published under `$SYS`.
-#[derive(Debug, Default)]
-pub struct SysInfo {
-    /// Clients connected now.
-    pub clients_connected: AtomicU64,
-    /// Connections accepted since start.
-    pub clients_total: AtomicU64,
-    /// PUBLISH packets received.
-    pub messages_received: AtomicU64,
-    /// PUBLISH packets sent.
-    pub messages_sent: AtomicU64,
-    /// Messages dropped.
-    pub messages_dropped: AtomicU64,
-    /// Bytes received.
-    pub bytes_received: AtomicU64,
-    /// Bytes sent.
-    pub bytes_sent: AtomicU64,
-}
+pub use crate::sys::SysInfo;
 
 struct PendingWill {
     due: Instant,
@@ -151,7 +137,6 @@ pub struct Broker {
     retained_deadlines: Mutex<BTreeSet<(Instant, ByteString)>>,
     /// `$SYS` counters.
     pub info: SysInfo,
-    started: Instant,
     shutting_down: AtomicBool,
 }
 
@@ -185,7 +170,12 @@ fn refuse(code: ReasonCode) -> ConnectOutcome {
 impl Broker {
     /// A broker with these options and hooks and the local router.
     pub fn new(options: Options, hooks: Hooks) -> Self {
-        Self::with_router(options, hooks, Arc::new(LocalRouter::new()))
+        let strategy = options.capabilities.shared_sub_strategy;
+        Self::with_router(
+            options,
+            hooks,
+            Arc::new(LocalRouter::with_strategy(strategy)),
+        )
     }
 
     /// A broker with a custom router.
@@ -201,7 +191,6 @@ impl Broker {
             session_deadlines: Mutex::new(BTreeSet::new()),
             retained_deadlines: Mutex::new(BTreeSet::new()),
             info: SysInfo::default(),
-            started: Instant::now(),
             shutting_down: AtomicBool::new(false),
         }
     }
@@ -300,6 +289,10 @@ impl Broker {
             listener,
             protocol: version,
         };
+        // mochi's order: OnConnect, then authentication, then OnSessionEstablish.
+        if let Err(code) = self.hooks.on_connect(&info, connect) {
+            return refuse(code);
+        }
         let method = connect.properties.authentication_method.as_ref();
         match (&enhanced, method) {
             (Some(_), Some(_)) => {}
@@ -310,9 +303,7 @@ impl Broker {
                 }
             }
         }
-        if let Err(code) = self.hooks.on_connect(&info, connect) {
-            return refuse(code);
-        }
+        self.hooks.on_session_establish(&info, connect);
 
         // Session expiry (v5) or its v3 meaning: clean session ends with the connection,
         // otherwise the session lasts as long as the broker allows.
@@ -483,8 +474,7 @@ impl Broker {
         for (id, w) in wills_now {
             self.publish_will(now, &id, w);
         }
-        self.info.clients_connected.fetch_add(1, Ordering::Relaxed);
-        self.info.clients_total.fetch_add(1, Ordering::Relaxed);
+        self.info.client_connected();
         self.hooks.on_session_established(&info, connect);
         ConnectOutcome::Accepted(handle)
     }
@@ -703,7 +693,7 @@ impl Broker {
 
     /// Handles a PUBLISH from `client` (already validated and de-aliased by its state);
     /// returns the reason code for its PUBACK/PUBREC.
-    pub fn publish(&self, now: Instant, client: &ClientInfo, mut publish: Publish) -> ReasonCode {
+    pub fn publish(&self, now: Instant, client: &ClientInfo, publish: Publish) -> ReasonCode {
         self.info.messages_received.fetch_add(1, Ordering::Relaxed);
         if publish.topic.starts_with("$SYS") {
             return obscure(&self.options, ReasonCode::NotAuthorized);
@@ -714,9 +704,22 @@ impl Broker {
         {
             return obscure(&self.options, ReasonCode::NotAuthorized);
         }
-        if let Err(code) = self.hooks.on_publish(client, &mut publish) {
-            return code;
+        match self.publish_authorized(now, client, publish) {
+            Ok(0) if client.protocol.is_v5() => ReasonCode::NoMatchingSubscribers,
+            Ok(_) => ReasonCode::Success,
+            Err(code) => code,
         }
+    }
+
+    /// An authorized PUBLISH: `OnPublish` (which may change or reject it), retain, route,
+    /// `OnPublished`; returns how many subscribers got it.
+    fn publish_authorized(
+        &self,
+        now: Instant,
+        client: &ClientInfo,
+        mut publish: Publish,
+    ) -> Result<usize, ReasonCode> {
+        self.hooks.on_publish(client, &mut publish)?;
         let msg = Arc::new(Message::from_publish(
             &publish,
             Some(client.id.clone()),
@@ -729,11 +732,7 @@ impl Broker {
         }
         let n = self.route(now, &msg);
         self.hooks.on_published(client, &publish, n);
-        if n == 0 && client.protocol.is_v5() {
-            ReasonCode::NoMatchingSubscribers
-        } else {
-            ReasonCode::Success
-        }
+        Ok(n)
     }
 
     /// Publishes a message from the broker itself (inline client, `$SYS`): no ACL, no hooks.
@@ -756,6 +755,9 @@ impl Broker {
         }) {
             handle.close(ReasonCode::ProtocolError);
             return;
+        }
+        if sub.filters.iter().any(|(f, _)| f.starts_with("$SYS")) {
+            self.refresh_sys_info(now);
         }
         let sub_id = sub.properties.subscription_identifier;
         let mut codes = Vec::with_capacity(sub.filters.len());
@@ -837,14 +839,34 @@ impl Broker {
                 reason_codes: codes.clone(),
                 properties: Default::default(),
             }));
-            let n_retained = retained.len();
+            let published: Vec<Publish> =
+                if self.hooks.provides(crate::hooks::Event::OnRetainPublished) {
+                    retained
+                        .iter()
+                        .map(|d| {
+                            d.msg.to_publish(
+                                &crate::message::DeliveryParams {
+                                    qos: d.qos,
+                                    retain: true,
+                                    dup: false,
+                                    packet_id: None,
+                                    sub_ids: &d.sub_ids,
+                                    alias: None,
+                                },
+                                now,
+                            )
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
             // Retained messages go to the backlog, not the bounded queue: all of them are
             // sent, as fast as the client takes them (see the queue policy in `state`).
             st.deliver_retained(retained);
             let notes = st.take_notes();
             drop(st);
-            if n_retained > 0 {
-                self.hooks.on_retain_published(info, n_retained);
+            for p in &published {
+                self.hooks.on_retain_published(info, p);
             }
             report_notes(&self.hooks, &self.info, &info.id, notes);
         }
@@ -906,9 +928,10 @@ impl Broker {
         }
     }
 
-    /// Publishes from the embedding program (the inline client): no ACL, no client; the
-    /// topic is validated. Returns how many subscribers got it. Needs
-    /// [`Options::inline_client`].
+    /// Publishes from the embedding program (the inline client, [`ClientInfo::inline`]): no
+    /// ACL check (as mochi), but the `OnPublish` hooks run and may change or reject it
+    /// ([`Error::Rejected`]); the topic is validated. `qos` caps the QoS subscribers get.
+    /// Returns how many subscribers got it. Needs [`Options::inline_client`].
     pub fn inline_publish(
         &self,
         topic: &str,
@@ -927,7 +950,9 @@ impl Broker {
             payload: payload.into(),
             properties: Default::default(),
         };
-        Ok(self.publish_internal(Instant::now(), &p))
+        self.info.messages_received.fetch_add(1, Ordering::Relaxed);
+        self.publish_authorized(Instant::now(), &ClientInfo::inline(), p)
+            .map_err(Error::Rejected)
     }
 
     /// Subscribes the embedding program to `filter` (a plain filter) under identifier `id`;
@@ -942,6 +967,25 @@ impl Broker {
         self.check_inline()?;
         moco_topic::validate_topic_filter(filter).map_err(Error::Topic)?;
         let now = Instant::now();
+        // As mochi, the hooks see the inline subscription (their changes are not applied).
+        let inline = ClientInfo::inline();
+        let mut sub = Subscribe {
+            packet_id: 0,
+            filters: vec![(
+                ByteString::from(filter),
+                moco_codec::SubscriptionOptions {
+                    qos: QoS::ExactlyOnce,
+                    no_local: false,
+                    retain_as_published: false,
+                    retain_handling: RetainHandling::SendAtSubscribe,
+                },
+            )],
+            properties: moco_codec::SubscribeProperties {
+                subscription_identifier: Some(id),
+                ..Default::default()
+            },
+        };
+        self.hooks.on_subscribe(&inline, &mut sub);
         let mut retained = Vec::new();
         self.retained.read().for_each_match(filter, |m| {
             if !m.is_expired(now) {
@@ -969,16 +1013,30 @@ impl Broker {
             id,
             handler,
         });
+        drop(subs);
+        self.hooks
+            .on_subscribed(&inline, &sub, &[ReasonCode::GrantedQoS2]);
         Ok(())
     }
 
     /// Removes the inline subscription `id` on `filter`; returns whether it existed.
     pub fn inline_unsubscribe(&self, filter: &str, id: u32) -> Result<bool, Error> {
         self.check_inline()?;
-        let mut subs = self.inline_subs.write();
-        let before = subs.len();
-        subs.retain(|s| !(s.filter == filter && s.id == id));
-        Ok(subs.len() != before)
+        let inline = ClientInfo::inline();
+        let mut unsub = Unsubscribe {
+            packet_id: 0,
+            filters: vec![ByteString::from(filter)],
+            properties: Default::default(),
+        };
+        self.hooks.on_unsubscribe(&inline, &mut unsub);
+        let existed = {
+            let mut subs = self.inline_subs.write();
+            let before = subs.len();
+            subs.retain(|s| !(s.filter == filter && s.id == id));
+            subs.len() != before
+        };
+        self.hooks.on_unsubscribed(&inline, &unsub);
+        Ok(existed)
     }
 
     /// Restores a retained message (from storage, before serving).
@@ -1067,59 +1125,53 @@ impl Broker {
         Ok(())
     }
 
-    /// Publishes the `$SYS/broker/...` topics (retained).
+    /// The `$SYS` values at `now`.
+    pub fn sys_snapshot(&self, now: Instant) -> crate::sys::SysSnapshot {
+        let (clients_total, inflight) = {
+            let clients = self.clients.read();
+            let inflight = clients
+                .values()
+                .map(|h| h.state.lock().session.inflight.len() as u64)
+                .sum();
+            (clients.len() as u64, inflight)
+        };
+        let gauges = crate::sys::Gauges {
+            clients_total,
+            retained: self.retained_count() as u64,
+            inflight,
+            subscriptions: self.subscription_count() as u64,
+        };
+        crate::sys::snapshot(&self.info, gauges, now)
+    }
+
+    fn sys_publish(value: (&'static str, String)) -> Publish {
+        Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: true,
+            topic: ByteString::from_static(value.0),
+            packet_id: None,
+            payload: Bytes::from(value.1),
+            properties: Default::default(),
+        }
+    }
+
+    /// Publishes the `$SYS/broker/...` topics (retained) to their subscribers, then calls
+    /// `OnSysInfoTick`.
     pub fn publish_sys_info(&self, now: Instant) {
-        let i = &self.info;
-        let uptime = now.saturating_duration_since(self.started).as_secs();
-        let values: [(&str, String); 11] = [
-            ("$SYS/broker/version", env!("CARGO_PKG_VERSION").to_owned()),
-            ("$SYS/broker/uptime", uptime.to_string()),
-            (
-                "$SYS/broker/load/bytes/received",
-                i.bytes_received.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "$SYS/broker/load/bytes/sent",
-                i.bytes_sent.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "$SYS/broker/clients/connected",
-                i.clients_connected.load(Ordering::Relaxed).to_string(),
-            ),
-            ("$SYS/broker/clients/total", self.client_count().to_string()),
-            (
-                "$SYS/broker/messages/received",
-                i.messages_received.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "$SYS/broker/messages/sent",
-                i.messages_sent.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "$SYS/broker/messages/dropped",
-                i.messages_dropped.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "$SYS/broker/retained/count",
-                self.retained_count().to_string(),
-            ),
-            (
-                "$SYS/broker/subscriptions/count",
-                self.subscription_count().to_string(),
-            ),
-        ];
-        self.hooks.on_sys_info_tick(&self.info);
-        for (topic, v) in values {
-            let p = Publish {
-                dup: false,
-                qos: QoS::AtMostOnce,
-                retain: true,
-                topic: ByteString::from_static(topic),
-                packet_id: None,
-                payload: Bytes::from(v),
-                properties: Default::default(),
-            };
-            self.publish_internal(now, &p);
+        let snap = self.sys_snapshot(now);
+        for v in snap.topics() {
+            self.publish_internal(now, &Self::sys_publish(v));
+        }
+        self.hooks.on_sys_info_tick(&snap);
+    }
+
+    /// Refreshes the retained `$SYS` values without publishing them (before a client
+    /// subscribes to `$SYS`).
+    fn refresh_sys_info(&self, now: Instant) {
+        for v in self.sys_snapshot(now).topics() {
+            let msg = Arc::new(Message::from_publish(&Self::sys_publish(v), None, now, 0));
+            self.retain(&msg);
         }
     }
 

@@ -80,6 +80,7 @@ where
         Ok(Ok(Packet::Connect(c))) => c,
         Ok(Ok(_)) => return Err(Error::Protocol(ReasonCode::ProtocolError)),
     };
+    broker.info.packets_received.fetch_add(1, Ordering::Relaxed);
     let version = connect.protocol;
     let mut enhanced = None;
     if let Some(method) = connect.properties.authentication_method.clone() {
@@ -141,11 +142,23 @@ where
         }
     }
     let now = Instant::now();
-    let handle = match broker.connect_with(now, &connect, remote, listener, enhanced) {
+    let outcome = broker.connect_with(now, &connect, remote.clone(), listener.clone(), enhanced);
+    let handle = match outcome {
         ConnectOutcome::Refused(ack) => {
             let code = ack.reason_code;
             let mut out = BytesMut::new();
-            Packet::ConnAck(*ack).encode(version, &mut out)?;
+            let mut p = Packet::ConnAck(*ack);
+            if broker.hooks().provides(Event::OnPacketEncode) {
+                let info = ClientInfo {
+                    id: connect.client_id.clone(),
+                    username: connect.username.clone(),
+                    remote,
+                    listener,
+                    protocol: version,
+                };
+                broker.hooks().on_packet_encode(&info, &mut p);
+            }
+            p.encode(version, &mut out)?;
             wr.write_all(&out).await?;
             wr.shutdown().await.ok();
             return Err(Error::Refused(code));
@@ -205,9 +218,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let result = loop {
         // Handle every complete packet already buffered.
         let mut failed = None;
+        let mut packets = 0u64;
         loop {
             match decoder.decode(buf) {
                 Ok(Some(p)) => {
+                    packets += 1;
                     if !process(broker, handle, p) {
                         break;
                     }
@@ -218,6 +233,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     break;
                 }
             }
+        }
+        if packets > 0 {
+            broker
+                .info
+                .packets_received
+                .fetch_add(packets, Ordering::Relaxed);
         }
         if let Some(e) = failed {
             handle.close(e.reason_code());
@@ -289,6 +310,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 /// `InjectPacket`); returns whether the connection is still open.
 pub fn inject_packet(broker: &Arc<Broker>, client_id: &str, packet: Packet) -> Result<bool, Error> {
     let handle = broker.client(client_id).ok_or(Error::NoSuchClient)?;
+    broker.info.packets_received.fetch_add(1, Ordering::Relaxed);
     Ok(process(broker, &handle, packet))
 }
 
@@ -361,6 +383,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let mut batch = Vec::new();
     // (The batch Vec keeps its capacity: a few pointers.)
     let version = handle.info.protocol;
+    // OnPacketEncode: every packet goes through the hooks before it is encoded (and PUBLISH
+    // is then encoded per subscriber, not once per variant).
+    let encode_hook = broker.hooks().provides(Event::OnPacketEncode);
     loop {
         let now = Instant::now();
         let (max_packet, finished) = {
@@ -381,11 +406,18 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         };
         let mut abandoned = Vec::new();
         let mut sent = 0u64;
+        let mut packets = 0u64;
         for t in batch.drain(..) {
             match t {
-                Transmit::Packet(p) => {
-                    if let Err(e) = p.encode(version, &mut out) {
-                        debug!(client = %handle.info.id, error = %e, "cannot encode packet");
+                Transmit::Packet(mut p) => {
+                    if encode_hook {
+                        broker.hooks().on_packet_encode(&handle.info, &mut p);
+                    }
+                    match p.encode(version, &mut out) {
+                        Ok(_) => packets += 1,
+                        Err(e) => {
+                            debug!(client = %handle.info.id, error = %e, "cannot encode packet")
+                        }
                     }
                 }
                 Transmit::Publish {
@@ -403,7 +435,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                         sub_ids: &delivery.sub_ids,
                         alias,
                     };
-                    match delivery.msg.write_to(version, &params, now, &mut out) {
+                    let written = if encode_hook {
+                        let mut p = Packet::Publish(delivery.msg.to_publish(&params, now));
+                        broker.hooks().on_packet_encode(&handle.info, &mut p);
+                        p.encode(version, &mut out)
+                    } else {
+                        delivery.msg.write_to(version, &params, now, &mut out)
+                    };
+                    match written {
                         Ok(n) if max_packet > 0 && n > max_packet as usize => {
                             out.truncate(start);
                             if let Some(pid) = packet_id {
@@ -412,6 +451,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                         }
                         Ok(_) => {
                             sent += 1;
+                            packets += 1;
                             if packet_id.is_some() && broker.hooks().provides(Event::OnQosPublish) {
                                 let p = delivery.msg.to_publish(&params, now);
                                 broker
@@ -445,6 +485,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 .bytes_sent
                 .fetch_add(out.len() as u64, Ordering::Relaxed);
             broker.info.messages_sent.fetch_add(sent, Ordering::Relaxed);
+            broker
+                .info
+                .packets_sent
+                .fetch_add(packets, Ordering::Relaxed);
             out.clear();
         }
         if finished {

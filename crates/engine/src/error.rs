@@ -34,9 +34,20 @@ pub enum Error {
     /// A topic name or filter given to the inline client is invalid.
     #[error("topic: {0}")]
     Topic(moco_topic::TopicError),
+    /// A hook rejected the inline client's packet with this reason code.
+    #[error("rejected by a hook ({0:?})")]
+    Rejected(ReasonCode),
     /// No client has this id.
     #[error("no such client")]
     NoSuchClient,
+    /// A hook failed to initialize or to load stored state.
+    #[error("hook {id}: {source}")]
+    Hook {
+        /// The hook's id.
+        id: String,
+        /// What went wrong.
+        source: crate::hooks::HookError,
+    },
     /// Socket I/O failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
@@ -47,7 +58,7 @@ impl From<&Error> for ReasonCode {
         match e {
             Error::Decode(d) => d.reason_code(),
             Error::Encode(e) => e.reason_code(),
-            Error::Protocol(c) | Error::Refused(c) => *c,
+            Error::Protocol(c) | Error::Refused(c) | Error::Rejected(c) => *c,
             Error::ConnectTimeout => ReasonCode::MaximumConnectTime,
             Error::Topic(t) => {
                 ReasonCode::try_from(t.reason_code()).unwrap_or(ReasonCode::UnspecifiedError)

@@ -8,9 +8,12 @@
 //!   housekeeping task.
 //! * [`Hook`] is how authentication, authorization and every other extension plug in. The
 //!   engine denies every CONNECT, subscribe and publish unless a hook allows it
-//!   ([`AllowAll`] allows everything).
+//!   ([`AllowAll`] allows everything). [`DebugHook`] logs the packet flow.
+//! * [`sys`] holds the `$SYS` counters and topics; [`store`] restores what a storage hook
+//!   kept.
 
 pub mod broker;
+mod debug_hook;
 pub mod driver;
 mod error;
 pub mod flow;
@@ -20,13 +23,20 @@ pub mod options;
 pub mod router;
 mod server;
 pub mod state;
+pub mod store;
+pub mod sys;
 
 pub use broker::{Broker, ClientHandle, ConnectOutcome, InlineHandler};
+pub use debug_hook::{DebugHook, DebugOptions};
 pub use driver::{inject_packet, run_connection};
 pub use error::Error;
-pub use hooks::{Access, AllowAll, ClientInfo, Event, EventSet, Hook, Hooks};
+pub use hooks::{Access, AllowAll, ClientInfo, Event, EventSet, Hook, HookError, Hooks};
 pub use options::{Capabilities, Compatibilities, Options};
 pub use router::{LocalRouter, Router, Target};
 pub use server::{Listener, Server, ServerBuilder};
 
+pub use store::Restored;
+pub use sys::{SysInfo, SysSnapshot};
+
 pub use moco_codec as codec;
+pub use moco_topic as topic;

@@ -43,6 +43,9 @@ pub struct Capabilities {
     pub topic_alias_maximum: u16,
     /// Whether shared subscriptions (`$share/…`) are available. Default: true.
     pub shared_sub_available: bool,
+    /// How a shared subscription group picks the member that gets a message: round robin
+    /// (default), random, or sticky by publisher.
+    pub shared_sub_strategy: moco_topic::ShareStrategy,
     /// Lowest protocol level accepted (3 = v3.0, 4 = v3.1.1, 5 = v5). Default: 3.
     pub minimum_protocol_version: u8,
     /// Highest QoS the broker accepts and grants (0, 1 or 2). Default: 2.
@@ -74,6 +77,7 @@ impl Default for Capabilities {
             maximum_inflight: 1024 * 8,
             topic_alias_maximum: u16::MAX,
             shared_sub_available: true,
+            shared_sub_strategy: moco_topic::ShareStrategy::RoundRobin,
             minimum_protocol_version: 3,
             maximum_qos: 2,
             retain_available: true,

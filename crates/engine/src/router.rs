@@ -66,9 +66,16 @@ thread_local! {
 }
 
 impl LocalRouter {
-    /// An empty router.
+    /// An empty router (round-robin shared subscriptions).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty router whose shared subscription groups pick members by `strategy`.
+    pub fn with_strategy(strategy: moco_topic::ShareStrategy) -> Self {
+        LocalRouter {
+            trie: RwLock::new(SubscriptionTrie::with_strategy(strategy)),
+        }
     }
 }
 

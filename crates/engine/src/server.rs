@@ -10,14 +10,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use moco_codec::{Packet, Publish, QoS};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::broker::Broker;
-use crate::driver::run_connection;
+use crate::driver::{inject_packet, run_connection};
 use crate::error::Error;
 use crate::hooks::{Hook, Hooks};
 use crate::options::Options;
@@ -120,19 +122,32 @@ impl ServerBuilder {
         self
     }
 
-    /// Builds the server.
-    pub fn build(self) -> Server {
+    /// Builds the server, running every hook's [`Hook::init`] in the order added.
+    pub fn try_build(self) -> Result<Server, Error> {
         let broker = match self.router {
             Some(r) => Broker::with_router(self.options, self.hooks, r),
             None => Broker::new(self.options, self.hooks),
         };
+        broker.hooks().init(broker.options())?;
         let (stop_tx, _) = watch::channel(false);
-        Server {
+        Ok(Server {
             broker: Arc::new(broker),
             stop: stop_tx,
             tasks: JoinSet::new(),
             pending_listeners: Vec::new(),
             serving: false,
+        })
+    }
+
+    /// Builds the server.
+    ///
+    /// # Panics
+    ///
+    /// If a hook's [`Hook::init`] fails; [`ServerBuilder::try_build`] returns the error.
+    pub fn build(self) -> Server {
+        match self.try_build() {
+            Ok(s) => s,
+            Err(e) => panic!("cannot build the server: {e}"),
         }
     }
 }
@@ -165,14 +180,57 @@ impl Server {
         &self.broker
     }
 
-    /// Adds a hook; only before [`Server::serve`] and before any connection was served.
+    /// Adds a hook (after running its [`Hook::init`]); only before [`Server::serve`] and
+    /// before any connection was served.
     pub fn add_hook(&mut self, hook: impl Hook) -> Result<(), Error> {
         if self.serving {
             return Err(Error::AlreadyServing);
         }
         let broker = Arc::get_mut(&mut self.broker).ok_or(Error::AlreadyServing)?;
+        hook.init(broker.options()).map_err(|source| Error::Hook {
+            id: hook.id().to_owned(),
+            source,
+        })?;
         broker.add_hook(Arc::new(hook));
         Ok(())
+    }
+
+    /// Inline client: publishes `payload` on `topic` from the embedding program, as mochi's
+    /// `Server.Publish`: no ACL check, `OnPublish` hooks run; `qos` caps the QoS subscribers
+    /// get. Returns how many subscribers got it. Needs [`Options::inline_client`].
+    pub fn publish(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        retain: bool,
+        qos: QoS,
+    ) -> Result<usize, Error> {
+        self.broker.inline_publish(topic, payload, qos, retain)
+    }
+
+    /// Inline client: calls `callback` for every message matching `filter` (retained ones
+    /// first), on the publisher's task; `id` tells apart several callbacks on one filter and
+    /// is the subscription identifier they see. Subscribing again with the same filter and id
+    /// replaces the callback. Needs [`Options::inline_client`].
+    pub fn subscribe(
+        &self,
+        filter: &str,
+        id: u32,
+        callback: impl Fn(&Publish) + Send + Sync + 'static,
+    ) -> Result<(), Error> {
+        self.broker.inline_subscribe(filter, id, Arc::new(callback))
+    }
+
+    /// Inline client: removes the callback `id` on `filter`; returns whether it existed.
+    pub fn unsubscribe(&self, filter: &str, id: u32) -> Result<bool, Error> {
+        self.broker.inline_unsubscribe(filter, id)
+    }
+
+    /// Processes `packet` as though the connected client `client_id` had sent it (mochi's
+    /// `InjectPacket`): the same hooks, ACL checks and acknowledgements (which go to the
+    /// client). Returns whether its connection is still open.
+    pub fn inject_packet(&self, client_id: &str, packet: Packet) -> Result<bool, Error> {
+        inject_packet(&self.broker, client_id, packet)
     }
 
     /// Adds a bound TCP listener under the name `id`; it accepts once [`Server::serve`] runs
@@ -200,23 +258,36 @@ impl Server {
         }
     }
 
-    /// Starts accepting on every listener and the housekeeping task (wills, session and
-    /// retained expiry, `$SYS`). Must be called within a tokio runtime.
+    /// Starts serving as [`Server::try_serve`] does; a failure to load stored state is
+    /// logged and the server serves without it.
     pub fn serve(&mut self) {
+        if let Err(e) = self.try_serve() {
+            error!(error = %e, "stored state not loaded");
+        }
+    }
+
+    /// Loads what storage hooks kept ([`Broker::load_stored`]), starts accepting on every
+    /// listener and the housekeeping task (wills, session and retained expiry, `$SYS`),
+    /// publishes the first `$SYS` values and calls `OnStarted` (mochi's order). Must be
+    /// called within a tokio runtime. On a load error the server serves nevertheless and the
+    /// error is returned.
+    pub fn try_serve(&mut self) -> Result<(), Error> {
         if self.serving {
-            return;
+            return Ok(());
         }
         self.serving = true;
-        self.broker.hooks().on_started();
+        let loaded = self.broker.load_stored(Instant::now());
         for start in std::mem::take(&mut self.pending_listeners) {
             start(self);
         }
         let broker = self.broker.clone();
         let mut stop = self.stop.subscribe();
         let sys_every = broker.options().sys_topic_resend_interval;
+        broker.publish_sys_info(Instant::now());
+        self.broker.hooks().on_started();
         self.tasks.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
-            let mut last_sys = Instant::now() - sys_every;
+            let mut last_sys = Instant::now();
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
@@ -231,6 +302,15 @@ impl Server {
                 }
             }
         });
+        match loaded {
+            Ok(r) => {
+                if r != crate::store::Restored::default() {
+                    info!(?r, "stored state restored");
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn spawn_accept<L: Listener>(&mut self, id: Arc<str>, listener: L) {
@@ -265,5 +345,6 @@ impl Server {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
         self.broker.hooks().on_stopped();
+        self.broker.hooks().stop();
     }
 }

@@ -323,7 +323,7 @@ impl Hook for RecorderHook {
     fn on_retain_message(&self, _: &ClientInfo, _: &moco_codec::Publish) {
         self.0.note("retain_message");
     }
-    fn on_retain_published(&self, _: &ClientInfo, _: usize) {
+    fn on_retain_published(&self, _: &ClientInfo, _: &moco_codec::Publish) {
         self.0.note("retain_published");
     }
 }

@@ -1,0 +1,138 @@
+//! Restoring what a storage hook kept: the broker side of the `Stored*` loader events.
+//!
+//! A storage hook records state through the ordinary events (sessions through
+//! `OnSessionEstablished` / `OnDisconnect` / `OnClientExpired`, subscriptions through
+//! `OnSubscribed` / `OnUnsubscribed`, inflight messages through `OnQosPublish` /
+//! `OnQosComplete` / `OnQosDropped`, retained messages through `OnRetainMessage` /
+//! `OnRetainedExpired`, counters through `OnSysInfoTick`) and hands it back through the
+//! loaders when the server starts; [`Broker::load_stored`] puts it back in place.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytestring::ByteString;
+use moco_codec::QoS;
+use tracing::debug;
+
+use crate::broker::Broker;
+use crate::error::Error;
+use crate::hooks::Event;
+use crate::message::{Delivery, Message};
+use crate::state::{Inflight, Stage};
+
+/// What [`Broker::load_stored`] restored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Client sessions.
+    pub clients: usize,
+    /// Subscriptions (of restored clients).
+    pub subscriptions: usize,
+    /// Inflight messages (of restored clients).
+    pub inflight: usize,
+    /// Retained messages.
+    pub retained: usize,
+    /// Whether `$SYS` counters were restored.
+    pub sys_info: bool,
+}
+
+impl Broker {
+    /// Asks the hooks' loaders for stored state and restores it (mochi's `readStore`); the
+    /// server calls it before it accepts connections. Sessions whose expiry has passed are
+    /// skipped; subscriptions and inflight messages of clients that were not restored are
+    /// ignored. Inflight messages keep their packet ids and are resent with DUP when their
+    /// client resumes its session.
+    pub fn load_stored(&self, now: Instant) -> Result<Restored, Error> {
+        let hooks = self.hooks();
+        let mut done = Restored::default();
+        let mut subs: HashMap<ByteString, Vec<_>> = HashMap::new();
+        if hooks.provides(Event::StoredSubscriptions) {
+            for s in hooks.stored_subscriptions()? {
+                subs.entry(s.client_id)
+                    .or_default()
+                    .push((s.filter, s.options));
+            }
+        }
+        if hooks.provides(Event::StoredClients) {
+            let wall = SystemTime::now();
+            for c in hooks.stored_clients()? {
+                let gone = c
+                    .disconnected_at
+                    .and_then(|t| wall.duration_since(t).ok())
+                    .map_or(0, |d| d.as_secs());
+                let left = u64::from(c.session_expiry_interval).saturating_sub(gone);
+                if c.session_expiry_interval == 0 || (gone > 0 && left == 0) {
+                    debug!(client = %c.id, "stored session expired");
+                    continue;
+                }
+                let left = u32::try_from(left).unwrap_or(u32::MAX);
+                let mine = subs.remove(&c.id).unwrap_or_default();
+                self.restore_session(now, &c.id, left, &mine, &[])?;
+                done.clients += 1;
+                done.subscriptions += mine.len();
+            }
+        }
+        if !subs.is_empty() {
+            debug!(
+                clients = subs.len(),
+                "stored subscriptions of unknown clients ignored"
+            );
+        }
+        if hooks.provides(Event::StoredInflightMessages) {
+            let max_expiry = self.options().capabilities.maximum_message_expiry_interval;
+            let mut seen: HashSet<(ByteString, u16)> = HashSet::new();
+            for m in hooks.stored_inflight_messages()? {
+                let (Some(pid), Some(handle)) = (m.publish.packet_id, self.client(&m.client_id))
+                else {
+                    continue;
+                };
+                let stage = match m.publish.qos {
+                    QoS::AtMostOnce => continue,
+                    QoS::AtLeastOnce => Stage::AwaitPubAck,
+                    QoS::ExactlyOnce => Stage::AwaitPubRec,
+                };
+                let msg = Arc::new(Message::from_publish(&m.publish, None, now, max_expiry));
+                let delivery = Delivery {
+                    msg,
+                    qos: m.publish.qos,
+                    retain: m.publish.retain,
+                    sub_ids: m.publish.properties.subscription_identifiers.clone(),
+                };
+                if !seen.insert((m.client_id.clone(), pid)) {
+                    continue;
+                }
+                let mut st = handle.state.lock();
+                st.session.inflight.push_back(Inflight {
+                    packet_id: pid,
+                    delivery,
+                    stage,
+                    resends: 0,
+                });
+                done.inflight += 1;
+            }
+        }
+        if hooks.provides(Event::StoredRetainedMessages) {
+            for p in hooks.stored_retained_messages()? {
+                if p.payload.is_empty() || moco_topic::validate_topic_name(&p.topic).is_err() {
+                    continue;
+                }
+                self.restore_retained(now, &p);
+                done.retained += 1;
+            }
+        }
+        if hooks.provides(Event::StoredSysInfo) {
+            if let Some(s) = hooks.stored_sys_info()? {
+                if self
+                    .options()
+                    .capabilities
+                    .compatibilities
+                    .restore_sys_info_on_restart
+                {
+                    self.info.restore(&s);
+                    done.sys_info = true;
+                }
+            }
+        }
+        Ok(done)
+    }
+}
