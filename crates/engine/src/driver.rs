@@ -81,6 +81,28 @@ where
         Ok(Ok(_)) => return Err(Error::Protocol(ReasonCode::ProtocolError)),
     };
     broker.info.packets_received.fetch_add(1, Ordering::Relaxed);
+    let mut connect = connect;
+    if broker.hooks().provides(Event::OnPacketRead) {
+        // OnPacketRead sees (and may rewrite or refuse) the CONNECT too, as mochi.
+        let info = ClientInfo {
+            id: connect.client_id.clone(),
+            username: connect.username.clone(),
+            remote: remote.clone(),
+            listener: listener.clone(),
+            protocol: connect.protocol,
+        };
+        let mut p = Packet::Connect(connect);
+        let read = broker.hooks().on_packet_read(&info, &mut p);
+        let Packet::Connect(c) = p else {
+            return Err(Error::Protocol(ReasonCode::ProtocolError));
+        };
+        connect = c;
+        if let Err(code) = read {
+            write_connack_refusal(&mut wr, connect.protocol, code).await?;
+            wr.shutdown().await.ok();
+            return Err(Error::Refused(code));
+        }
+    }
     let version = connect.protocol;
     let mut enhanced = None;
     if let Some(method) = connect.properties.authentication_method.clone() {
