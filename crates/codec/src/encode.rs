@@ -208,18 +208,27 @@ fn is_bad<const WILD: bool>(b: u8) -> u8 {
     u8::from(b == 0) | u8::from(WILD & ((b | 0x08) == b'+'))
 }
 
-/// `t.len() >= 16`.
+/// `t.len() >= 16`: whole 16-byte blocks, then the last 16 bytes (overlapping bytes already
+/// checked). Both are branch-free `bool` OR-reductions, which the compiler turns into SIMD
+/// compares and one mask test (valid strings are scanned to the end anyway, so an early
+/// exit buys nothing).
 #[inline(always)]
 fn scan_long<const WILD: bool>(t: &[u8]) -> bool {
     let n = t.len();
-    // Whole 16-byte blocks: a branch-free OR-reduction, which the compiler vectorizes
-    // (valid strings are scanned to the end anyway, so an early exit buys nothing).
-    let mut acc = 0u8;
+    let mut acc = false;
     for &b in &t[..n & !15] {
-        acc |= is_bad::<WILD>(b);
+        acc |= is_bad_bool::<WILD>(b);
     }
-    // The tail: the last 16 bytes as two words, overlapping bytes already checked.
-    acc != 0 || bad_bytes::<WILD>(word(t, n - 16)) | bad_bytes::<WILD>(word(t, n - 8)) != 0
+    let tail: &[u8; 16] = t[n - 16..].try_into().expect("16-byte tail");
+    for &b in tail {
+        acc |= is_bad_bool::<WILD>(b);
+    }
+    acc
+}
+
+#[inline(always)]
+fn is_bad_bool<const WILD: bool>(b: u8) -> bool {
+    (b == 0) | (WILD & ((b | 0x08) == b'+'))
 }
 
 /// `t.len() < 16`: two overlapping words.
