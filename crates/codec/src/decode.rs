@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use nom::error::{ErrorKind, ParseError};
 
-use crate::packet::Packet;
+use crate::packet::{Packet, Publish};
 use crate::{DecodeError, PacketType, ProtocolVersion};
 
 /// Largest remaining length a 4-byte variable byte integer can carry (268,435,455).
@@ -254,11 +254,11 @@ pub fn decode_packet(frame: Bytes, version: ProtocolVersion) -> Result<Packet, D
 
 #[inline]
 fn check_version(t: PacketType, v: Option<ProtocolVersion>) -> Result<(), DecodeError> {
-    match (t, v) {
-        (PacketType::Connect, _) => Ok(()),
-        (_, None) => Err(DecodeError::UnexpectedPacket(t, None)),
-        (PacketType::Auth, Some(v)) if !v.is_v5() => Err(DecodeError::UnexpectedPacket(t, Some(v))),
-        _ => Ok(()),
+    match v {
+        // Common case first: a version is known and the packet is not AUTH.
+        Some(v) if t != PacketType::Auth || v.is_v5() => Ok(()),
+        _ if t == PacketType::Connect => Ok(()),
+        _ => Err(DecodeError::UnexpectedPacket(t, v)),
     }
 }
 
@@ -343,6 +343,10 @@ impl Decoder {
             return Ok(None);
         }
         let frame = buf.split_to(total).freeze();
+        if let (PacketType::Publish, Some(v)) = (header.packet_type, self.version) {
+            // Hot path, inlined here: no dispatch over the other packet types.
+            return Publish::decode(frame, header.flags, header.header_len, v);
+        }
         match self.version {
             // Hot path: hand the result straight back (no extra move of the packet).
             Some(v) => Packet::decode_frame(&header, frame, v),

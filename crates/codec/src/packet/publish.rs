@@ -64,7 +64,10 @@ impl Publish {
             });
         }
         let empty_topic = topic.is_empty();
-        let topic = ByteString::try_from(frame.slice_ref(topic))
+        // The topic starts right after its 2-byte length: slice by offset (cheaper than
+        // `slice_ref`, which re-derives and re-checks the offsets from pointers).
+        let start = header_len + 2;
+        let topic = ByteString::try_from(frame.slice(start..start + topic.len()))
             .map_err(|_| DecodeError::Malformed("invalid UTF-8"))?;
         let (i, packet_id) = if qos == QoS::AtMostOnce {
             (i, None)
