@@ -68,13 +68,22 @@ impl BrokerKind {
 /// THE one place that says how the harness starts moco: `moco --tcp 127.0.0.1:PORT`, like
 /// mochi's `--tcp` flag. Everything else moco needs for a fair run (anonymous clients allowed,
 /// nothing persisted) must be its default with no configuration file.
-fn moco_command(bin: &Path, addr: SocketAddr) -> Command {
+fn moco_command(bin: &Path, addr: SocketAddr, dir: &Path) -> Result<Command> {
+    let conf = dir.join("moco.yaml");
+    fs::write(&conf, MOCO_CONFIG)?;
     let mut cmd = Command::new(bin);
+    cmd.arg("--config").arg(conf);
     cmd.arg("--tcp").arg(addr.to_string());
     // Warnings and errors only, as the peers are configured to log.
     cmd.env("RUST_LOG", "warn");
-    cmd
+    Ok(cmd)
 }
+
+/// moco's configuration: anonymous clients as the peers have, and the per-client queue raised
+/// to Mosquitto's `max_queued_messages` below, so no broker drops where another would queue.
+const MOCO_CONFIG: &str = "# written by cargo xtask bench\n\
+hooks: {auth: {allow_all: true}}\n\
+options: {capabilities: {maximum_client_writes_pending: 1000000}}\n";
 
 /// Mosquitto's configuration: what it needs to match the others, and no more.
 fn mosquitto_config(addr: SocketAddr) -> String {
@@ -500,7 +509,7 @@ impl Broker {
         let dir = work.join(format!("{}-{}", self.kind.name(), addr.port()));
         fs::create_dir_all(&dir)?;
         let mut cmd = match self.kind {
-            BrokerKind::Moco => moco_command(bin, addr),
+            BrokerKind::Moco => moco_command(bin, addr, &dir)?,
             BrokerKind::Mosquitto => {
                 let conf = dir.join("mosquitto.conf");
                 fs::write(&conf, mosquitto_config(addr))?;
