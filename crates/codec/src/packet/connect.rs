@@ -172,6 +172,7 @@ impl Body for Connect {
         0x10
     }
 
+    #[inline]
     fn lens(&self, v: ProtocolVersion) -> Result<Lens, EncodeError> {
         if v != self.protocol {
             return Err(EncodeError::VersionMismatch(self.protocol, v));
@@ -205,6 +206,7 @@ impl Body for Connect {
         Ok(lens)
     }
 
+    #[inline]
     fn write(&self, v: ProtocolVersion, lens: &Lens, buf: &mut BytesMut) {
         let mut flags = 0u8;
         if self.clean_start {

@@ -139,6 +139,7 @@ impl Body for Subscribe {
         0x82
     }
 
+    #[inline]
     fn lens(&self, v: ProtocolVersion) -> Result<Lens, EncodeError> {
         if self.packet_id == 0 {
             return Err(EncodeError::ZeroPacketId);
@@ -160,6 +161,7 @@ impl Body for Subscribe {
         Ok(lens)
     }
 
+    #[inline]
     fn write(&self, v: ProtocolVersion, lens: &Lens, buf: &mut BytesMut) {
         buf.put_u16(self.packet_id);
         if v.is_v5() {
