@@ -1,11 +1,10 @@
 //! AUTH (spec §3.15).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
-use crate::decode::{self, complete, fail};
 use crate::encode::{Body, Lens};
-use crate::packet::puback::reason;
-use crate::properties::{decode_section, AuthProperties, PropertySet};
+use crate::packet::disconnect::{decode_reason_body, reason_body_lens, write_reason_body};
+use crate::properties::AuthProperties;
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion, ReasonCode};
 
 /// AUTH: v5 enhanced authentication exchange (not valid in v3.x).
@@ -38,24 +37,10 @@ impl Auth {
             }
             return Ok(Auth::new(ReasonCode::Success));
         }
-        complete(body, |i| {
-            // Remaining length 0 means Success and no properties (v5 §3.15.2.1).
-            if i.is_empty() {
-                return Ok((i, Auth::new(ReasonCode::Success)));
-            }
-            let (i, rc) = decode::u8(i)?;
-            let reason_code = reason(rc, PacketType::Auth).map_err(fail)?;
-            if i.is_empty() {
-                return Ok((i, Auth::new(reason_code)));
-            }
-            let (i, properties) = decode_section::<AuthProperties>(frame, i)?;
-            Ok((
-                i,
-                Auth {
-                    reason_code,
-                    properties,
-                },
-            ))
+        let (reason_code, properties) = decode_reason_body(frame, body, PacketType::Auth)?;
+        Ok(Auth {
+            reason_code,
+            properties,
         })
     }
 }
@@ -76,28 +61,15 @@ impl Body for Auth {
         if !v.is_v5() {
             return Err(EncodeError::UnsupportedInVersion(PacketType::Auth, v));
         }
-        if self.properties.is_empty() {
-            let remaining = usize::from(self.reason_code != ReasonCode::Success);
-            return Ok(Lens {
-                remaining,
-                ..Lens::default()
-            });
-        }
-        let (inner, section) = self.properties.section_len()?;
-        Ok(Lens {
-            remaining: 1 + section,
-            props: inner,
-            will_props: 0,
-        })
+        reason_body_lens(
+            self.reason_code,
+            &self.properties,
+            self.properties.is_empty(),
+        )
     }
 
     fn write(&self, _v: ProtocolVersion, lens: &Lens, buf: &mut BytesMut) {
-        if lens.remaining >= 1 {
-            buf.put_u8(self.reason_code as u8);
-        }
-        if lens.remaining > 1 {
-            self.properties.write_section(lens.props, buf);
-        }
+        write_reason_body(self.reason_code, &self.properties, lens, buf);
     }
 }
 

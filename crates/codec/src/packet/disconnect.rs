@@ -39,25 +39,68 @@ impl Disconnect {
             }
             return Ok(Disconnect::new(ReasonCode::NormalDisconnection));
         }
-        complete(body, |i| {
-            // Remaining length 0 means Success and no properties (v5 §3.14.2.1).
-            if i.is_empty() {
-                return Ok((i, Disconnect::new(ReasonCode::NormalDisconnection)));
-            }
-            let (i, rc) = decode::u8(i)?;
-            let reason_code = reason(rc, PacketType::Disconnect).map_err(fail)?;
-            if i.is_empty() {
-                return Ok((i, Disconnect::new(reason_code)));
-            }
-            let (i, properties) = decode_section::<DisconnectProperties>(frame, i)?;
-            Ok((
-                i,
-                Disconnect {
-                    reason_code,
-                    properties,
-                },
-            ))
+        let (reason_code, properties) = decode_reason_body(frame, body, PacketType::Disconnect)?;
+        Ok(Disconnect {
+            reason_code,
+            properties,
         })
+    }
+}
+
+/// Decodes the v5 body that DISCONNECT and AUTH share (§3.14.2.1, §3.15.2.1): remaining length 0
+/// means Success and no properties; a reason code alone means no properties.
+pub(crate) fn decode_reason_body<P: PropertySet>(
+    frame: &Bytes,
+    body: &[u8],
+    t: PacketType,
+) -> Result<(ReasonCode, P), DecodeError> {
+    complete(body, |i| {
+        if i.is_empty() {
+            return Ok((i, (ReasonCode::Success, P::default())));
+        }
+        let (i, rc) = decode::u8(i)?;
+        let reason_code = reason(rc, t).map_err(fail)?;
+        if i.is_empty() {
+            return Ok((i, (reason_code, P::default())));
+        }
+        let (i, properties) = decode_section::<P>(frame, i)?;
+        Ok((i, (reason_code, properties)))
+    })
+}
+
+/// Lengths of that shared v5 body: empty for Success without properties, the reason code alone
+/// without properties, else reason code and property section.
+pub(crate) fn reason_body_lens<P: PropertySet>(
+    reason_code: ReasonCode,
+    properties: &P,
+    properties_empty: bool,
+) -> Result<Lens, EncodeError> {
+    if properties_empty {
+        return Ok(Lens {
+            remaining: usize::from(reason_code != ReasonCode::Success),
+            ..Lens::default()
+        });
+    }
+    let (inner, section) = properties.section_len()?;
+    Ok(Lens {
+        remaining: 1 + section,
+        props: inner,
+        will_props: 0,
+    })
+}
+
+/// Writes that shared v5 body as [`reason_body_lens`] sized it.
+pub(crate) fn write_reason_body<P: PropertySet>(
+    reason_code: ReasonCode,
+    properties: &P,
+    lens: &Lens,
+    buf: &mut BytesMut,
+) {
+    if lens.remaining >= 1 {
+        buf.put_u8(reason_code as u8);
+    }
+    if lens.remaining > 1 {
+        properties.write_section(lens.props, buf);
     }
 }
 
@@ -77,28 +120,15 @@ impl Body for Disconnect {
         if !v.is_v5() {
             return Ok(Lens::default());
         }
-        if self.properties.is_empty() {
-            let remaining = usize::from(self.reason_code != ReasonCode::Success);
-            return Ok(Lens {
-                remaining,
-                ..Lens::default()
-            });
-        }
-        let (inner, section) = self.properties.section_len()?;
-        Ok(Lens {
-            remaining: 1 + section,
-            props: inner,
-            will_props: 0,
-        })
+        reason_body_lens(
+            self.reason_code,
+            &self.properties,
+            self.properties.is_empty(),
+        )
     }
 
     fn write(&self, _v: ProtocolVersion, lens: &Lens, buf: &mut BytesMut) {
-        if lens.remaining >= 1 {
-            buf.put_u8(self.reason_code as u8);
-        }
-        if lens.remaining > 1 {
-            self.properties.write_section(lens.props, buf);
-        }
+        write_reason_body(self.reason_code, &self.properties, lens, buf);
     }
 }
 
