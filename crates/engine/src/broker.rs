@@ -47,17 +47,28 @@ pub struct ClientHandle {
 }
 
 impl ClientHandle {
-    /// Queues a delivery and wakes the writer; returns the notes to report (outside locks)
-    /// and whether the publisher of this QoS 1/2 delivery should wait (see [`crate::flow`]).
+    /// Queues a delivery and wakes the writer if it had nothing to send; returns the notes to
+    /// report (outside locks) and whether the publisher of this QoS 1/2 delivery should wait
+    /// (see [`crate::flow`]).
     fn deliver(&self, now: Instant, d: Delivery) -> (Vec<Note>, bool) {
         let qos = d.qos;
-        let (notes, congested) = {
+        let (notes, congested, wake) = {
             let mut st = self.state.lock();
+            // A wake-up costs far more than queueing. When there was already something to
+            // send, the change that made it so notified the writer (or the writer saw it when
+            // it last looked, and has not slept since): no second notification is needed.
+            // (A first message that must wait for quota still wakes it: polling it is what
+            // reports an exhausted packet-id space.)
+            let idle = !st.wants_transmit();
+            let was_empty = st.queued() == 0;
             st.deliver(now, d);
+            let wake = idle && (was_empty || st.wants_transmit());
             let congested = qos != QoS::AtMostOnce && self.flow.congested(&st);
-            (st.take_notes(), congested)
+            (st.take_notes(), congested, wake)
         };
-        self.notify.notify_one();
+        if wake {
+            self.notify.notify_one();
+        }
         (notes, congested)
     }
 
@@ -100,6 +111,10 @@ pub(crate) fn report_notes(hooks: &Hooks, info: &SysInfo, id: &str, notes: Vec<N
 
 pub use crate::sys::SysInfo;
 
+thread_local! {
+    static TARGETS: std::cell::Cell<Vec<Target>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 struct PendingWill {
     due: Instant,
     client_id: ByteString,
@@ -128,7 +143,7 @@ pub enum ConnectOutcome {
 pub struct Broker {
     options: Options,
     hooks: Hooks,
-    clients: RwLock<HashMap<ByteString, Arc<ClientHandle>>>,
+    clients: RwLock<HashMap<ByteString, Arc<ClientHandle>, moco_topic::SeededState>>,
     router: Arc<dyn Router>,
     retained: RwLock<RetainedIndex<Arc<Message>>>,
     wills: Mutex<Vec<PendingWill>>,
@@ -183,7 +198,7 @@ impl Broker {
         Broker {
             options: options.normalized(),
             hooks,
-            clients: RwLock::new(HashMap::new()),
+            clients: RwLock::new(HashMap::default()),
             router,
             retained: RwLock::new(RetainedIndex::new()),
             wills: Mutex::new(Vec::new()),
@@ -643,14 +658,23 @@ impl Broker {
 
     /// Routes a message to every matching subscriber; returns how many got it.
     pub fn route(&self, now: Instant, msg: &Arc<Message>) -> usize {
-        let mut targets: Vec<Target> = Vec::new();
-        self.router.route(msg, &mut targets);
+        // The targets buffer is reused across messages; a nested route (a hook publishing from
+        // inside one) finds it taken and uses a fresh one.
+        let mut targets = TARGETS.take();
+        let n = self.route_targets(now, msg, &mut targets);
+        targets.clear();
+        TARGETS.set(targets);
+        n
+    }
+
+    fn route_targets(&self, now: Instant, msg: &Arc<Message>, targets: &mut Vec<Target>) -> usize {
+        self.router.route(msg, targets);
         self.deliver_inline(now, msg);
         if self
             .hooks
             .provides(crate::hooks::Event::OnSelectSubscribers)
         {
-            self.hooks.on_select_subscribers(&msg.topic, &mut targets);
+            self.hooks.on_select_subscribers(&msg.topic, targets);
         }
         if targets.is_empty() {
             return 0;
@@ -658,7 +682,7 @@ impl Broker {
         let clients = self.clients.read();
         let mut n = 0;
         let mut to_report = Vec::new();
-        for t in targets {
+        for t in targets.drain(..) {
             let Some(h) = clients.get(&t.client_id) else {
                 continue;
             };

@@ -25,8 +25,11 @@ fn process_seed() -> u64 {
 }
 
 /// Builds [`SeededHasher`]s with a random per-process seed. Zero-sized.
+///
+/// Fast on short keys such as client ids, and keyed by a secret seed so that peers cannot
+/// choose colliding keys; the engine uses it for its client registry too.
 #[derive(Clone, Copy, Default, Debug)]
-pub(crate) struct SeededState;
+pub struct SeededState;
 
 impl BuildHasher for SeededState {
     type Hasher = SeededHasher;
@@ -39,7 +42,8 @@ impl BuildHasher for SeededState {
 }
 
 /// A folded-multiply hasher over 8-byte words, keyed by a secret seed.
-pub(crate) struct SeededHasher {
+#[derive(Debug)]
+pub struct SeededHasher {
     acc: u64,
 }
 

@@ -74,6 +74,7 @@ mod trie;
 mod validate;
 
 pub use error::{TopicError, TopicKind};
+pub use hash::{SeededHasher, SeededState};
 pub use options::{RetainHandling, SubscriptionOptions};
 pub use retained::RetainedIndex;
 pub use trie::{Delivery, Matches, ShareStrategy, SharedDelivery, SubscriptionTrie};

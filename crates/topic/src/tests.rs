@@ -63,6 +63,30 @@ fn overlapping_aggregate_to_one_delivery() {
 }
 
 #[test]
+fn one_filter_many_subscribers_each_get_their_own_options() {
+    // Every hit comes from one node (the single-node path of the aggregation).
+    let mut t = SubscriptionTrie::new();
+    for c in 0..40u64 {
+        let id = (c % 3 == 0).then_some(c as u32 + 100);
+        let mut o = opts((c % 3) as u8, id);
+        o.retain_as_published = c % 2 == 0;
+        t.insert("a/b", c, o).unwrap();
+    }
+    let mut m = Matches::new();
+    t.matches("a/b", None, &mut m);
+    assert_eq!(clients(&m), (0..40).collect::<Vec<_>>());
+    for (d, ids) in m.iter() {
+        assert_eq!(d.qos, (d.client % 3) as u8);
+        assert_eq!(d.retain_as_published, d.client % 2 == 0);
+        let want: Vec<u32> = (d.client % 3 == 0)
+            .then_some(d.client as u32 + 100)
+            .into_iter()
+            .collect();
+        assert_eq!(ids.iter().map(|i| i.get()).collect::<Vec<_>>(), want);
+    }
+}
+
+#[test]
 fn many_hits_aggregate_via_sort() {
     let mut t = SubscriptionTrie::new();
     let filters = [

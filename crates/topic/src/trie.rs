@@ -493,7 +493,22 @@ impl<C: Clone + Eq + Hash> SubscriptionTrie<C> {
             return;
         }
         let deliveries = &mut out.deliveries;
-        if hits.len() <= SMALL_HITS {
+        let node = hits[0].node;
+        if hits.iter().all(|h| h.node == node) {
+            // One node holds each client at most once (the common case: one filter matched),
+            // so every hit is its own delivery and nothing needs comparing.
+            for h in hits.iter_mut() {
+                let e = self.entry(h);
+                h.slot = deliveries.len() as u32;
+                deliveries.push(Delivery {
+                    client: e.client.clone(),
+                    qos: e.options.qos,
+                    retain_as_published: e.options.retain_as_published,
+                    ids_start: 0,
+                    ids_len: u32::from(e.options.identifier.is_some()),
+                });
+            }
+        } else if hits.len() <= SMALL_HITS {
             for h in hits.iter_mut() {
                 let e = self.entry(h);
                 h.slot = self.slot_for(e, deliveries, 0);
