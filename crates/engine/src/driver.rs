@@ -241,11 +241,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
         // Handle every complete packet already buffered.
         let mut failed = None;
         let mut packets = 0u64;
+        // One clock read per read batch: the packets of a batch arrived together.
+        let now = Instant::now();
         loop {
             match decoder.decode(buf) {
                 Ok(Some(p)) => {
                     packets += 1;
-                    if !process(broker, handle, p) {
+                    if !process_at(broker, handle, p, now) {
                         break;
                     }
                 }
@@ -338,12 +340,17 @@ pub fn inject_packet(broker: &Arc<Broker>, client_id: &str, packet: Packet) -> R
 
 /// Feeds one packet to the client's state and acts on the outcome; false once the
 /// connection is closing.
-pub(crate) fn process(
+pub(crate) fn process(broker: &Arc<Broker>, handle: &Arc<ClientHandle>, packet: Packet) -> bool {
+    process_at(broker, handle, packet, Instant::now())
+}
+
+/// [`process`] for a packet received at `now`.
+fn process_at(
     broker: &Arc<Broker>,
     handle: &Arc<ClientHandle>,
     mut packet: Packet,
+    now: Instant,
 ) -> bool {
-    let now = Instant::now();
     let ptype = packet.packet_type();
     trace!(client = %handle.info.id, packet = %ptype, "received");
     let hooks = broker.hooks();
@@ -353,35 +360,55 @@ pub(crate) fn process(
             return false;
         }
     }
-    let event = handle.state.lock().handle_packet(now, packet);
-    match event {
-        None => {}
-        Some(AppEvent::Publish(p)) => {
-            let (qos, pid) = (p.qos, p.packet_id.unwrap_or(0));
-            let code = broker.publish(now, &handle.info, p);
-            handle.state.lock().publish_done(qos, pid, code);
-        }
-        Some(AppEvent::Subscribe(s)) => broker.subscribe(now, handle, s),
-        Some(AppEvent::Unsubscribe(u)) => broker.unsubscribe(handle, u),
-        Some(AppEvent::Auth(a)) => {
-            let reply = broker.hooks().on_auth_packet(&handle.info, &a);
-            let mut st = handle.state.lock();
-            match reply {
-                Ok(mut r) => {
-                    if r.properties.authentication_method.is_none() {
-                        r.properties.authentication_method =
-                            a.properties.authentication_method.clone();
+    // The writer needs a wake-up only when this packet gives it something to do that it had
+    // not (`idle` is read under the same lock as the change): each change that makes work
+    // for it notifies, so work that was already there has had its notification.
+    let mut st = handle.state.lock();
+    let mut idle = !st.wants_transmit();
+    let event = st.handle_packet(now, packet);
+    if let Some(event) = event {
+        drop(st);
+        match event {
+            AppEvent::Publish(p) => {
+                let (qos, pid) = (p.qos, p.packet_id.unwrap_or(0));
+                let code = broker.publish(now, &handle.info, p);
+                st = handle.state.lock();
+                idle = !st.wants_transmit();
+                st.publish_done(qos, pid, code);
+            }
+            AppEvent::Subscribe(s) => {
+                broker.subscribe(now, handle, s);
+                st = handle.state.lock();
+                idle = true;
+            }
+            AppEvent::Unsubscribe(u) => {
+                broker.unsubscribe(handle, u);
+                st = handle.state.lock();
+                idle = true;
+            }
+            AppEvent::Auth(a) => {
+                let reply = broker.hooks().on_auth_packet(&handle.info, &a);
+                st = handle.state.lock();
+                idle = true;
+                match reply {
+                    Ok(mut r) => {
+                        if r.properties.authentication_method.is_none() {
+                            r.properties.authentication_method =
+                                a.properties.authentication_method.clone();
+                        }
+                        st.send(Packet::Auth(r));
                     }
-                    st.send(Packet::Auth(r));
+                    Err(code) => st.close(code),
                 }
-                Err(code) => st.close(code),
+            }
+            AppEvent::Disconnect { .. } => {
+                st = handle.state.lock();
+                idle = true;
             }
         }
-        Some(AppEvent::Disconnect { .. }) => {}
     }
-    let mut st = handle.state.lock();
     let open = st.is_connected();
-    let wake = st.wants_transmit();
+    let wake = idle && st.wants_transmit();
     let notes = st.take_notes();
     drop(st);
     if wake {
@@ -408,18 +435,32 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     // OnPacketEncode: every packet goes through the hooks before it is encoded (and PUBLISH
     // is then encoded per subscriber, not once per variant).
     let encode_hook = broker.hooks().provides(Event::OnPacketEncode);
+    // With no hook that must see each packet, the state encodes straight into `out` under
+    // its lock: no per-packet Transmit, no copy of inflight deliveries, one lock per batch.
+    let direct = !encode_hook && !broker.hooks().provides(Event::OnQosPublish);
     loop {
         let now = Instant::now();
+        let mut sent = 0u64;
+        let mut packets = 0u64;
+        let mut notes = Vec::new();
+        let mut more = false;
         let (max_packet, finished) = {
             let mut st = handle.state.lock();
-            let mut budget = WRITE_BATCH;
-            while budget > 0 {
-                match st.poll_transmit(now) {
-                    Some(t) => {
-                        budget = budget.saturating_sub(transmit_size_hint(&t));
-                        batch.push(t);
+            if direct {
+                let w = st.write_transmits(now, &mut out, WRITE_BATCH);
+                (sent, packets) = (w.publishes, w.packets);
+                notes = st.take_notes();
+                more = st.wants_transmit();
+            } else {
+                let mut budget = WRITE_BATCH;
+                while budget > 0 {
+                    match st.poll_transmit(now) {
+                        Some(t) => {
+                            budget = budget.saturating_sub(transmit_size_hint(&t));
+                            batch.push(t);
+                        }
+                        None => break,
                     }
-                    None => break,
                 }
             }
             handle.flow.after_batch(&st);
@@ -427,8 +468,6 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             (st.limits.client_maximum_packet_size, finished)
         };
         let mut abandoned = Vec::new();
-        let mut sent = 0u64;
-        let mut packets = 0u64;
         for t in batch.drain(..) {
             match t {
                 Transmit::Packet(mut p) => {
@@ -489,13 +528,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 }
             }
         }
-        let notes = {
+        if !direct {
             let mut st = handle.state.lock();
             for pid in abandoned {
                 st.abandon(pid);
             }
-            st.take_notes()
-        };
+            notes = st.take_notes();
+        }
         if !notes.is_empty() {
             report_notes(broker.hooks(), &broker.info, &handle.info.id, notes);
         }
@@ -520,7 +559,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
             return Ok(());
         }
-        let more = handle.state.lock().wants_transmit();
+        // In direct mode `more` was read with the batch: whatever became ready since came
+        // with a notification, which `notified()` below returns at once for.
+        if !direct {
+            more = handle.state.lock().wants_transmit();
+        }
         if !more {
             // Idle: give the write buffer back, so an idle connection holds none.
             out = BytesMut::new();

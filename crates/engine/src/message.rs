@@ -1,6 +1,6 @@
 //! Routed messages, wills, and encode-once-per-variant PUBLISH bytes.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -25,6 +25,9 @@ pub struct Message {
     pub expires_at: Option<Instant>,
     /// The publishing client's id, for no-local; `None` for the broker's own messages.
     pub publisher: Option<ByteString>,
+    /// The encoding of the first plain variant (no subscription ids, no expiry sent): what
+    /// nearly every subscriber of a fan-out gets, read without a lock.
+    plain: OnceLock<(u8, Bytes)>,
     cache: Mutex<Vec<(VariantKey, Bytes)>>,
 }
 
@@ -67,6 +70,7 @@ impl Message {
             properties,
             expires_at: expiry.map(|e| now + Duration::from_secs(u64::from(e))),
             publisher,
+            plain: OnceLock::new(),
             cache: Mutex::new(Vec::new()),
         }
     }
@@ -81,6 +85,7 @@ impl Message {
             properties: self.properties.clone(),
             expires_at: self.expires_at,
             publisher: self.publisher.clone(),
+            plain: OnceLock::new(),
             cache: Mutex::new(Vec::new()),
         }
     }
@@ -145,50 +150,85 @@ impl Message {
             // Aliased topics differ per connection: encode this one directly.
             return Packet::Publish(self.to_publish(d, now)).encode(version, out);
         }
-        let key = VariantKey {
-            version,
-            qos: d.qos,
-            retain: d.retain,
-            sub_ids: if version.is_v5() {
-                d.sub_ids.to_vec()
-            } else {
-                Vec::new()
-            },
-            expiry: if version.is_v5() {
-                self.wire_expiry(now)
-            } else {
-                None
-            },
+        let sub_ids: &[u32] = if version.is_v5() { d.sub_ids } else { &[] };
+        let expiry = if version.is_v5() {
+            self.wire_expiry(now)
+        } else {
+            None
         };
+        if sub_ids.is_empty() && expiry.is_none() {
+            let code = plain_code(version, d.qos, d.retain);
+            let (c, bytes) = match self.plain.get() {
+                Some(v) => v,
+                None => {
+                    let b = self.encode_variant(version, d, now)?;
+                    self.plain.get_or_init(|| (code, b))
+                }
+            };
+            if *c == code {
+                return Ok(self.patch_into(bytes, d, out));
+            }
+        }
         let bytes = {
             let mut cache = self.cache.lock();
-            if let Some((_, b)) = cache.iter().find(|(k, _)| *k == key) {
+            let found = cache.iter().find(|(k, _)| {
+                k.version == version
+                    && k.qos == d.qos
+                    && k.retain == d.retain
+                    && k.expiry == expiry
+                    // (Empty first: glibc's memcmp of zero bytes at a dangling address
+                    // costs a slow masked load.)
+                    && ((k.sub_ids.is_empty() && sub_ids.is_empty()) || k.sub_ids == sub_ids)
+            });
+            if let Some((_, b)) = found {
                 b.clone()
             } else {
-                let p = DeliveryParams {
-                    qos: d.qos,
-                    retain: d.retain,
-                    dup: false,
-                    packet_id: if d.qos == QoS::AtMostOnce {
-                        None
-                    } else {
-                        Some(1)
-                    },
-                    sub_ids: d.sub_ids,
-                    alias: None,
-                };
-                let mut buf = BytesMut::new();
-                Packet::Publish(self.to_publish(&p, now)).encode(version, &mut buf)?;
-                let b = buf.freeze();
+                let b = self.encode_variant(version, d, now)?;
                 // Keep a handful of variants; beyond that, encode without caching.
                 if cache.len() < 8 {
+                    let key = VariantKey {
+                        version,
+                        qos: d.qos,
+                        retain: d.retain,
+                        sub_ids: sub_ids.to_vec(),
+                        expiry,
+                    };
                     cache.push((key, b.clone()));
                 }
                 b
             }
         };
+        Ok(self.patch_into(&bytes, d, out))
+    }
+
+    /// The PUBLISH of one variant, with packet id 1 for QoS 1/2 (patched per delivery).
+    fn encode_variant(
+        &self,
+        version: ProtocolVersion,
+        d: &DeliveryParams<'_>,
+        now: Instant,
+    ) -> Result<Bytes, moco_codec::EncodeError> {
+        let p = DeliveryParams {
+            qos: d.qos,
+            retain: d.retain,
+            dup: false,
+            packet_id: if d.qos == QoS::AtMostOnce {
+                None
+            } else {
+                Some(1)
+            },
+            sub_ids: d.sub_ids,
+            alias: None,
+        };
+        let mut buf = BytesMut::new();
+        Packet::Publish(self.to_publish(&p, now)).encode(version, &mut buf)?;
+        Ok(buf.freeze())
+    }
+
+    /// Appends a variant's bytes to `out` with this delivery's DUP flag and packet id.
+    fn patch_into(&self, bytes: &[u8], d: &DeliveryParams<'_>, out: &mut BytesMut) -> usize {
         let start = out.len();
-        out.extend_from_slice(&bytes);
+        out.extend_from_slice(bytes);
         if d.dup {
             out[start] |= 0x08;
         }
@@ -200,8 +240,13 @@ impl Message {
             let pid_at = i + 1 + 2 + self.topic.len();
             out[pid_at..pid_at + 2].copy_from_slice(&pid.to_be_bytes());
         }
-        Ok(bytes.len())
+        bytes.len()
     }
+}
+
+/// The key of a plain variant (no subscription ids, no expiry): version, QoS and RETAIN.
+fn plain_code(version: ProtocolVersion, qos: QoS, retain: bool) -> u8 {
+    (version.level() << 3) | ((qos as u8) << 1) | u8::from(retain)
 }
 
 /// The per-subscriber parameters of one PUBLISH sent to a client.
