@@ -242,6 +242,8 @@ pub struct ClientState {
     last_received: Instant,
     in_aliases: HashMap<u16, ByteString>,
     out_aliases: HashMap<ByteString, u16>,
+    /// The packet ids of `session.inflight`, so that finding a free one does not scan it.
+    inflight_ids: HashSet<u16, moco_topic::SeededState>,
     control: VecDeque<Packet>,
     resend: VecDeque<u16>,
     notes: Vec<Note>,
@@ -255,6 +257,7 @@ impl ClientState {
     /// Unacknowledged outbound messages of a resumed session are resent first, with DUP.
     pub fn new(client_id: ByteString, limits: ConnLimits, session: Session, now: Instant) -> Self {
         let resend = session.inflight.iter().map(|i| i.packet_id).collect();
+        let inflight_ids = session.inflight.iter().map(|i| i.packet_id).collect();
         ClientState {
             client_id,
             limits,
@@ -262,6 +265,7 @@ impl ClientState {
             last_received: now,
             in_aliases: HashMap::new(),
             out_aliases: HashMap::new(),
+            inflight_ids,
             control: VecDeque::new(),
             resend,
             notes: Vec::new(),
@@ -465,7 +469,7 @@ impl ClientState {
         match pos {
             Some(i) if self.session.inflight[i].stage == Stage::AwaitPubRec => {
                 if r.reason_code.is_error() {
-                    self.session.inflight.remove(i);
+                    self.remove_inflight(i);
                     self.notes.push(Note::QosComplete(r.packet_id));
                 } else {
                     self.session.inflight[i].stage = Stage::AwaitPubComp;
@@ -499,7 +503,7 @@ impl ClientState {
             .iter()
             .position(|i| i.packet_id == packet_id && i.stage == stage)
         {
-            self.session.inflight.remove(i);
+            self.remove_inflight(i);
             self.notes.push(Note::QosComplete(packet_id));
         }
     }
@@ -748,6 +752,7 @@ impl ClientState {
                 Stage::AwaitPubRec
             };
             let alias = self.alias_for(&d.msg.topic);
+            self.inflight_ids.insert(pid);
             self.session.inflight.push_back(Inflight {
                 packet_id: pid,
                 delivery: d,
@@ -789,12 +794,22 @@ impl ClientState {
             .iter()
             .position(|i| i.packet_id == packet_id)
         {
-            if let Some(inf) = self.session.inflight.remove(i) {
+            if let Some(inf) = self.remove_inflight(i) {
                 self.notes.push(Note::QosDropped(packet_id));
                 self.notes
                     .push(Note::Dropped(inf.delivery.msg, DropReason::TooLarge));
             }
         }
+    }
+
+    fn remove_inflight(&mut self, i: usize) -> Option<Inflight> {
+        let inf = self.session.inflight.remove(i)?;
+        self.inflight_ids.remove(&inf.packet_id);
+        if self.inflight_ids.is_empty() && self.inflight_ids.capacity() > 64 {
+            // A burst is over: do not keep its table.
+            self.inflight_ids = HashSet::default();
+        }
+        Some(inf)
     }
 
     fn next_packet_id(&mut self) -> Option<u16> {
@@ -805,7 +820,7 @@ impl ClientState {
             let s = &mut self.session;
             s.next_packet_id = s.next_packet_id.wrapping_add(1).max(1);
             let pid = s.next_packet_id;
-            if !s.inflight.iter().any(|i| i.packet_id == pid) {
+            if !self.inflight_ids.contains(&pid) {
                 return Some(pid);
             }
         }
