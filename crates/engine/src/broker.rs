@@ -418,6 +418,7 @@ impl Broker {
             let mut session = session.unwrap_or_else(|| Session::new(expiry));
             session.expiry_interval = expiry;
             let mut st = ClientState::new(client_id.clone(), limits, session, now);
+            st.set_note_completions(self.hooks.provides(crate::hooks::Event::OnQosComplete));
 
             let mut props = ConnAckProperties::default();
             if v5 {

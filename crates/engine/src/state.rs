@@ -211,6 +211,39 @@ pub enum Transmit {
     },
 }
 
+/// Up to this many inflight messages, a free packet id is found by scanning them.
+const SCAN_INFLIGHT: usize = 16;
+
+/// Hashes outbound packet ids, which the broker assigns itself (in sequence): one multiply
+/// spreads them over the table, and no peer chooses them.
+#[derive(Debug, Clone, Copy, Default)]
+struct PidState;
+
+impl std::hash::BuildHasher for PidState {
+    type Hasher = PidHasher;
+    fn build_hasher(&self) -> PidHasher {
+        PidHasher(0)
+    }
+}
+
+#[derive(Debug)]
+struct PidHasher(u64);
+
+impl std::hash::Hasher for PidHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+        self.0 = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.0 = u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// What [`ClientState::write_transmits`] wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
@@ -220,10 +253,11 @@ pub struct Written {
     pub publishes: u64,
 }
 
-/// The next thing to send, before it becomes a [`Transmit`] or bytes.
-#[allow(clippy::large_enum_variant)] // returned and consumed at once, as Transmit
+/// The next thing to send, before it becomes a [`Transmit`] or bytes. Small: a control
+/// packet stays at the front of the control queue until it is taken.
 enum Next {
-    Packet(Packet),
+    /// The packet at the front of the control queue.
+    Control,
     /// A QoS 0 message taken from the queue, with its outbound alias.
     Publish(Delivery, Option<(u16, bool)>),
     /// The inflight message at this index, with DUP and its outbound alias.
@@ -242,11 +276,14 @@ pub struct ClientState {
     last_received: Instant,
     in_aliases: HashMap<u16, ByteString>,
     out_aliases: HashMap<ByteString, u16>,
-    /// The packet ids of `session.inflight`, so that finding a free one does not scan it.
-    inflight_ids: HashSet<u16, moco_topic::SeededState>,
+    /// The packet ids of `session.inflight` once it is long, so that finding a free id does
+    /// not scan it (a short one is scanned: cheaper than hashing).
+    inflight_ids: Option<HashSet<u16, PidState>>,
     control: VecDeque<Packet>,
     resend: VecDeque<u16>,
     notes: Vec<Note>,
+    /// Whether completed QoS flows are noted (someone listens to `OnQosComplete`).
+    note_completions: bool,
     close: Option<ReasonCode>,
     disconnect_queued: bool,
     connected: bool,
@@ -257,7 +294,8 @@ impl ClientState {
     /// Unacknowledged outbound messages of a resumed session are resent first, with DUP.
     pub fn new(client_id: ByteString, limits: ConnLimits, session: Session, now: Instant) -> Self {
         let resend = session.inflight.iter().map(|i| i.packet_id).collect();
-        let inflight_ids = session.inflight.iter().map(|i| i.packet_id).collect();
+        let inflight_ids = (session.inflight.len() > SCAN_INFLIGHT)
+            .then(|| session.inflight.iter().map(|i| i.packet_id).collect());
         ClientState {
             client_id,
             limits,
@@ -269,6 +307,7 @@ impl ClientState {
             control: VecDeque::new(),
             resend,
             notes: Vec::new(),
+            note_completions: true,
             close: None,
             disconnect_queued: false,
             connected: true,
@@ -309,6 +348,12 @@ impl ClientState {
     /// Queues a control packet (CONNACK, SUBACK, UNSUBACK, AUTH, ...).
     pub fn send(&mut self, packet: Packet) {
         self.control.push_back(packet);
+    }
+
+    /// Whether [`Note::QosComplete`] is noted (the default). Nobody may listen to completions,
+    /// and noting one per acknowledgement costs an allocation per batch of them.
+    pub fn set_note_completions(&mut self, on: bool) {
+        self.note_completions = on;
     }
 
     /// Takes the notes (drops, completed and abandoned flows) since the last call.
@@ -470,7 +515,9 @@ impl ClientState {
             Some(i) if self.session.inflight[i].stage == Stage::AwaitPubRec => {
                 if r.reason_code.is_error() {
                     self.remove_inflight(i);
-                    self.notes.push(Note::QosComplete(r.packet_id));
+                    if self.note_completions {
+                        self.notes.push(Note::QosComplete(r.packet_id));
+                    }
                 } else {
                     self.session.inflight[i].stage = Stage::AwaitPubComp;
                     self.control.push_back(Packet::PubRel(PubRel {
@@ -504,7 +551,9 @@ impl ClientState {
             .position(|i| i.packet_id == packet_id && i.stage == stage)
         {
             self.remove_inflight(i);
-            self.notes.push(Note::QosComplete(packet_id));
+            if self.note_completions {
+                self.notes.push(Note::QosComplete(packet_id));
+            }
         }
     }
 
@@ -587,7 +636,7 @@ impl ClientState {
     /// it).
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         Some(match self.next_transmit(now)? {
-            Next::Packet(p) => Transmit::Packet(p),
+            Next::Control => Transmit::Packet(self.control.pop_front()?),
             Next::Publish(delivery, alias) => Transmit::Publish {
                 delivery,
                 packet_id: None,
@@ -623,7 +672,10 @@ impl ClientState {
             };
             let at = out.len();
             let (written, abandon) = match &next {
-                Next::Packet(p) => (p.encode(version, out), None),
+                Next::Control => match self.control.pop_front() {
+                    Some(p) => (p.encode(version, out), None),
+                    None => break,
+                },
                 Next::Publish(d, alias) => {
                     let params = DeliveryParams {
                         qos: d.qos,
@@ -652,7 +704,7 @@ impl ClientState {
                     )
                 }
             };
-            let is_publish = !matches!(next, Next::Packet(_));
+            let is_publish = !matches!(next, Next::Control);
             match written {
                 Ok(n) if is_publish && max > 0 && n > max => {
                     out.truncate(at);
@@ -686,15 +738,16 @@ impl ClientState {
                     reason_string: Some(ByteString::from_static(reason_text(reason))),
                     ..Default::default()
                 };
-                return Some(Next::Packet(Packet::Disconnect(Disconnect {
+                self.control.push_front(Packet::Disconnect(Disconnect {
                     reason_code: reason,
                     properties,
-                })));
+                }));
+                return Some(Next::Control);
             }
             return None;
         }
-        if let Some(p) = self.control.pop_front() {
-            return Some(Next::Packet(p));
+        if !self.control.is_empty() {
+            return Some(Next::Control);
         }
         if !self.connected {
             return None;
@@ -711,11 +764,12 @@ impl ClientState {
             let inf = &mut self.session.inflight[i];
             inf.resends += 1;
             if inf.stage == Stage::AwaitPubComp {
-                return Some(Next::Packet(Packet::PubRel(PubRel {
+                self.control.push_back(Packet::PubRel(PubRel {
                     packet_id: pid,
                     reason_code: ReasonCode::Success,
                     properties: Default::default(),
-                })));
+                }));
+                return Some(Next::Control);
             }
             let topic = inf.delivery.msg.topic.clone();
             let alias = self.alias_for(&topic);
@@ -752,7 +806,14 @@ impl ClientState {
                 Stage::AwaitPubRec
             };
             let alias = self.alias_for(&d.msg.topic);
-            self.inflight_ids.insert(pid);
+            if let Some(ids) = &mut self.inflight_ids {
+                ids.insert(pid);
+            } else if self.session.inflight.len() >= SCAN_INFLIGHT {
+                let mut ids: HashSet<u16, PidState> =
+                    self.session.inflight.iter().map(|i| i.packet_id).collect();
+                ids.insert(pid);
+                self.inflight_ids = Some(ids);
+            }
             self.session.inflight.push_back(Inflight {
                 packet_id: pid,
                 delivery: d,
@@ -804,10 +865,12 @@ impl ClientState {
 
     fn remove_inflight(&mut self, i: usize) -> Option<Inflight> {
         let inf = self.session.inflight.remove(i)?;
-        self.inflight_ids.remove(&inf.packet_id);
-        if self.inflight_ids.is_empty() && self.inflight_ids.capacity() > 64 {
-            // A burst is over: do not keep its table.
-            self.inflight_ids = HashSet::default();
+        if let Some(ids) = &mut self.inflight_ids {
+            ids.remove(&inf.packet_id);
+            if ids.is_empty() {
+                // The burst is over: scanning is cheap again, and the table is not kept.
+                self.inflight_ids = None;
+            }
         }
         Some(inf)
     }
@@ -820,7 +883,11 @@ impl ClientState {
             let s = &mut self.session;
             s.next_packet_id = s.next_packet_id.wrapping_add(1).max(1);
             let pid = s.next_packet_id;
-            if !self.inflight_ids.contains(&pid) {
+            let used = match &self.inflight_ids {
+                Some(ids) => ids.contains(&pid),
+                None => s.inflight.iter().any(|i| i.packet_id == pid),
+            };
+            if !used {
                 return Some(pid);
             }
         }
@@ -1015,6 +1082,50 @@ mod tests {
         let mut out = BytesMut::new();
         assert_eq!(st.write_transmits(t0, &mut out, 1).publishes, 1);
         assert_eq!(st.write_transmits(t0, &mut out, usize::MAX).publishes, 2);
+    }
+
+    #[test]
+    fn packet_ids_stay_unique_past_the_scan_threshold_with_acks_out_of_order() {
+        let t0 = Instant::now();
+        let mut l = limits(ProtocolVersion::V5);
+        l.send_quota = 100;
+        l.max_pending = 1000;
+        let mut st = ClientState::new("c".into(), l, Session::new(0), t0);
+        st.set_note_completions(false);
+        let mut in_use = std::collections::BTreeSet::new();
+        for round in 0..50u16 {
+            for _ in 0..40 {
+                st.deliver(t0, delivery(t0, QoS::AtLeastOnce, None));
+            }
+            for t in drain(&mut st, t0) {
+                let Transmit::Publish {
+                    packet_id: Some(p), ..
+                } = t
+                else {
+                    panic!("{t:?}")
+                };
+                assert!(in_use.insert(p), "packet id {p} given twice");
+            }
+            // Acknowledge every other one, newest first; the rest stay in flight a while.
+            let acks: Vec<u16> = in_use.iter().rev().step_by(2).copied().collect();
+            for p in acks {
+                st.handle_packet(t0, Packet::PubAck(PubAck::new(p)));
+                in_use.remove(&p);
+            }
+            if round % 10 == 9 {
+                for p in std::mem::take(&mut in_use) {
+                    st.handle_packet(t0, Packet::PubAck(PubAck::new(p)));
+                }
+            }
+            assert_eq!(st.session.inflight.len(), in_use.len());
+        }
+        // Completions were not noted: nobody listens.
+        assert!(st.take_notes().is_empty());
+        let mut st = state(t0);
+        st.deliver(t0, delivery(t0, QoS::AtLeastOnce, None));
+        drain(&mut st, t0);
+        st.handle_packet(t0, Packet::PubAck(PubAck::new(1)));
+        assert!(matches!(st.take_notes()[..], [Note::QosComplete(1)]));
     }
 
     #[test]
