@@ -47,10 +47,10 @@ pub struct ClientHandle {
 }
 
 impl ClientHandle {
-    /// Queues a delivery and wakes the writer if it had nothing to send; returns the notes to
-    /// report (outside locks) and whether the publisher of this QoS 1/2 delivery should wait
-    /// (see [`crate::flow`]).
-    fn deliver(&self, now: Instant, d: Delivery) -> (Vec<Note>, bool) {
+    /// Queues a delivery; returns the notes to report (outside locks), whether the publisher
+    /// of this QoS 1/2 delivery should wait (see [`crate::flow`]) and whether the writer must
+    /// be woken (it had nothing to send).
+    fn deliver(&self, now: Instant, d: Delivery) -> (Vec<Note>, bool, bool) {
         let qos = d.qos;
         let (notes, congested, wake) = {
             let mut st = self.state.lock();
@@ -66,10 +66,7 @@ impl ClientHandle {
             let congested = qos != QoS::AtMostOnce && self.flow.congested(&st);
             (st.take_notes(), congested, wake)
         };
-        if wake {
-            self.notify.notify_one();
-        }
-        (notes, congested)
+        (notes, congested, wake)
     }
 
     /// Closes the connection with `reason` (DISCONNECT for v5) and wakes the driver.
@@ -113,6 +110,53 @@ pub use crate::sys::SysInfo;
 
 thread_local! {
     static TARGETS: std::cell::Cell<Vec<Target>> = const { std::cell::Cell::new(Vec::new()) };
+    /// Whether a [`WakeBatch`] is open on this thread.
+    static BATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The writers it will wake.
+    static DEFERRED: std::cell::Cell<Vec<Arc<ClientHandle>>> =
+        const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Wakes the writer of `h`: now, or when the open [`WakeBatch`] of this thread closes.
+fn wake_writer(h: &Arc<ClientHandle>) {
+    if BATCHING.get() {
+        let mut v = DEFERRED.take();
+        v.push(h.clone());
+        DEFERRED.set(v);
+    } else {
+        h.notify.notify_one();
+    }
+}
+
+/// While a reader handles the packets of one read, the subscribers' writers it gives work to
+/// are woken once, when the batch closes (this guard is dropped), not at their first message:
+/// a writer woken at once runs on the other worker while messages keep coming, and writes
+/// them a few per syscall. The batch is synchronous (no `.await` while it is open), so the
+/// wake-ups wait at most for the packets of one read buffer.
+pub(crate) struct WakeBatch {
+    opened: bool,
+}
+
+impl WakeBatch {
+    /// Opens a batch on this thread (a nested one does nothing).
+    pub(crate) fn open() -> WakeBatch {
+        let opened = !BATCHING.replace(true);
+        WakeBatch { opened }
+    }
+}
+
+impl Drop for WakeBatch {
+    fn drop(&mut self) {
+        if !self.opened {
+            return;
+        }
+        BATCHING.set(false);
+        let mut v = DEFERRED.take();
+        for h in v.drain(..) {
+            h.notify.notify_one();
+        }
+        DEFERRED.set(v);
+    }
 }
 
 struct PendingWill {
@@ -694,7 +738,10 @@ impl Broker {
                 retain: msg.retain && t.retain_as_published,
                 sub_ids: t.sub_ids,
             };
-            let (notes, congested) = h.deliver(now, d);
+            let (notes, congested, wake) = h.deliver(now, d);
+            if wake {
+                wake_writer(h);
+            }
             if congested {
                 // Back-pressure: the publisher's reader waits for this subscriber.
                 if let Some(p) = msg.publisher.as_ref().and_then(|id| clients.get(id)) {

@@ -243,6 +243,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let mut packets = 0u64;
         // One clock read per read batch: the packets of a batch arrived together.
         let now = Instant::now();
+        let wakes = crate::broker::WakeBatch::open();
         loop {
             match decoder.decode(buf) {
                 Ok(Some(p)) => {
@@ -258,6 +259,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
         }
+        drop(wakes);
         if packets > 0 {
             broker
                 .info
