@@ -116,7 +116,7 @@ pub struct Session {
     /// flow control, and not bounded by the queue length (see the module's queue policy).
     pub retained: VecDeque<Delivery>,
     /// Inbound QoS 2 packet ids whose PUBREC was sent and PUBREL not yet received.
-    pub inbound_qos2: HashSet<u16>,
+    pub inbound_qos2: HashSet<u16, moco_topic::SeededState>,
     /// Session expiry interval in seconds (0 = ends with the connection).
     pub expiry_interval: u32,
     next_packet_id: u16,
@@ -209,6 +209,23 @@ pub enum Transmit {
         /// Outbound topic alias and whether the topic must still be sent with it (first use).
         alias: Option<(u16, bool)>,
     },
+}
+
+/// Encodes one delivery's PUBLISH: from the message's shared bytes, or straight into `out`
+/// when this delivery is the message's only holder (one subscriber: nobody would reuse a
+/// shared encoding, and making it costs an allocation).
+fn write_publish(
+    d: &Delivery,
+    version: ProtocolVersion,
+    params: &DeliveryParams<'_>,
+    now: Instant,
+    out: &mut BytesMut,
+) -> Result<usize, moco_codec::EncodeError> {
+    if Arc::strong_count(&d.msg) == 1 {
+        Packet::Publish(d.msg.to_publish(params, now)).encode(version, out)
+    } else {
+        d.msg.write_to(version, params, now, out)
+    }
 }
 
 /// Up to this many inflight messages, a free packet id is found by scanning them.
@@ -685,7 +702,7 @@ impl ClientState {
                         sub_ids: &d.sub_ids,
                         alias: *alias,
                     };
-                    (d.msg.write_to(version, &params, now, out), None)
+                    (write_publish(d, version, &params, now, out), None)
                 }
                 Next::Inflight(i, dup, alias) => {
                     let inf = &self.session.inflight[*i];
@@ -699,7 +716,7 @@ impl ClientState {
                         alias: *alias,
                     };
                     (
-                        d.msg.write_to(version, &params, now, out),
+                        write_publish(d, version, &params, now, out),
                         Some(inf.packet_id),
                     )
                 }

@@ -69,6 +69,10 @@ impl Hasher for SeededHasher {
         self.acc = fold_mul(self.acc ^ u64::from(i), K0);
     }
     #[inline]
+    fn write_u16(&mut self, i: u16) {
+        self.acc = fold_mul(self.acc ^ u64::from(i), K1);
+    }
+    #[inline]
     fn write_u32(&mut self, i: u32) {
         self.acc = fold_mul(self.acc ^ u64::from(i), K1);
     }
