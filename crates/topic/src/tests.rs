@@ -87,6 +87,36 @@ fn one_filter_many_subscribers_each_get_their_own_options() {
 }
 
 #[test]
+fn drain_moves_out_what_iter_shows() {
+    let mut t = SubscriptionTrie::new();
+    t.insert("a/+", 1, opts(1, Some(10))).unwrap();
+    t.insert("a/#", 1, opts(2, Some(11))).unwrap();
+    t.insert("a/b", 2, opts(0, None)).unwrap();
+    t.insert("$share/g/a/b", 3, opts(1, None)).unwrap();
+    let mut m = Matches::new();
+    t.matches("a/b", None, &mut m);
+    let mut seen: Vec<(u64, u8, Vec<u32>)> = m
+        .iter()
+        .map(|(d, ids)| (d.client, d.qos, ids.iter().map(|i| i.get()).collect()))
+        .collect();
+    let mut drained: Vec<(u64, u8, Vec<u32>)> = m
+        .drain()
+        .map(|(d, ids)| (d.client, d.qos, ids.iter().map(|i| i.get()).collect()))
+        .collect();
+    for v in [&mut seen, &mut drained] {
+        v.sort();
+        for (_, _, ids) in v.iter_mut() {
+            ids.sort_unstable();
+        }
+    }
+    assert_eq!(drained, seen);
+    assert_eq!(drained.len(), 2);
+    let shared: Vec<u64> = m.drain_shared().map(|s| s.client).collect();
+    assert_eq!(shared, vec![3]);
+    assert!(m.is_empty());
+}
+
+#[test]
 fn many_hits_aggregate_via_sort() {
     let mut t = SubscriptionTrie::new();
     let filters = [

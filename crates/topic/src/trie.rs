@@ -201,6 +201,22 @@ impl<C> Matches<C> {
         self.deliveries.iter().map(|d| (d, self.identifiers(d)))
     }
 
+    /// Takes the plain deliveries out, with their identifiers (the client keys are moved, not
+    /// cloned); what is not consumed is dropped. The buffers are kept for the next match.
+    pub fn drain(&mut self) -> impl Iterator<Item = (Delivery<C>, &[NonZeroU32])> + '_ {
+        let ids = &self.identifiers;
+        self.deliveries.drain(..).map(move |d| {
+            let s = d.ids_start as usize;
+            let n = d.ids_len as usize;
+            (d, &ids[s..s + n])
+        })
+    }
+
+    /// Takes the shared deliveries out (see [`Matches::drain`]).
+    pub fn drain_shared(&mut self) -> impl Iterator<Item = SharedDelivery<C>> + '_ {
+        self.shared.drain(..)
+    }
+
     /// Shared deliveries: one per matching (share name, filter) group with a member.
     pub fn shared(&self) -> &[SharedDelivery<C>] {
         &self.shared
