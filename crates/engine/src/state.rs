@@ -522,12 +522,20 @@ impl ClientState {
         }
     }
 
+    /// Where the inflight message with `packet_id` is. Ids are given in sequence and mostly
+    /// acknowledged in order, so its distance from the front's id is tried first; a scan
+    /// covers the rest.
+    fn inflight_index(&self, packet_id: u16) -> Option<usize> {
+        let q = &self.session.inflight;
+        let guess = usize::from(packet_id.wrapping_sub(q.front()?.packet_id));
+        if q.get(guess).is_some_and(|i| i.packet_id == packet_id) {
+            return Some(guess);
+        }
+        q.iter().position(|i| i.packet_id == packet_id)
+    }
+
     fn handle_pubrec(&mut self, r: PubRec) {
-        let pos = self
-            .session
-            .inflight
-            .iter()
-            .position(|i| i.packet_id == r.packet_id);
+        let pos = self.inflight_index(r.packet_id);
         match pos {
             Some(i) if self.session.inflight[i].stage == Stage::AwaitPubRec => {
                 if r.reason_code.is_error() {
@@ -561,11 +569,10 @@ impl ClientState {
     }
 
     fn complete(&mut self, packet_id: u16, stage: Stage) {
+        // (Packet ids in flight are distinct.)
         if let Some(i) = self
-            .session
-            .inflight
-            .iter()
-            .position(|i| i.packet_id == packet_id && i.stage == stage)
+            .inflight_index(packet_id)
+            .filter(|&i| self.session.inflight[i].stage == stage)
         {
             self.remove_inflight(i);
             if self.note_completions {
