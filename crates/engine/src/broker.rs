@@ -271,7 +271,9 @@ impl Broker {
             assigned = Some(id.clone());
             id
         } else {
-            connect.client_id.clone()
+            // A copy, not a slice: the CONNECT's strings share the connection's read buffer,
+            // which a slice kept for the client's lifetime would pin (2 KiB per idle client).
+            ByteString::from(&*connect.client_id)
         };
         if caps.maximum_clients > 0
             && self.info.clients_connected.load(Ordering::Relaxed) >= caps.maximum_clients
@@ -284,7 +286,7 @@ impl Broker {
         }
         let info = ClientInfo {
             id: client_id.clone(),
-            username: connect.username.clone(),
+            username: connect.username.as_deref().map(ByteString::from),
             remote,
             listener,
             protocol: version,
@@ -447,9 +449,10 @@ impl Broker {
                 reason_code: ReasonCode::Success,
                 properties: props,
             }));
+            // Copied out of the read buffer for the same reason as the client id.
             let will = connect.will.as_ref().map(|w| Will {
-                topic: w.topic.clone(),
-                payload: w.payload.clone(),
+                topic: ByteString::from(&*w.topic),
+                payload: Bytes::copy_from_slice(&w.payload),
                 qos: w.qos,
                 retain: w.retain,
                 properties: w.properties.clone(),
@@ -800,7 +803,8 @@ impl Broker {
                     Ok(n) => n,
                     Err(_) => return ReasonCode::TopicFilterInvalid,
                 };
-                added.push((filter.clone(), topts));
+                // A copy: a slice would pin the connection's read buffer (see connect_with).
+                added.push((ByteString::from(&**filter), topts));
                 let send_retained = !f.is_shared()
                     && caps.retain_available
                     && match topts.retain_handling {

@@ -7,6 +7,7 @@
 //! (control packets, then queued messages as quota allows) and writes it with one `write_all`.
 //! A slow reader on the other end fills only its own bounded queue.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,22 +38,131 @@ pub async fn run_connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let opts = broker.options().clone();
+    // This future lives as long as the connection, so what it holds across an await is paid by
+    // every idle client: the handshake (CONNECT packet, enhanced-auth exchange, refusals) runs
+    // in its own boxed future, freed once the client is connected, and only scalars of the
+    // options are kept.
+    let read_size = broker.options().client_net_read_buffer_size;
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut buf = BytesMut::with_capacity(opts.client_net_read_buffer_size);
-    let mut decoder = Decoder::new(opts.capabilities.maximum_packet_size);
+    let mut buf = BytesMut::new();
+    let mut decoder = Decoder::new(broker.options().capabilities.maximum_packet_size);
+    let handle = Box::pin(handshake(
+        &broker,
+        &mut rd,
+        &mut wr,
+        &mut buf,
+        &mut decoder,
+        remote,
+        listener,
+    ))
+    .await?;
+    let passive = broker
+        .options()
+        .capabilities
+        .compatibilities
+        .passive_client_disconnect;
+    let writer = tokio::spawn(write_loop(
+        broker.clone(),
+        handle.clone(),
+        wr,
+        broker.options().client_net_write_buffer_size,
+        passive,
+    ));
+    let input = Input {
+        rd: &mut rd,
+        buf: &mut buf,
+        decoder: &mut decoder,
+        read_size,
+    };
+    let result = read_loop(&broker, &handle, input, writer).await;
+    if passive && handle.state.lock().close_reason().is_some() {
+        // Leave closing to the client (bounded): read and discard until it does.
+        Box::pin(discard_until_closed(&mut rd)).await;
+    }
+    broker.disconnected(Instant::now(), &handle);
+    debug!(client = %handle.info.id, ?result, "client disconnected");
+    result
+}
 
-    // CONNECT, within the connect timeout.
-    let first = timeout(opts.connect_timeout, async {
-        loop {
-            if let Some(p) = decoder.decode(&mut buf)? {
-                return Ok::<_, Error>(p);
-            }
-            if rd.read_buf(&mut buf).await? == 0 {
-                return Err(Error::Closed);
-            }
+/// The connection's inbound side: the stream, its read buffer and the packet decoder.
+struct Input<'a, R> {
+    rd: &'a mut R,
+    buf: &'a mut BytesMut,
+    decoder: &'a mut Decoder,
+    /// How much to reserve when the buffer is empty (`client_net_read_buffer_size`).
+    read_size: usize,
+}
+
+/// Reads more of `rd` into `buf` (0 = end of stream). While nothing is readable and `buf`
+/// holds no partial packet, its memory is given back, so an idle connection holds no read
+/// buffer; `size` bytes are reserved again when the stream is polled next. A busy stream
+/// never reaches `Pending`, so the hot path keeps reading into one buffer.
+async fn read_some<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    size: usize,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        if buf.capacity() == 0 {
+            buf.reserve(size);
         }
+        let r = std::pin::pin!(rd.read_buf(&mut *buf)).poll(cx);
+        if r.is_pending() && buf.is_empty() {
+            *buf = BytesMut::new();
+        }
+
+        r
     })
+    .await
+}
+
+/// Reads packets until one is complete (bounded by the caller's timeout).
+async fn next_packet<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    decoder: &mut Decoder,
+    size: usize,
+) -> Result<Packet, Error> {
+    loop {
+        if let Some(p) = decoder.decode(buf)? {
+            return Ok(p);
+        }
+        if read_some(rd, buf, size).await? == 0 {
+            return Err(Error::Closed);
+        }
+    }
+}
+
+async fn discard_until_closed<R: AsyncRead + Unpin>(rd: &mut R) {
+    let _ = timeout(std::time::Duration::from_secs(5), async {
+        let mut sink = [0u8; 512];
+        while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// CONNECT (with OnPacketRead), enhanced authentication and the broker's verdict; the CONNACK
+/// of an accepted client is queued on its state, a refusal is written here.
+async fn handshake<R, W>(
+    broker: &Arc<Broker>,
+    rd: &mut R,
+    wr: &mut W,
+    buf: &mut BytesMut,
+    decoder: &mut Decoder,
+    remote: Arc<str>,
+    listener: Arc<str>,
+) -> Result<Arc<ClientHandle>, Error>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let opts = broker.options();
+    let read_size = opts.client_net_read_buffer_size;
+    // CONNECT, within the connect timeout.
+    let first = timeout(
+        opts.connect_timeout,
+        next_packet(rd, buf, decoder, read_size),
+    )
     .await;
     let connect = match first {
         Err(_) => return Err(Error::ConnectTimeout),
@@ -60,14 +170,14 @@ where
             match (&e, decoder.version()) {
                 (Error::Decode(d), Some(v)) => {
                     // The CONNECT was readable enough to know the version: answer it.
-                    let _ = write_connack_refusal(&mut wr, v, d.reason_code()).await;
+                    let _ = write_connack_refusal(wr, v, d.reason_code()).await;
                 }
                 (Error::Decode(d), None)
                     if d.reason_code() == ReasonCode::UnsupportedProtocolVersion =>
                 {
                     // An unknown level: answer as v3.1.1 does (return code 1).
                     let _ = write_connack_refusal(
-                        &mut wr,
+                        wr,
                         ProtocolVersion::V311,
                         ReasonCode::UnsupportedProtocolVersion,
                     )
@@ -98,7 +208,7 @@ where
         };
         connect = c;
         if let Err(code) = read {
-            write_connack_refusal(&mut wr, connect.protocol, code).await?;
+            write_connack_refusal(wr, connect.protocol, code).await?;
             wr.shutdown().await.ok();
             return Err(Error::Refused(code));
         }
@@ -125,18 +235,10 @@ where
                     let mut out = BytesMut::new();
                     Packet::Auth(reply).encode(version, &mut out)?;
                     wr.write_all(&out).await?;
-                    let next = tokio::time::timeout_at(deadline, async {
-                        loop {
-                            if let Some(p) = decoder.decode(&mut buf)? {
-                                return Ok::<_, Error>(p);
-                            }
-                            if rd.read_buf(&mut buf).await? == 0 {
-                                return Err(Error::Closed);
-                            }
-                        }
-                    })
-                    .await
-                    .map_err(|_| Error::ConnectTimeout)??;
+                    let next =
+                        tokio::time::timeout_at(deadline, next_packet(rd, buf, decoder, read_size))
+                            .await
+                            .map_err(|_| Error::ConnectTimeout)??;
                     match next {
                         Packet::Auth(a)
                             if a.reason_code == ReasonCode::ContinueAuthentication
@@ -145,8 +247,7 @@ where
                             auth = a;
                         }
                         _ => {
-                            write_connack_refusal(&mut wr, version, ReasonCode::ProtocolError)
-                                .await?;
+                            write_connack_refusal(wr, version, ReasonCode::ProtocolError).await?;
                             return Err(Error::Protocol(ReasonCode::ProtocolError));
                         }
                     }
@@ -156,7 +257,7 @@ where
                     break;
                 }
                 Err(code) => {
-                    write_connack_refusal(&mut wr, version, code).await?;
+                    write_connack_refusal(wr, version, code).await?;
                     wr.shutdown().await.ok();
                     return Err(Error::Refused(code));
                 }
@@ -165,7 +266,7 @@ where
     }
     let now = Instant::now();
     let outcome = broker.connect_with(now, &connect, remote.clone(), listener.clone(), enhanced);
-    let handle = match outcome {
+    match outcome {
         ConnectOutcome::Refused(ack) => {
             let code = ack.reason_code;
             let mut out = BytesMut::new();
@@ -183,34 +284,13 @@ where
             p.encode(version, &mut out)?;
             wr.write_all(&out).await?;
             wr.shutdown().await.ok();
-            return Err(Error::Refused(code));
+            Err(Error::Refused(code))
         }
-        ConnectOutcome::Accepted(h) => h,
-    };
-    debug!(client = %handle.info.id, %version, "client connected");
-    drop(connect);
-
-    let writer = tokio::spawn(write_loop(
-        broker.clone(),
-        handle.clone(),
-        wr,
-        opts.client_net_write_buffer_size,
-        opts.capabilities.compatibilities.passive_client_disconnect,
-    ));
-    let result = read_loop(&broker, &handle, &mut rd, &mut buf, &mut decoder, writer).await;
-    if opts.capabilities.compatibilities.passive_client_disconnect
-        && handle.state.lock().close_reason().is_some()
-    {
-        // Leave closing to the client (bounded): read and discard until it does.
-        let _ = timeout(std::time::Duration::from_secs(5), async {
-            let mut sink = [0u8; 512];
-            while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
-        })
-        .await;
+        ConnectOutcome::Accepted(h) => {
+            debug!(client = %h.info.id, %version, "client connected");
+            Ok(h)
+        }
     }
-    broker.disconnected(Instant::now(), &handle);
-    debug!(client = %handle.info.id, ?result, "client disconnected");
-    result
 }
 
 async fn write_connack_refusal<W: AsyncWrite + Unpin>(
@@ -232,11 +312,15 @@ async fn write_connack_refusal<W: AsyncWrite + Unpin>(
 async fn read_loop<R: AsyncRead + Unpin>(
     broker: &Arc<Broker>,
     handle: &Arc<ClientHandle>,
-    rd: &mut R,
-    buf: &mut BytesMut,
-    decoder: &mut Decoder,
+    input: Input<'_, R>,
     mut writer: tokio::task::JoinHandle<Result<(), Error>>,
 ) -> Result<(), Error> {
+    let Input {
+        rd,
+        buf,
+        decoder,
+        read_size,
+    } = input;
     let result = loop {
         // Handle every complete packet already buffered.
         let mut failed = None;
@@ -280,7 +364,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             // Data first: after a back-pressure wait, a PINGREQ already in the socket is read
             // before the keep-alive deadline is judged (closing is seen at the loop's top).
             biased;
-            r = rd.read_buf(buf) => match r {
+            r = read_some(rd, buf, read_size) => match r {
                 Ok(0) => break Err(Error::Closed),
                 Ok(n) => {
                     broker.info.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
@@ -403,7 +487,6 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 ) -> Result<(), Error> {
     let mut out = BytesMut::with_capacity(buf_size);
     let mut batch = Vec::new();
-    // (The batch Vec keeps its capacity: a few pointers.)
     let version = handle.info.protocol;
     // OnPacketEncode: every packet goes through the hooks before it is encoded (and PUBLISH
     // is then encoded per subscriber, not once per variant).
@@ -520,10 +603,19 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
             return Ok(());
         }
-        let more = handle.state.lock().wants_transmit();
+        let more = {
+            let mut st = handle.state.lock();
+            let more = st.wants_transmit();
+            if !more {
+                st.release_idle_memory();
+            }
+            more
+        };
         if !more {
-            // Idle: give the write buffer back, so an idle connection holds none.
+            // Idle: give the write buffer and the batch back (a `Transmit` is over 400
+            // bytes), so an idle connection holds neither.
             out = BytesMut::new();
+            batch = Vec::new();
             handle.notify.notified().await;
             out.reserve(buf_size);
         }
