@@ -38,7 +38,8 @@ pub struct ClientHandle {
     pub notify: Notify,
     /// Woken when the connection must close (the reader, which may be idle).
     pub closing: Notify,
-    will: Mutex<Option<Will>>,
+    /// Boxed: a `Will` is over 200 bytes and most clients have none.
+    will: Mutex<Option<Box<Will>>>,
     /// When the session expires (set while disconnected).
     expires_at: Mutex<Option<Instant>>,
     taken_over: AtomicBool,
@@ -377,7 +378,7 @@ impl Broker {
                 old.closing.notify_one();
                 let expired = old.expires_at.lock().is_some_and(|t| t <= now);
                 let resume = !connect.clean_start && old_session.expiry_interval > 0 && !expired;
-                if let Some(w) = old.will.lock().take() {
+                if let Some(w) = old.will.lock().take().map(|w| *w) {
                     // The old connection's will goes out now unless its session continues
                     // and the will was delayed.
                     if w.delay() == 0 || !resume {
@@ -450,12 +451,14 @@ impl Broker {
                 properties: props,
             }));
             // Copied out of the read buffer for the same reason as the client id.
-            let will = connect.will.as_ref().map(|w| Will {
-                topic: ByteString::from(&*w.topic),
-                payload: Bytes::copy_from_slice(&w.payload),
-                qos: w.qos,
-                retain: w.retain,
-                properties: w.properties.clone(),
+            let will = connect.will.as_ref().map(|w| {
+                Box::new(Will {
+                    topic: ByteString::from(&*w.topic),
+                    payload: Bytes::copy_from_slice(&w.payload),
+                    qos: w.qos,
+                    retain: w.retain,
+                    properties: w.properties.clone(),
+                })
             });
             let handle = Arc::new(ClientHandle {
                 info: info.clone(),
@@ -513,7 +516,7 @@ impl Broker {
         if taken_over {
             return;
         }
-        let will = handle.will.lock().take();
+        let will = handle.will.lock().take().map(|w| *w);
         if let Some(w) = will {
             // A normal DISCONNECT (0x00) suppresses the will; 0x04 and every error send it.
             if reason != ReasonCode::Success {

@@ -46,16 +46,24 @@ where
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = BytesMut::new();
     let mut decoder = Decoder::new(broker.options().capabilities.maximum_packet_size);
-    let handle = Box::pin(handshake(
+    let handle = match Box::pin(handshake(
         &broker,
         &mut rd,
         &mut wr,
         &mut buf,
         &mut decoder,
-        remote,
+        remote.clone(),
         listener,
     ))
-    .await?;
+    .await
+    {
+        Ok(h) => h,
+        Err(e) => {
+            debug!(%remote, error = %e, "connection ended");
+            return Err(e);
+        }
+    };
+    drop(remote);
     let passive = broker
         .options()
         .capabilities
