@@ -43,6 +43,9 @@ pub struct ClientHandle {
     /// When the session expires (set while disconnected).
     expires_at: Mutex<Option<Instant>>,
     taken_over: AtomicBool,
+    /// Set by the reader once the connection has been quiet for a while: the writer then
+    /// shrinks its batch (see `driver::write_loop`).
+    pub(crate) trim: AtomicBool,
     /// Publisher back-pressure (see [`crate::flow`]).
     pub(crate) flow: crate::flow::FlowControl,
 }
@@ -468,6 +471,7 @@ impl Broker {
                 will: Mutex::new(will),
                 expires_at: Mutex::new(None),
                 taken_over: AtomicBool::new(false),
+                trim: AtomicBool::new(false),
                 flow: Default::default(),
             });
             clients.insert(client_id.clone(), handle.clone());
@@ -1123,6 +1127,7 @@ impl Broker {
             will: Mutex::new(None),
             expires_at: Mutex::new(deadline),
             taken_over: AtomicBool::new(false),
+            trim: AtomicBool::new(false),
             flow: Default::default(),
         });
         if let Some(t) = deadline {

@@ -7,7 +7,6 @@
 //! (control packets, then queued messages as quota allows) and writes it with one `write_all`.
 //! A slow reader on the other end fills only its own bounded queue.
 
-use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +22,11 @@ use crate::error::Error;
 use crate::hooks::{ClientInfo, Event};
 use crate::message::DeliveryParams;
 use crate::state::{AppEvent, Transmit};
+
+/// How long a connection must be quiet (nothing read) before its control queue and its
+/// writer's batch are given back: idle connections then hold neither (~0.9 KiB or more), and
+/// one with messages less than this apart does not reallocate them per message.
+const IDLE_TRIM: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Largest batch the writer gathers before writing.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -101,25 +105,42 @@ struct Input<'a, R> {
     read_size: usize,
 }
 
-/// Reads more of `rd` into `buf` (0 = end of stream). While nothing is readable and `buf`
-/// holds no partial packet, its memory is given back, so an idle connection holds no read
-/// buffer; `size` bytes are reserved again when the stream is polled next. A busy stream
-/// never reaches `Pending`, so the hot path keeps reading into one buffer.
+/// Reads more of `rd` into `buf` (0 = end of stream). When nothing is readable and `buf` holds
+/// no partial packet, the buffer is given back at once, so an idle connection holds none; the
+/// wait then reads into a probe on the stack (not part of the future), and a buffer is taken
+/// when data arrives: exactly what came if the probe was not filled (a small, thread-cached
+/// allocation for the usual lone packet, freed once decoded), `size` bytes if it was (more is
+/// waiting). A stream with data waiting never reaches `Pending` and keeps its buffer.
 async fn read_some<R: AsyncRead + Unpin>(
     rd: &mut R,
     buf: &mut BytesMut,
     size: usize,
 ) -> std::io::Result<usize> {
+    const PROBE: usize = 1024;
     std::future::poll_fn(|cx| {
-        if buf.capacity() == 0 {
-            buf.reserve(size);
-        }
-        let r = std::pin::pin!(rd.read_buf(&mut *buf)).poll(cx);
-        if r.is_pending() && buf.is_empty() {
+        if buf.capacity() > 0 {
+            let r = std::future::Future::poll(std::pin::pin!(rd.read_buf(&mut *buf)), cx);
+            if !(r.is_pending() && buf.is_empty()) {
+                return r;
+            }
             *buf = BytesMut::new();
         }
-
-        r
+        let mut probe = [0u8; PROBE];
+        let mut rb = tokio::io::ReadBuf::new(&mut probe);
+        std::task::ready!(std::pin::Pin::new(&mut *rd).poll_read(cx, &mut rb))?;
+        let got = rb.filled();
+        if !got.is_empty() {
+            // `with_capacity`, not `reserve`: a BytesMut sizes the buffers that replace it
+            // after it is split by the capacity it was created with.
+            let cap = if got.len() == PROBE {
+                size.max(PROBE)
+            } else {
+                got.len()
+            };
+            *buf = BytesMut::with_capacity(cap);
+            buf.extend_from_slice(got);
+        }
+        std::task::Poll::Ready(Ok(got.len()))
     })
     .await
 }
@@ -329,6 +350,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
         decoder,
         read_size,
     } = input;
+    // Whether something was read since the last trim (see `IDLE_TRIM`).
+    let mut active = true;
     let result = loop {
         // Handle every complete packet already buffered.
         let mut failed = None;
@@ -368,6 +391,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
             st.poll_timeout()
         };
+        // After a quiet spell the control queue and the writer's batch shrink (see
+        // `IDLE_TRIM`).
+        let release_at = active.then(|| Instant::now() + IDLE_TRIM);
+        let timer = match (deadline, release_at) {
+            (Some(d), Some(r)) => Some(d.min(r)),
+            (d, r) => d.or(r),
+        };
         tokio::select! {
             // Data first: after a back-pressure wait, a PINGREQ already in the socket is read
             // before the keep-alive deadline is judged (closing is seen at the loop's top).
@@ -375,13 +405,23 @@ async fn read_loop<R: AsyncRead + Unpin>(
             r = read_some(rd, buf, read_size) => match r {
                 Ok(0) => break Err(Error::Closed),
                 Ok(n) => {
+                    active = true;
                     broker.info.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e) => break Err(Error::Io(e)),
             },
-            _ = sleep_until_opt(deadline) => {
-                handle.state.lock().handle_timeout(Instant::now());
-                handle.notify.notify_one();
+            _ = sleep_until_opt(timer) => {
+                let now = Instant::now();
+                if release_at.is_some_and(|r| now >= r) {
+                    active = false;
+                    handle.state.lock().release_idle_memory();
+                    handle.trim.store(true, Ordering::Relaxed);
+                    handle.notify.notify_one();
+                }
+                if deadline.is_some_and(|d| now >= d) {
+                    handle.state.lock().handle_timeout(now);
+                    handle.notify.notify_one();
+                }
             }
             _ = handle.closing.notified() => {}
             w = &mut writer => {
@@ -493,15 +533,17 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     buf_size: usize,
     passive_disconnect: bool,
 ) -> Result<(), Error> {
-    let mut out = BytesMut::with_capacity(buf_size);
-    let mut batch = Vec::new();
+    let mut out = BytesMut::new();
+    // A `Transmit` is over 400 bytes and a Vec's first growth takes 4 slots: starting with one
+    // keeps a connection that sends one packet at a time (CONNACK, PINGRESP) at one slot.
+    let mut batch = Vec::with_capacity(1);
     let version = handle.info.protocol;
     // OnPacketEncode: every packet goes through the hooks before it is encoded (and PUBLISH
     // is then encoded per subscriber, not once per variant).
     let encode_hook = broker.hooks().provides(Event::OnPacketEncode);
     loop {
         let now = Instant::now();
-        let (max_packet, finished) = {
+        let (max_packet, finished, wanted) = {
             let mut st = handle.state.lock();
             let mut budget = WRITE_BATCH;
             while budget > 0 {
@@ -515,8 +557,16 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
             handle.flow.after_batch(&st);
             let finished = st.close_reason().is_some() && !st.wants_transmit();
-            (st.limits.client_maximum_packet_size, finished)
+            (
+                st.limits.client_maximum_packet_size,
+                finished,
+                WRITE_BATCH - budget,
+            )
         };
+        // After idle the buffer is empty: a small batch (an ack, one message) gets a small
+        // allocation (glibc serves those from its thread cache; 2 KiB ones take the slow path),
+        // a large one starts at `buf_size` and grows on demand.
+        out.reserve(wanted.min(buf_size));
         let mut abandoned = Vec::new();
         let mut sent = 0u64;
         let mut packets = 0u64;
@@ -611,21 +661,17 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
             return Ok(());
         }
-        let more = {
-            let mut st = handle.state.lock();
-            let more = st.wants_transmit();
-            if !more {
-                st.release_idle_memory();
-            }
-            more
-        };
+        let more = handle.state.lock().wants_transmit();
         if !more {
-            // Idle: give the write buffer and the batch back (a `Transmit` is over 400
-            // bytes), so an idle connection holds neither.
+            // Idle: give the write buffer back, so an idle connection holds none. The batch
+            // (a `Transmit` is over 400 bytes; a busy subscriber's grows to hundreds of KiB) is
+            // given back when the reader says the connection has been quiet for a while, so a
+            // writer that pauses between batches does not grow it again each time.
             out = BytesMut::new();
-            batch = Vec::new();
             handle.notify.notified().await;
-            out.reserve(buf_size);
+            if handle.trim.swap(false, Ordering::Relaxed) {
+                batch = Vec::new();
+            }
         }
     }
 }

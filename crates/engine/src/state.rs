@@ -242,7 +242,9 @@ impl ClientState {
             last_received: now,
             in_aliases: HashMap::new(),
             out_aliases: HashMap::new(),
-            control: VecDeque::new(),
+            // One slot: a `Packet` is over 400 bytes and a queue's first growth takes 4, while
+            // most connections queue one control packet at a time (CONNACK, an ack, PINGRESP).
+            control: VecDeque::with_capacity(1),
             resend,
             notes: Vec::new(),
             close: None,
@@ -534,9 +536,10 @@ impl ClientState {
         }
     }
 
-    /// Gives back the memory of emptied control queues; the writer calls it when it goes idle.
-    /// A `Packet` is over 400 bytes, so the CONNACK alone leaves a 4-slot queue of ~1.7 KiB
-    /// behind, which every idle connection would otherwise hold.
+    /// Gives back the memory of emptied control queues; the reader calls it once a connection
+    /// has been quiet for a while. A `Packet` is over 400 bytes, so even a one-slot queue is
+    /// worth giving back on an idle connection, and one that held a few packets (CONNACK,
+    /// SUBACK, PINGRESP together) keeps ~1.7 KiB.
     pub fn release_idle_memory(&mut self) {
         if self.control.is_empty() && self.control.capacity() > 0 {
             self.control = VecDeque::new();

@@ -1,6 +1,7 @@
-//! An idle connection costs the broker about 2.8 KiB of heap (one subscription included), not
-//! mochi's ~150 KiB of preallocated channels: no read or write buffer, no batch and no control
-//! queue are held while idle, and the connection's task holds no handshake state.
+//! An idle connection costs the broker about 2.9 KiB of heap (one subscription included), not
+//! mochi's ~150 KiB of preallocated channels: no read or write buffer is held while idle, the
+//! writer's batch and the control queue are given back after a quiet spell, and the
+//! connection's task holds no handshake state.
 #![allow(unsafe_code)]
 
 mod common;
@@ -66,7 +67,7 @@ fn idle_client(addr: std::net::SocketAddr, id: &str, filter: &str) -> std::net::
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_connection_costs_under_3_kib() {
+async fn an_idle_connection_costs_under_3_3_kib() {
     const N: usize = 200;
     let (server, addr) = start(Options::default()).await;
     // Warm up: one connection, so lazily built runtime structures are not counted.
@@ -84,7 +85,8 @@ async fn an_idle_connection_costs_under_3_kib() {
     })
     .await
     .unwrap();
-    // Let the writers go idle (they give their buffers back then).
+    // Let the connections go idle: buffers are given back at once, the batch and control
+    // queue after 100 ms without traffic.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let after = LIVE.load(Ordering::Relaxed);
     // The broker's side only (plus the test's Vec, allocated before): tasks, client state,
@@ -92,7 +94,7 @@ async fn an_idle_connection_costs_under_3_kib() {
     let per_connection = (after - before) / N as isize;
     eprintln!("broker heap per idle connection: {per_connection} bytes");
     assert!(
-        per_connection < 3072,
+        per_connection < 3328,
         "an idle connection costs {per_connection} bytes"
     );
     // Still alive and served: each answers a PINGREQ.
