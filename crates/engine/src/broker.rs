@@ -38,10 +38,14 @@ pub struct ClientHandle {
     pub notify: Notify,
     /// Woken when the connection must close (the reader, which may be idle).
     pub closing: Notify,
-    will: Mutex<Option<Will>>,
+    /// Boxed: a `Will` is over 200 bytes and most clients have none.
+    will: Mutex<Option<Box<Will>>>,
     /// When the session expires (set while disconnected).
     expires_at: Mutex<Option<Instant>>,
     taken_over: AtomicBool,
+    /// Set by the reader once the connection has been quiet for a while: the writer then
+    /// shrinks its batch (see `driver::write_loop`).
+    pub(crate) trim: AtomicBool,
     /// Publisher back-pressure (see [`crate::flow`]).
     pub(crate) flow: crate::flow::FlowControl,
 }
@@ -330,7 +334,9 @@ impl Broker {
             assigned = Some(id.clone());
             id
         } else {
-            connect.client_id.clone()
+            // A copy, not a slice: the CONNECT's strings share the connection's read buffer,
+            // which a slice kept for the client's lifetime would pin (2 KiB per idle client).
+            ByteString::from(&*connect.client_id)
         };
         if caps.maximum_clients > 0
             && self.info.clients_connected.load(Ordering::Relaxed) >= caps.maximum_clients
@@ -343,7 +349,7 @@ impl Broker {
         }
         let info = ClientInfo {
             id: client_id.clone(),
-            username: connect.username.clone(),
+            username: connect.username.as_deref().map(ByteString::from),
             remote,
             listener,
             protocol: version,
@@ -434,7 +440,7 @@ impl Broker {
                 old.closing.notify_one();
                 let expired = old.expires_at.lock().is_some_and(|t| t <= now);
                 let resume = !connect.clean_start && old_session.expiry_interval > 0 && !expired;
-                if let Some(w) = old.will.lock().take() {
+                if let Some(w) = old.will.lock().take().map(|w| *w) {
                     // The old connection's will goes out now unless its session continues
                     // and the will was delayed.
                     if w.delay() == 0 || !resume {
@@ -507,12 +513,15 @@ impl Broker {
                 reason_code: ReasonCode::Success,
                 properties: props,
             }));
-            let will = connect.will.as_ref().map(|w| Will {
-                topic: w.topic.clone(),
-                payload: w.payload.clone(),
-                qos: w.qos,
-                retain: w.retain,
-                properties: w.properties.clone(),
+            // Copied out of the read buffer for the same reason as the client id.
+            let will = connect.will.as_ref().map(|w| {
+                Box::new(Will {
+                    topic: ByteString::from(&*w.topic),
+                    payload: Bytes::copy_from_slice(&w.payload),
+                    qos: w.qos,
+                    retain: w.retain,
+                    properties: w.properties.clone(),
+                })
             });
             let handle = Arc::new(ClientHandle {
                 info: info.clone(),
@@ -522,6 +531,7 @@ impl Broker {
                 will: Mutex::new(will),
                 expires_at: Mutex::new(None),
                 taken_over: AtomicBool::new(false),
+                trim: AtomicBool::new(false),
                 flow: Default::default(),
             });
             clients.insert(client_id.clone(), handle.clone());
@@ -570,7 +580,7 @@ impl Broker {
         if taken_over {
             return;
         }
-        let will = handle.will.lock().take();
+        let will = handle.will.lock().take().map(|w| *w);
         if let Some(w) = will {
             // A normal DISCONNECT (0x00) suppresses the will; 0x04 and every error send it.
             if reason != ReasonCode::Success {
@@ -872,7 +882,8 @@ impl Broker {
                     Ok(n) => n,
                     Err(_) => return ReasonCode::TopicFilterInvalid,
                 };
-                added.push((filter.clone(), topts));
+                // A copy: a slice would pin the connection's read buffer (see connect_with).
+                added.push((ByteString::from(&**filter), topts));
                 let send_retained = !f.is_shared()
                     && caps.retain_available
                     && match topts.retain_handling {
@@ -1188,6 +1199,7 @@ impl Broker {
             will: Mutex::new(None),
             expires_at: Mutex::new(deadline),
             taken_over: AtomicBool::new(false),
+            trim: AtomicBool::new(false),
             flow: Default::default(),
         });
         if let Some(t) = deadline {

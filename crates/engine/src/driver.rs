@@ -23,8 +23,16 @@ use crate::hooks::{ClientInfo, Event};
 use crate::message::DeliveryParams;
 use crate::state::{AppEvent, Transmit};
 
+/// How long a connection must be quiet (nothing read) before its control queue and its
+/// writer's batch are given back: idle connections then hold neither (~0.9 KiB or more), and
+/// one with messages less than this apart does not reallocate them per message.
+const IDLE_TRIM: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Largest batch the writer gathers before writing.
 const WRITE_BATCH: usize = 64 * 1024;
+
+/// First allocation of the write buffer after idle when the state encodes into it directly.
+const DIRECT_FIRST_RESERVE: usize = 1024;
 
 /// Serves one client connection on `stream` until it ends. `remote` describes the peer and
 /// `listener` names the listener it came through (both for hooks and logs).
@@ -37,22 +45,156 @@ pub async fn run_connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let opts = broker.options().clone();
+    // This future lives as long as the connection, so what it holds across an await is paid by
+    // every idle client: the handshake (CONNECT packet, enhanced-auth exchange, refusals) runs
+    // in its own boxed future, freed once the client is connected, and only scalars of the
+    // options are kept.
+    let read_size = broker.options().client_net_read_buffer_size;
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut buf = BytesMut::with_capacity(opts.client_net_read_buffer_size);
-    let mut decoder = Decoder::new(opts.capabilities.maximum_packet_size);
-
-    // CONNECT, within the connect timeout.
-    let first = timeout(opts.connect_timeout, async {
-        loop {
-            if let Some(p) = decoder.decode(&mut buf)? {
-                return Ok::<_, Error>(p);
-            }
-            if rd.read_buf(&mut buf).await? == 0 {
-                return Err(Error::Closed);
-            }
+    let mut buf = BytesMut::new();
+    let mut decoder = Decoder::new(broker.options().capabilities.maximum_packet_size);
+    let handle = match Box::pin(handshake(
+        &broker,
+        &mut rd,
+        &mut wr,
+        &mut buf,
+        &mut decoder,
+        remote.clone(),
+        listener,
+    ))
+    .await
+    {
+        Ok(h) => h,
+        Err(e) => {
+            debug!(%remote, error = %e, "connection ended");
+            return Err(e);
         }
+    };
+    drop(remote);
+    let passive = broker
+        .options()
+        .capabilities
+        .compatibilities
+        .passive_client_disconnect;
+    let writer = tokio::spawn(write_loop(
+        broker.clone(),
+        handle.clone(),
+        wr,
+        broker.options().client_net_write_buffer_size,
+        passive,
+    ));
+    let input = Input {
+        rd: &mut rd,
+        buf: &mut buf,
+        decoder: &mut decoder,
+        read_size,
+    };
+    let result = read_loop(&broker, &handle, input, writer).await;
+    if passive && handle.state.lock().close_reason().is_some() {
+        // Leave closing to the client (bounded): read and discard until it does.
+        Box::pin(discard_until_closed(&mut rd)).await;
+    }
+    broker.disconnected(Instant::now(), &handle);
+    debug!(client = %handle.info.id, ?result, "client disconnected");
+    result
+}
+
+/// The connection's inbound side: the stream, its read buffer and the packet decoder.
+struct Input<'a, R> {
+    rd: &'a mut R,
+    buf: &'a mut BytesMut,
+    decoder: &'a mut Decoder,
+    /// How much to reserve when the buffer is empty (`client_net_read_buffer_size`).
+    read_size: usize,
+}
+
+/// Reads more of `rd` into `buf` (0 = end of stream). When nothing is readable and `buf` holds
+/// no partial packet, the buffer is given back at once, so an idle connection holds none; the
+/// wait then reads into a probe on the stack (not part of the future), and a buffer is taken
+/// when data arrives: exactly what came if the probe was not filled (a small, thread-cached
+/// allocation for the usual lone packet, freed once decoded), `size` bytes if it was (more is
+/// waiting). A stream with data waiting never reaches `Pending` and keeps its buffer.
+async fn read_some<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    size: usize,
+) -> std::io::Result<usize> {
+    const PROBE: usize = 1024;
+    std::future::poll_fn(|cx| {
+        if buf.capacity() > 0 {
+            let r = std::future::Future::poll(std::pin::pin!(rd.read_buf(&mut *buf)), cx);
+            if !(r.is_pending() && buf.is_empty()) {
+                return r;
+            }
+            *buf = BytesMut::new();
+        }
+        let mut probe = [0u8; PROBE];
+        let mut rb = tokio::io::ReadBuf::new(&mut probe);
+        std::task::ready!(std::pin::Pin::new(&mut *rd).poll_read(cx, &mut rb))?;
+        let got = rb.filled();
+        if !got.is_empty() {
+            // `with_capacity`, not `reserve`: a BytesMut sizes the buffers that replace it
+            // after it is split by the capacity it was created with.
+            let cap = if got.len() == PROBE {
+                size.max(PROBE)
+            } else {
+                got.len()
+            };
+            *buf = BytesMut::with_capacity(cap);
+            buf.extend_from_slice(got);
+        }
+        std::task::Poll::Ready(Ok(got.len()))
     })
+    .await
+}
+
+/// Reads packets until one is complete (bounded by the caller's timeout).
+async fn next_packet<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    decoder: &mut Decoder,
+    size: usize,
+) -> Result<Packet, Error> {
+    loop {
+        if let Some(p) = decoder.decode(buf)? {
+            return Ok(p);
+        }
+        if read_some(rd, buf, size).await? == 0 {
+            return Err(Error::Closed);
+        }
+    }
+}
+
+async fn discard_until_closed<R: AsyncRead + Unpin>(rd: &mut R) {
+    let _ = timeout(std::time::Duration::from_secs(5), async {
+        let mut sink = [0u8; 512];
+        while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// CONNECT (with OnPacketRead), enhanced authentication and the broker's verdict; the CONNACK
+/// of an accepted client is queued on its state, a refusal is written here.
+async fn handshake<R, W>(
+    broker: &Arc<Broker>,
+    rd: &mut R,
+    wr: &mut W,
+    buf: &mut BytesMut,
+    decoder: &mut Decoder,
+    remote: Arc<str>,
+    listener: Arc<str>,
+) -> Result<Arc<ClientHandle>, Error>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let opts = broker.options();
+    let read_size = opts.client_net_read_buffer_size;
+    // CONNECT, within the connect timeout.
+    let first = timeout(
+        opts.connect_timeout,
+        next_packet(rd, buf, decoder, read_size),
+    )
     .await;
     let connect = match first {
         Err(_) => return Err(Error::ConnectTimeout),
@@ -60,14 +202,14 @@ where
             match (&e, decoder.version()) {
                 (Error::Decode(d), Some(v)) => {
                     // The CONNECT was readable enough to know the version: answer it.
-                    let _ = write_connack_refusal(&mut wr, v, d.reason_code()).await;
+                    let _ = write_connack_refusal(wr, v, d.reason_code()).await;
                 }
                 (Error::Decode(d), None)
                     if d.reason_code() == ReasonCode::UnsupportedProtocolVersion =>
                 {
                     // An unknown level: answer as v3.1.1 does (return code 1).
                     let _ = write_connack_refusal(
-                        &mut wr,
+                        wr,
                         ProtocolVersion::V311,
                         ReasonCode::UnsupportedProtocolVersion,
                     )
@@ -98,7 +240,7 @@ where
         };
         connect = c;
         if let Err(code) = read {
-            write_connack_refusal(&mut wr, connect.protocol, code).await?;
+            write_connack_refusal(wr, connect.protocol, code).await?;
             wr.shutdown().await.ok();
             return Err(Error::Refused(code));
         }
@@ -125,18 +267,10 @@ where
                     let mut out = BytesMut::new();
                     Packet::Auth(reply).encode(version, &mut out)?;
                     wr.write_all(&out).await?;
-                    let next = tokio::time::timeout_at(deadline, async {
-                        loop {
-                            if let Some(p) = decoder.decode(&mut buf)? {
-                                return Ok::<_, Error>(p);
-                            }
-                            if rd.read_buf(&mut buf).await? == 0 {
-                                return Err(Error::Closed);
-                            }
-                        }
-                    })
-                    .await
-                    .map_err(|_| Error::ConnectTimeout)??;
+                    let next =
+                        tokio::time::timeout_at(deadline, next_packet(rd, buf, decoder, read_size))
+                            .await
+                            .map_err(|_| Error::ConnectTimeout)??;
                     match next {
                         Packet::Auth(a)
                             if a.reason_code == ReasonCode::ContinueAuthentication
@@ -145,8 +279,7 @@ where
                             auth = a;
                         }
                         _ => {
-                            write_connack_refusal(&mut wr, version, ReasonCode::ProtocolError)
-                                .await?;
+                            write_connack_refusal(wr, version, ReasonCode::ProtocolError).await?;
                             return Err(Error::Protocol(ReasonCode::ProtocolError));
                         }
                     }
@@ -156,7 +289,7 @@ where
                     break;
                 }
                 Err(code) => {
-                    write_connack_refusal(&mut wr, version, code).await?;
+                    write_connack_refusal(wr, version, code).await?;
                     wr.shutdown().await.ok();
                     return Err(Error::Refused(code));
                 }
@@ -165,7 +298,7 @@ where
     }
     let now = Instant::now();
     let outcome = broker.connect_with(now, &connect, remote.clone(), listener.clone(), enhanced);
-    let handle = match outcome {
+    match outcome {
         ConnectOutcome::Refused(ack) => {
             let code = ack.reason_code;
             let mut out = BytesMut::new();
@@ -183,34 +316,13 @@ where
             p.encode(version, &mut out)?;
             wr.write_all(&out).await?;
             wr.shutdown().await.ok();
-            return Err(Error::Refused(code));
+            Err(Error::Refused(code))
         }
-        ConnectOutcome::Accepted(h) => h,
-    };
-    debug!(client = %handle.info.id, %version, "client connected");
-    drop(connect);
-
-    let writer = tokio::spawn(write_loop(
-        broker.clone(),
-        handle.clone(),
-        wr,
-        opts.client_net_write_buffer_size,
-        opts.capabilities.compatibilities.passive_client_disconnect,
-    ));
-    let result = read_loop(&broker, &handle, &mut rd, &mut buf, &mut decoder, writer).await;
-    if opts.capabilities.compatibilities.passive_client_disconnect
-        && handle.state.lock().close_reason().is_some()
-    {
-        // Leave closing to the client (bounded): read and discard until it does.
-        let _ = timeout(std::time::Duration::from_secs(5), async {
-            let mut sink = [0u8; 512];
-            while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
-        })
-        .await;
+        ConnectOutcome::Accepted(h) => {
+            debug!(client = %h.info.id, %version, "client connected");
+            Ok(h)
+        }
     }
-    broker.disconnected(Instant::now(), &handle);
-    debug!(client = %handle.info.id, ?result, "client disconnected");
-    result
 }
 
 async fn write_connack_refusal<W: AsyncWrite + Unpin>(
@@ -232,11 +344,17 @@ async fn write_connack_refusal<W: AsyncWrite + Unpin>(
 async fn read_loop<R: AsyncRead + Unpin>(
     broker: &Arc<Broker>,
     handle: &Arc<ClientHandle>,
-    rd: &mut R,
-    buf: &mut BytesMut,
-    decoder: &mut Decoder,
+    input: Input<'_, R>,
     mut writer: tokio::task::JoinHandle<Result<(), Error>>,
 ) -> Result<(), Error> {
+    let Input {
+        rd,
+        buf,
+        decoder,
+        read_size,
+    } = input;
+    // Whether something was read since the last trim (see `IDLE_TRIM`).
+    let mut active = true;
     let result = loop {
         // Handle every complete packet already buffered.
         let mut failed = None;
@@ -280,20 +398,37 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
             st.poll_timeout()
         };
+        // After a quiet spell the control queue and the writer's batch shrink (see
+        // `IDLE_TRIM`).
+        let release_at = active.then(|| Instant::now() + IDLE_TRIM);
+        let timer = match (deadline, release_at) {
+            (Some(d), Some(r)) => Some(d.min(r)),
+            (d, r) => d.or(r),
+        };
         tokio::select! {
             // Data first: after a back-pressure wait, a PINGREQ already in the socket is read
             // before the keep-alive deadline is judged (closing is seen at the loop's top).
             biased;
-            r = rd.read_buf(buf) => match r {
+            r = read_some(rd, buf, read_size) => match r {
                 Ok(0) => break Err(Error::Closed),
                 Ok(n) => {
+                    active = true;
                     broker.info.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e) => break Err(Error::Io(e)),
             },
-            _ = sleep_until_opt(deadline) => {
-                handle.state.lock().handle_timeout(Instant::now());
-                handle.notify.notify_one();
+            _ = sleep_until_opt(timer) => {
+                let now = Instant::now();
+                if release_at.is_some_and(|r| now >= r) {
+                    active = false;
+                    handle.state.lock().release_idle_memory();
+                    handle.trim.store(true, Ordering::Relaxed);
+                    handle.notify.notify_one();
+                }
+                if deadline.is_some_and(|d| now >= d) {
+                    handle.state.lock().handle_timeout(now);
+                    handle.notify.notify_one();
+                }
             }
             _ = handle.closing.notified() => {}
             w = &mut writer => {
@@ -430,9 +565,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     buf_size: usize,
     passive_disconnect: bool,
 ) -> Result<(), Error> {
-    let mut out = BytesMut::with_capacity(buf_size);
-    let mut batch = Vec::new();
-    // (The batch Vec keeps its capacity: a few pointers.)
+    let mut out = BytesMut::new();
+    // A `Transmit` is over 400 bytes and a Vec's first growth takes 4 slots: starting with one
+    // keeps a connection that sends one packet at a time (CONNACK, PINGRESP) at one slot.
+    let mut batch = Vec::with_capacity(1);
     let version = handle.info.protocol;
     // OnPacketEncode: every packet goes through the hooks before it is encoded (and PUBLISH
     // is then encoded per subscriber, not once per variant).
@@ -446,6 +582,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         let mut packets = 0u64;
         let mut notes = Vec::new();
         let mut more = false;
+        let mut wanted = 0;
+        if direct && out.capacity() == 0 {
+            // After idle the buffer is unallocated: start within glibc's thread cache (up to
+            // ~1 KiB) so that one ack or one message costs a fast allocation; a large batch
+            // grows it on demand.
+            out.reserve(DIRECT_FIRST_RESERVE.min(buf_size));
+        }
         let (max_packet, finished) = {
             let mut st = handle.state.lock();
             if direct {
@@ -464,11 +607,16 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                         None => break,
                     }
                 }
+                wanted = WRITE_BATCH - budget;
             }
             handle.flow.after_batch(&st);
             let finished = st.close_reason().is_some() && !st.wants_transmit();
             (st.limits.client_maximum_packet_size, finished)
         };
+        // After idle the buffer is empty: a small batch (an ack, one message) gets a small
+        // allocation (glibc serves those from its thread cache; 2 KiB ones take the slow path),
+        // a large one starts at `buf_size` and grows on demand.
+        out.reserve(wanted.min(buf_size));
         let mut abandoned = Vec::new();
         for t in batch.drain(..) {
             match t {
@@ -567,10 +715,15 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             more = handle.state.lock().wants_transmit();
         }
         if !more {
-            // Idle: give the write buffer back, so an idle connection holds none.
+            // Idle: give the write buffer back, so an idle connection holds none. The batch
+            // (a `Transmit` is over 400 bytes; a busy subscriber's grows to hundreds of KiB) is
+            // given back when the reader says the connection has been quiet for a while, so a
+            // writer that pauses between batches does not grow it again each time.
             out = BytesMut::new();
             handle.notify.notified().await;
-            out.reserve(buf_size);
+            if handle.trim.swap(false, Ordering::Relaxed) {
+                batch = Vec::new();
+            }
         }
     }
 }

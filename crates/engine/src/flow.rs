@@ -84,6 +84,15 @@ impl FlowControl {
 /// last messages left congested; returns at once when there are none.
 pub(crate) async fn wait_for_subscribers(publisher: &ClientHandle) {
     let waits = std::mem::take(&mut *publisher.flow.waits.lock());
+    if waits.is_empty() {
+        return;
+    }
+    // Boxed: the wait holds timers and notifications (a few hundred bytes) that would
+    // otherwise enlarge every connection's reader future, idle or not, for a rare event.
+    Box::pin(wait_for(publisher, waits)).await;
+}
+
+async fn wait_for(publisher: &ClientHandle, waits: Vec<Arc<ClientHandle>>) {
     for sub in waits {
         let flow = &sub.flow;
         flow.watchers.fetch_add(1, Ordering::SeqCst);

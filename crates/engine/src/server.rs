@@ -58,14 +58,15 @@ async fn accept_loop<L: Listener>(
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
-                    let broker = broker.clone();
-                    let id = id.clone();
-                    conns.spawn(async move {
-                        let remote: Arc<str> = Arc::from(peer);
-                        if let Err(e) = run_connection(broker, stream, remote.clone(), id).await {
-                            debug!(%remote, error = %e, "connection ended");
-                        }
-                    });
+                    // The driver's future is the task, with no wrapper around it: a wrapper's
+                    // captures would add to every connection's task (run_connection logs how
+                    // the connection ended).
+                    conns.spawn(run_connection(
+                        broker.clone(),
+                        stream,
+                        Arc::from(peer),
+                        id.clone(),
+                    ));
                 }
                 Err(e) => {
                     warn!(listener = %id, error = %e, "accept failed");

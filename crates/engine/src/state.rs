@@ -321,7 +321,9 @@ impl ClientState {
             in_aliases: HashMap::new(),
             out_aliases: HashMap::new(),
             inflight_ids,
-            control: VecDeque::new(),
+            // One slot: a `Packet` is over 400 bytes and a queue's first growth takes 4, while
+            // most connections queue one control packet at a time (CONNACK, an ack, PINGRESP).
+            control: VecDeque::with_capacity(1),
             resend,
             notes: Vec::new(),
             note_completions: true,
@@ -628,6 +630,19 @@ impl ClientState {
         match self.session.retained.pop_front() {
             Some(d) => Some(d),
             None => self.session.pending.pop_front(),
+        }
+    }
+
+    /// Gives back the memory of emptied control queues; the reader calls it once a connection
+    /// has been quiet for a while. A `Packet` is over 400 bytes, so even a one-slot queue is
+    /// worth giving back on an idle connection, and one that held a few packets (CONNACK,
+    /// SUBACK, PINGRESP together) keeps ~1.7 KiB.
+    pub fn release_idle_memory(&mut self) {
+        if self.control.is_empty() && self.control.capacity() > 0 {
+            self.control = VecDeque::new();
+        }
+        if self.resend.is_empty() && self.resend.capacity() > 0 {
+            self.resend = VecDeque::new();
         }
     }
 

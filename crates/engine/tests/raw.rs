@@ -538,3 +538,38 @@ async fn subscribe_gets_all_of_20k_retained_messages() {
     );
     server.shutdown().await;
 }
+
+/// An idle connection holds no read buffer and waits with a 1 KiB probe; a packet larger than
+/// the probe, and one split across writes, arriving after an idle spell are still read whole.
+#[tokio::test]
+async fn packets_after_an_idle_spell_are_read_whole() {
+    static PAYLOAD: [u8; 3000] = [7u8; 3000];
+    let (server, addr) = start(Options::default()).await;
+    let (mut c, _) = Raw::connect(addr, connect_packet("idler", V5, 60, true)).await;
+    c.send(Packet::Subscribe(subscribe(1, "idle/echo", 0)))
+        .await;
+    assert!(matches!(c.recv().await, Some(Packet::SubAck(_))));
+    for split in [false, true] {
+        // Past the reader's quiet spell (100 ms): its read buffer is given back.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let mut out = bytes::BytesMut::new();
+        Packet::Publish(publish("idle/echo", 0, None, &PAYLOAD))
+            .encode(V5, &mut out)
+            .unwrap();
+        if split {
+            c.send_bytes(&out[..10]).await;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            c.send_bytes(&out[10..]).await;
+        } else {
+            c.send_bytes(&out).await;
+        }
+        match c.recv().await {
+            Some(Packet::Publish(p)) => {
+                assert_eq!(p.topic, "idle/echo");
+                assert_eq!(&p.payload[..], &PAYLOAD[..]);
+            }
+            other => panic!("expected the echoed PUBLISH, got {other:?}"),
+        }
+    }
+    server.shutdown().await;
+}
