@@ -149,7 +149,7 @@ fn connect(version: ProtocolVersion) -> Case {
     case(
         "connect".into(),
         version,
-        moco::Packet::Connect(c),
+        moco::Packet::from(c),
         r,
         !version.is_v5(),
     )

@@ -113,7 +113,7 @@ impl Raw {
     /// the return code by the decoder).
     async fn connect(addr: SocketAddr, c: Connect) -> (Raw, ReasonCode) {
         let mut r = Raw::open(addr, c.protocol).await;
-        r.send(Packet::Connect(c)).await;
+        r.send(Packet::from(c)).await;
         match r.recv().await {
             Some(Packet::ConnAck(a)) => (r, a.reason_code),
             other => panic!("expected CONNACK, got {other:?}"),
@@ -235,7 +235,7 @@ impl Raw {
 async fn v3_connack_bytes(addr: SocketAddr, c: Connect) -> [u8; 4] {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let mut out = BytesMut::new();
-    Packet::Connect(c).encode(V4, &mut out).unwrap();
+    Packet::from(c).encode(V4, &mut out).unwrap();
     s.write_all(&out).await.unwrap();
     let mut ack = [0u8; 4];
     tokio::time::timeout(WAIT, s.read_exact(&mut ack))

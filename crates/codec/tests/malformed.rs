@@ -139,7 +139,7 @@ fn only_connect_before_version_and_connect_adopts_it() {
     let mut buf = BytesMut::from(&[0xC0][..]);
     assert_eq!(d.decode(&mut buf).unwrap_err().reason_code(), PROTOCOL);
 
-    let connect = Packet::Connect(Connect::new(V5, "c1"));
+    let connect = Packet::from(Connect::new(V5, "c1"));
     let mut buf = BytesMut::from(&enc(&connect, V5)[..]);
     buf.extend_from_slice(&[0xC0, 0x00]);
     assert_eq!(d.decode(&mut buf).unwrap(), Some(connect));
@@ -536,7 +536,7 @@ fn encoder_refuses_invalid_packets() {
         EncodeError::EmptyList(PacketType::Unsubscribe)
     );
     let long = "x".repeat(65_536);
-    let e = enc_err(Packet::Connect(Connect::new(V4, long.as_str())), V4);
+    let e = enc_err(Packet::from(Connect::new(V4, long.as_str())), V4);
     assert!(matches!(e, EncodeError::StringInvalid(_)));
     let big = Publish::new("a", Bytes::from(vec![0u8; 268_435_456]));
     assert!(matches!(
@@ -550,15 +550,15 @@ fn encoder_refuses_invalid_packets() {
     let mut c = Connect::new(V4, "c");
     c.password = Some(Bytes::from_static(b"pw"));
     assert!(matches!(
-        enc_err(Packet::Connect(c.clone()), V4),
+        enc_err(Packet::from(c.clone()), V4),
         EncodeError::Invalid(_)
     ));
     c.protocol = V5;
-    assert!(Packet::Connect(c.clone())
+    assert!(Packet::from(c.clone())
         .encode(V5, &mut BytesMut::new())
         .is_ok());
     assert_eq!(
-        enc_err(Packet::Connect(c), V4),
+        enc_err(Packet::from(c), V4),
         EncodeError::VersionMismatch(V5, V4)
     );
     // property values
@@ -577,7 +577,7 @@ fn encoder_refuses_invalid_packets() {
     let mut ca = ConnAck::default();
     ca.properties.maximum_qos = Some(QoS::ExactlyOnce);
     assert_eq!(
-        enc_err(Packet::ConnAck(ca), V5),
+        enc_err(Packet::from(ca), V5),
         EncodeError::InvalidProperty(PropertyId::MaximumQoS)
     );
     // reason code not allowed in the packet
@@ -595,7 +595,7 @@ fn encoder_refuses_invalid_packets() {
         ..Default::default()
     };
     assert!(matches!(
-        enc_err(Packet::ConnAck(ca), V5),
+        enc_err(Packet::from(ca), V5),
         EncodeError::Invalid(_)
     ));
 }
@@ -666,7 +666,7 @@ fn v3_connack_return_codes() {
             reason_code: rc,
             ..Default::default()
         };
-        assert_eq!(enc(&Packet::ConnAck(ca), V4), [0x20, 2, 0, v3], "{rc:?}");
+        assert_eq!(enc(&Packet::from(ca), V4), [0x20, 2, 0, v3], "{rc:?}");
     }
     let Packet::ConnAck(ca) = dec(&[0x20, 2, 1, 0], V4).unwrap() else {
         panic!()
@@ -683,7 +683,7 @@ fn v3_connack_return_codes() {
         session_present: true,
         ..Default::default()
     };
-    assert_eq!(enc(&Packet::ConnAck(ca), V3), [0x20, 2, 0, 0]);
+    assert_eq!(enc(&Packet::from(ca), V3), [0x20, 2, 0, 0]);
 }
 
 #[test]
@@ -693,11 +693,11 @@ fn v3_connect_bytes() {
         ..Connect::new(V3, "id")
     };
     assert_eq!(
-        enc(&Packet::Connect(c.clone()), V3),
+        enc(&Packet::from(c.clone()), V3),
         [0x10, 16, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 2, 0, 10, 0, 2, b'i', b'd']
     );
     assert_eq!(
-        dec(&enc(&Packet::Connect(c.clone()), V3), V3).unwrap(),
-        Packet::Connect(c)
+        dec(&enc(&Packet::from(c.clone()), V3), V3).unwrap(),
+        Packet::from(c)
     );
 }

@@ -152,7 +152,7 @@ fn connect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                 } else {
                     username
                 };
-                Packet::Connect(Connect {
+                Packet::from(Connect {
                     protocol: v,
                     clean_start,
                     keep_alive,
@@ -234,7 +234,7 @@ fn connack(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
         Just(ConnAckProperties::default()).boxed()
     };
     (any::<bool>(), rc, props).prop_map(move |(sp, reason_code, properties)| {
-        Packet::ConnAck(ConnAck {
+        Packet::from(ConnAck {
             session_present: sp && !reason_code.is_error() && v != ProtocolVersion::V3,
             reason_code,
             properties,

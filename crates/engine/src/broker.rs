@@ -508,7 +508,7 @@ impl Broker {
                         Some(ByteString::from(self.options.response_information.clone()));
                 }
             }
-            st.send(Packet::ConnAck(ConnAck {
+            st.send(Packet::from(ConnAck {
                 session_present,
                 reason_code: ReasonCode::Success,
                 properties: props,

@@ -302,7 +302,7 @@ where
         ConnectOutcome::Refused(ack) => {
             let code = ack.reason_code;
             let mut out = BytesMut::new();
-            let mut p = Packet::ConnAck(*ack);
+            let mut p = Packet::ConnAck(ack);
             if broker.hooks().provides(Event::OnPacketEncode) {
                 let info = ClientInfo {
                     id: connect.client_id.clone(),
@@ -331,7 +331,7 @@ async fn write_connack_refusal<W: AsyncWrite + Unpin>(
     code: ReasonCode,
 ) -> Result<(), Error> {
     let mut out = BytesMut::new();
-    Packet::ConnAck(moco_codec::ConnAck {
+    Packet::from(moco_codec::ConnAck {
         session_present: false,
         reason_code: code,
         properties: Default::default(),
@@ -566,7 +566,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     passive_disconnect: bool,
 ) -> Result<(), Error> {
     let mut out = BytesMut::new();
-    // A `Transmit` is over 400 bytes and a Vec's first growth takes 4 slots: starting with one
+    // A `Transmit` is over 200 bytes and a Vec's first growth takes 4 slots: starting with one
     // keeps a connection that sends one packet at a time (CONNACK, PINGRESP) at one slot.
     let mut batch = Vec::with_capacity(1);
     let version = handle.info.protocol;
@@ -716,7 +716,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
         if !more {
             // Idle: give the write buffer back, so an idle connection holds none. The batch
-            // (a `Transmit` is over 400 bytes; a busy subscriber's grows to hundreds of KiB) is
+            // (a `Transmit` is over 200 bytes; a busy subscriber's grows to hundreds of KiB) is
             // given back when the reader says the connection has been quiet for a while, so a
             // writer that pauses between batches does not grow it again each time.
             out = BytesMut::new();

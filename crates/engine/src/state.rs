@@ -321,7 +321,7 @@ impl ClientState {
             in_aliases: HashMap::new(),
             out_aliases: HashMap::new(),
             inflight_ids,
-            // One slot: a `Packet` is over 400 bytes and a queue's first growth takes 4, while
+            // One slot: a `Packet` is over 200 bytes and a queue's first growth takes 4, while
             // most connections queue one control packet at a time (CONNACK, an ack, PINGRESP).
             control: VecDeque::with_capacity(1),
             resend,
@@ -634,7 +634,7 @@ impl ClientState {
     }
 
     /// Gives back the memory of emptied control queues; the reader calls it once a connection
-    /// has been quiet for a while. A `Packet` is over 400 bytes, so even a one-slot queue is
+    /// has been quiet for a while. A `Packet` is over 200 bytes, so even a one-slot queue is
     /// worth giving back on an idle connection, and one that held a few packets (CONNACK,
     /// SUBACK, PINGRESP together) keeps ~1.7 KiB.
     pub fn release_idle_memory(&mut self) {

@@ -207,7 +207,7 @@ fn auth(reason: ReasonCode, data: &'static [u8]) -> Packet {
 async fn enhanced_authentication_exchange_and_reauthentication() {
     let (server, addr) = start_with(Server::builder().hook(Toy).build()).await;
     let mut r = Raw::open(addr, V5).await;
-    r.send(Packet::Connect(auth_connect("toy1"))).await;
+    r.send(Packet::from(auth_connect("toy1"))).await;
     match r.recv().await {
         Some(Packet::Auth(a)) => {
             assert_eq!(a.reason_code, ReasonCode::ContinueAuthentication);
@@ -244,7 +244,7 @@ async fn enhanced_authentication_exchange_and_reauthentication() {
 
     // A wrong answer during CONNECT: CONNACK with the hook's code.
     let mut r = Raw::open(addr, V5).await;
-    r.send(Packet::Connect(auth_connect("toy2"))).await;
+    r.send(Packet::from(auth_connect("toy2"))).await;
     assert!(matches!(r.recv().await, Some(Packet::Auth(_))));
     r.send(auth(ReasonCode::ContinueAuthentication, b"nope"))
         .await;

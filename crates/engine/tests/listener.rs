@@ -39,7 +39,7 @@ async fn mqtt_over_an_in_memory_listener() {
         properties: Default::default(),
     };
     let mut out = BytesMut::new();
-    Packet::Connect(connect)
+    Packet::from(connect)
         .encode(ProtocolVersion::V5, &mut out)
         .unwrap();
     client.write_all(&out).await.unwrap();

@@ -41,7 +41,7 @@ static GLOBAL: Tracking = Tracking;
 /// answered. A std socket holds no heap, so what the test counts is the broker's.
 fn idle_client(addr: std::net::SocketAddr, id: &str, filter: &str) -> std::net::TcpStream {
     let mut out = BytesMut::new();
-    Packet::Connect(connect_packet(id, ProtocolVersion::V5, 60, true))
+    Packet::from(connect_packet(id, ProtocolVersion::V5, 60, true))
         .encode(ProtocolVersion::V5, &mut out)
         .unwrap();
     Packet::Subscribe(subscribe(1, filter, 1))

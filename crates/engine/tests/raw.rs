@@ -125,7 +125,7 @@ async fn malformed_packet_gets_81() {
 async fn second_connect_is_protocol_error_82() {
     let (server, addr) = start(Options::default()).await;
     let (mut r, _) = Raw::connect(addr, connect_packet("twice", V5, 0, true)).await;
-    r.send(Packet::Connect(connect_packet("twice", V5, 0, true)))
+    r.send(Packet::from(connect_packet("twice", V5, 0, true)))
         .await;
     assert_eq!(r.disconnect_reason().await, Some(ReasonCode::ProtocolError));
     server.shutdown().await;

@@ -26,7 +26,7 @@ async fn slow_subscriber_hurts_only_itself() {
         buf: bytes::BytesMut::new(),
         version: v5,
     };
-    slow.send(Packet::Connect(connect_packet("slow", v5, 0, true)))
+    slow.send(Packet::from(connect_packet("slow", v5, 0, true)))
         .await;
     assert!(matches!(slow.recv().await, Some(Packet::ConnAck(_))));
     slow.send(Packet::Subscribe(subscribe(1, "load", 0))).await;
@@ -85,7 +85,7 @@ async fn taking_over_a_stuck_client_ends_its_connection() {
         version: v5,
     };
     stuck
-        .send(Packet::Connect(connect_packet("stuck", v5, 0, true)))
+        .send(Packet::from(connect_packet("stuck", v5, 0, true)))
         .await;
     assert!(matches!(stuck.recv().await, Some(Packet::ConnAck(_))));
     stuck
@@ -232,7 +232,7 @@ async fn a_stuck_qos1_subscriber_holds_up_publishers_only_briefly() {
         version: v5,
     };
     stuck
-        .send(Packet::Connect(connect_packet("stuck1", v5, 0, true)))
+        .send(Packet::from(connect_packet("stuck1", v5, 0, true)))
         .await;
     assert!(matches!(stuck.recv().await, Some(Packet::ConnAck(_))));
     stuck.send(Packet::Subscribe(subscribe(1, "q1", 1))).await;

@@ -41,10 +41,13 @@ pub use unsubscribe::Unsubscribe;
 /// Any MQTT control packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
-    /// CONNECT: client → server, first packet of a connection.
-    Connect(Connect),
-    /// CONNACK: server → client answer to CONNECT.
-    ConnAck(ConnAck),
+    /// CONNECT: client → server, first packet of a connection. Boxed, as CONNACK: they are
+    /// the two largest packets and come once per connection, and inline they would make
+    /// every `Packet` (each PUBLISH and ack moved through the broker) 440 bytes instead of
+    /// PUBLISH's 232.
+    Connect(Box<Connect>),
+    /// CONNACK: server → client answer to CONNECT (boxed, see CONNECT).
+    ConnAck(Box<ConnAck>),
     /// PUBLISH: an application message, either direction.
     Publish(Publish),
     /// PUBACK: QoS 1 acknowledgement.
@@ -102,8 +105,8 @@ impl Packet {
     /// receivers, encode into a scratch `BytesMut` and `split().freeze()` it.
     pub fn encode(&self, v: ProtocolVersion, buf: &mut BytesMut) -> Result<usize, EncodeError> {
         match self {
-            Packet::Connect(p) => encode_body(p, v, buf),
-            Packet::ConnAck(p) => encode_body(p, v, buf),
+            Packet::Connect(p) => encode_body(&**p, v, buf),
+            Packet::ConnAck(p) => encode_body(&**p, v, buf),
             Packet::Publish(p) => encode_body(p, v, buf),
             Packet::PubAck(p) => encode_body(p, v, buf),
             Packet::PubRec(p) => encode_body(p, v, buf),
@@ -176,8 +179,8 @@ impl Packet {
         v: ProtocolVersion,
     ) -> Result<Packet, DecodeError> {
         Ok(match t {
-            PacketType::Connect => Packet::Connect(Connect::decode(frame, body)?),
-            PacketType::ConnAck => Packet::ConnAck(ConnAck::decode(frame, body, v)?),
+            PacketType::Connect => Packet::Connect(Box::new(Connect::decode(frame, body)?)),
+            PacketType::ConnAck => Packet::ConnAck(Box::new(ConnAck::decode(frame, body, v)?)),
             PacketType::Publish => return Err(DecodeError::Malformed("PUBLISH body")),
             PacketType::PubAck => Packet::PubAck(PubAck::decode(frame, body, v)?),
             PacketType::PubRec => Packet::PubRec(PubRec::decode(frame, body, v)?),
@@ -309,3 +312,15 @@ macro_rules! pub_ack {
     };
 }
 pub(crate) use pub_ack;
+
+impl From<Connect> for Packet {
+    fn from(c: Connect) -> Self {
+        Packet::Connect(Box::new(c))
+    }
+}
+
+impl From<ConnAck> for Packet {
+    fn from(c: ConnAck) -> Self {
+        Packet::ConnAck(Box::new(c))
+    }
+}

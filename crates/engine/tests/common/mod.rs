@@ -200,9 +200,9 @@ impl Raw {
         connect: moco_codec::Connect,
     ) -> (Raw, moco_codec::ConnAck) {
         let mut r = Raw::open(addr, connect.protocol).await;
-        r.send(moco_codec::Packet::Connect(connect)).await;
+        r.send(moco_codec::Packet::from(connect)).await;
         match r.recv().await {
-            Some(moco_codec::Packet::ConnAck(a)) => (r, a),
+            Some(moco_codec::Packet::ConnAck(a)) => (r, *a),
             other => panic!("expected CONNACK, got {other:?}"),
         }
     }
