@@ -636,7 +636,7 @@ impl ClientState {
     /// Gives back the memory of emptied control queues; the reader calls it once a connection
     /// has been quiet for a while. A `Packet` is over 200 bytes, so even a one-slot queue is
     /// worth giving back on an idle connection, and one that held a few packets (CONNACK,
-    /// SUBACK, PINGRESP together) keeps ~1.7 KiB.
+    /// SUBACK, PINGRESP together) keeps ~1 KiB.
     pub fn release_idle_memory(&mut self) {
         if self.control.is_empty() && self.control.capacity() > 0 {
             self.control = VecDeque::new();
