@@ -245,6 +245,8 @@ struct SubOut {
     delivered: u64,
     last: Option<Instant>,
     latencies_ns: Vec<u64>,
+    /// The send stamp of each latency sample, for [`DUMP_ENV`].
+    sent_ns: Vec<u64>,
 }
 
 async fn connect_all(p: &Params, ids: Vec<String>) -> Result<Vec<Conn>> {
@@ -358,6 +360,9 @@ async fn pubsub(
             Ok(out) => {
                 delivered += out.delivered;
                 last = last.max(out.last);
+                if let Ok(path) = std::env::var(DUMP_ENV) {
+                    dump(&path, &out).with_context(|| format!("{DUMP_ENV}={path}"))?;
+                }
                 lat.extend(out.latencies_ns);
             }
             Err(e) => {
@@ -391,6 +396,22 @@ async fn pubsub(
         report.ok = true;
     }
     Ok(report)
+}
+
+/// Environment variable naming a file where the latency scenario writes every sample, one
+/// `send-stamp-ns latency-ns` line each, in arrival order (the stamps count from one instant of
+/// the run): to see where the tail samples fall in time (bursts, periodic stalls), not only the
+/// percentiles. Diagnostics only; the report is the same with or without it.
+pub const DUMP_ENV: &str = "MOCO_LOAD_DUMP";
+
+fn dump(path: &str, out: &SubOut) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for (s, l) in out.sent_ns.iter().zip(&out.latencies_ns) {
+        writeln!(f, "{s} {l}")?;
+    }
+    f.flush()?;
+    Ok(())
 }
 
 fn percentiles(mut ns: Vec<u64>) -> Option<Latency> {
@@ -427,6 +448,7 @@ async fn subscriber(mut conn: Conn, shared: Arc<Shared>, stamp: Option<Instant>)
         let now_ns = stamp.map(|b| (now - b).as_nanos() as u64);
         let mut got = 0u64;
         let lat = &mut out.latencies_ns;
+        let sent_v = &mut out.sent_ns;
         conn.drain(|f, w| match f.kind {
             mqtt::PUBLISH => {
                 got += 1;
@@ -439,6 +461,7 @@ async fn subscriber(mut conn: Conn, shared: Arc<Shared>, stamp: Option<Instant>)
                     if let (Some(now_ns), Some(bytes)) = (now_ns, payload.get(..8)) {
                         let sent = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
                         lat.push(now_ns.saturating_sub(sent));
+                        sent_v.push(sent);
                     }
                 }
             }

@@ -6,6 +6,9 @@
 //!     --messages 100000 --seconds 10 --broker-pid "$(pidof mosquitto)"
 //! ```
 //!
+//! With `MOCO_LOAD_DUMP=FILE`, the latency scenario also writes every sample to FILE
+//! (`send-stamp-ns latency-ns` per line).
+//!
 //! The exit status is 0 when the scenario ran to its end, 1 when it failed (the JSON line still
 //! says why), 2 on bad arguments.
 

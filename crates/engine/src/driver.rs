@@ -7,13 +7,18 @@
 //! (control packets, then queued messages as quota allows) and writes it with one `write_all`.
 //! A slow reader on the other end fills only its own bounded queue.
 
+use std::any::Any;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::BytesMut;
 use moco_codec::{Auth, Decoder, Packet, ProtocolVersion, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout};
 use tracing::{debug, trace};
 
@@ -45,12 +50,72 @@ pub async fn run_connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // The reader and the writer run as two tasks, often on two workers at once. The halves of
+    // `tokio::io::split` share one mutex held across each read and write syscall, so they
+    // block each other (a futex sleep and wake, or a whole time slice when the holder is
+    // preempted); a TCP stream splits into halves that share nothing but the socket.
+    let mut slot = Some(stream);
+    if let Some(tcp) = (&mut slot as &mut dyn Any).downcast_mut::<Option<TcpStream>>() {
+        let (rd, wr) = tcp.take().expect("just put there").into_split();
+        return serve(broker, rd, TcpWriter(Some(wr)), remote, listener).await;
+    }
+    let (rd, wr) = tokio::io::split(slot.expect("not taken"));
+    serve(broker, rd, wr, remote, listener).await
+}
+
+/// The write half of a TCP stream that, like the halves of `tokio::io::split`, leaves the
+/// socket open when dropped: closing is `poll_shutdown`'s job, or the read half's (a passive
+/// disconnect waits for the client to close first).
+struct TcpWriter(Option<OwnedWriteHalf>);
+
+impl Drop for TcpWriter {
+    fn drop(&mut self) {
+        if let Some(w) = self.0.take() {
+            w.forget();
+        }
+    }
+}
+
+impl TcpWriter {
+    fn half(self: Pin<&mut Self>) -> Pin<&mut OwnedWriteHalf> {
+        Pin::new(self.get_mut().0.as_mut().expect("taken only on drop"))
+    }
+}
+
+impl AsyncWrite for TcpWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.half().poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.half().poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.half().poll_shutdown(cx)
+    }
+}
+
+async fn serve<R, W>(
+    broker: Arc<Broker>,
+    mut rd: R,
+    mut wr: W,
+    remote: Arc<str>,
+    listener: Arc<str>,
+) -> Result<(), Error>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     // This future lives as long as the connection, so what it holds across an await is paid by
     // every idle client: the handshake (CONNECT packet, enhanced-auth exchange, refusals) runs
     // in its own boxed future, freed once the client is connected, and only scalars of the
     // options are kept.
     let read_size = broker.options().client_net_read_buffer_size;
-    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = BytesMut::new();
     let mut decoder = Decoder::new(broker.options().capabilities.maximum_packet_size);
     let handle = match Box::pin(handshake(
