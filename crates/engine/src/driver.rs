@@ -25,7 +25,6 @@ use tracing::{debug, trace};
 use crate::broker::{report_notes, Broker, ClientHandle, ConnectOutcome};
 use crate::error::Error;
 use crate::hooks::{ClientInfo, Event};
-use crate::message::DeliveryParams;
 use crate::state::{AppEvent, Transmit};
 
 /// How long a connection must be quiet (nothing read) before its control queue and its
@@ -703,14 +702,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     alias,
                 } => {
                     let start = out.len();
-                    let params = DeliveryParams {
-                        qos: delivery.qos,
-                        retain: delivery.retain,
-                        dup,
-                        packet_id,
-                        sub_ids: &delivery.sub_ids,
-                        alias,
-                    };
+                    let params = delivery.params(dup, packet_id, alias);
                     let written = if encode_hook {
                         let mut p = Packet::Publish(delivery.msg.to_publish(&params, now));
                         broker.hooks().on_packet_encode(&handle.info, &mut p);

@@ -279,6 +279,25 @@ pub struct Delivery {
     pub sub_ids: Vec<u32>,
 }
 
+impl Delivery {
+    /// The parameters of sending this delivery with `dup`, `packet_id` and `alias`.
+    pub fn params(
+        &self,
+        dup: bool,
+        packet_id: Option<u16>,
+        alias: Option<(u16, bool)>,
+    ) -> DeliveryParams<'_> {
+        DeliveryParams {
+            qos: self.qos,
+            retain: self.retain,
+            dup,
+            packet_id,
+            sub_ids: &self.sub_ids,
+            alias,
+        }
+    }
+}
+
 /// A client's will message.
 #[derive(Debug, Clone)]
 pub struct Will {

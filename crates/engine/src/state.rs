@@ -716,27 +716,13 @@ impl ClientState {
                     None => break,
                 },
                 Next::Publish(d, alias) => {
-                    let params = DeliveryParams {
-                        qos: d.qos,
-                        retain: d.retain,
-                        dup: false,
-                        packet_id: None,
-                        sub_ids: &d.sub_ids,
-                        alias: *alias,
-                    };
+                    let params = d.params(false, None, *alias);
                     (write_publish(d, version, &params, now, out), None)
                 }
                 Next::Inflight(i, dup, alias) => {
                     let inf = &self.session.inflight[*i];
                     let d = &inf.delivery;
-                    let params = DeliveryParams {
-                        qos: d.qos,
-                        retain: d.retain,
-                        dup: *dup,
-                        packet_id: Some(inf.packet_id),
-                        sub_ids: &d.sub_ids,
-                        alias: *alias,
-                    };
+                    let params = d.params(*dup, Some(inf.packet_id), *alias);
                     (
                         write_publish(d, version, &params, now, out),
                         Some(inf.packet_id),
@@ -792,12 +778,7 @@ impl ClientState {
             return None;
         }
         while let Some(pid) = self.resend.pop_front() {
-            let Some(i) = self
-                .session
-                .inflight
-                .iter()
-                .position(|i| i.packet_id == pid)
-            else {
+            let Some(i) = self.inflight_index(pid) else {
                 continue;
             };
             let inf = &mut self.session.inflight[i];
@@ -888,12 +869,7 @@ impl ClientState {
 
     /// Abandons an inflight message the client cannot take (e.g. too large for it).
     pub fn abandon(&mut self, packet_id: u16) {
-        if let Some(i) = self
-            .session
-            .inflight
-            .iter()
-            .position(|i| i.packet_id == packet_id)
-        {
+        if let Some(i) = self.inflight_index(packet_id) {
             if let Some(inf) = self.remove_inflight(i) {
                 self.notes.push(Note::QosDropped(packet_id));
                 self.notes
@@ -1069,14 +1045,7 @@ mod tests {
                         dup,
                         alias,
                     } => {
-                        let params = DeliveryParams {
-                            qos: delivery.qos,
-                            retain: delivery.retain,
-                            dup,
-                            packet_id,
-                            sub_ids: &delivery.sub_ids,
-                            alias,
-                        };
+                        let params = delivery.params(dup, packet_id, alias);
                         delivery
                             .msg
                             .write_to(ProtocolVersion::V5, &params, t0, &mut out)
