@@ -161,6 +161,12 @@ impl<C> Default for Matches<C> {
     }
 }
 
+/// The identifiers of `delivery` in a match's shared identifier buffer.
+fn identifiers_of<'a, C>(ids: &'a [NonZeroU32], delivery: &Delivery<C>) -> &'a [NonZeroU32] {
+    let s = delivery.ids_start as usize;
+    &ids[s..s + delivery.ids_len as usize]
+}
+
 impl<C> Matches<C> {
     /// An empty set of matches.
     pub fn new() -> Self {
@@ -192,8 +198,7 @@ impl<C> Matches<C> {
     /// The distinct subscription identifiers of the client's matching subscriptions (MQTT 5
     /// §3.3.4: all of them go in the one PUBLISH), in no particular order.
     pub fn identifiers(&self, delivery: &Delivery<C>) -> &[NonZeroU32] {
-        let s = delivery.ids_start as usize;
-        &self.identifiers[s..s + delivery.ids_len as usize]
+        identifiers_of(&self.identifiers, delivery)
     }
 
     /// Plain deliveries with their identifiers.
@@ -206,9 +211,8 @@ impl<C> Matches<C> {
     pub fn drain(&mut self) -> impl Iterator<Item = (Delivery<C>, &[NonZeroU32])> + '_ {
         let ids = &self.identifiers;
         self.deliveries.drain(..).map(move |d| {
-            let s = d.ids_start as usize;
-            let n = d.ids_len as usize;
-            (d, &ids[s..s + n])
+            let of = identifiers_of(ids, &d);
+            (d, of)
         })
     }
 
