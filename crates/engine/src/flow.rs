@@ -42,6 +42,8 @@ pub struct FlowControl {
     stalled: AtomicBool,
     /// As a publisher: the subscribers to wait for before reading more.
     waits: Mutex<Vec<Arc<ClientHandle>>>,
+    /// As a publisher: `waits` is not empty (read per packet without the lock).
+    must_wait: AtomicBool,
 }
 
 fn high_watermark(st: &ClientState) -> usize {
@@ -67,6 +69,14 @@ impl FlowControl {
         if !w.iter().any(|h| Arc::ptr_eq(h, subscriber)) {
             w.push(subscriber.clone());
         }
+        self.must_wait.store(true, Ordering::Relaxed);
+    }
+
+    /// As a publisher: whether a subscriber asked it to wait before its next packet. A read
+    /// brings in up to hundreds of messages, so the reader checks after each one, not only
+    /// after the read: the queue bound is what is protected.
+    pub(crate) fn must_wait(&self) -> bool {
+        self.must_wait.load(Ordering::Relaxed)
     }
 
     /// Called by this client's writer after it took a batch from the queue.
@@ -80,10 +90,17 @@ impl FlowControl {
     }
 }
 
-/// The reader of `publisher` waits here (before reading more) for the subscribers that its
+/// The reader of `publisher` waits here (before its next packet) for the subscribers that its
 /// last messages left congested; returns at once when there are none.
 pub(crate) async fn wait_for_subscribers(publisher: &ClientHandle) {
-    let waits = std::mem::take(&mut *publisher.flow.waits.lock());
+    if !publisher.flow.must_wait() {
+        return;
+    }
+    let waits = {
+        let mut w = publisher.flow.waits.lock();
+        publisher.flow.must_wait.store(false, Ordering::Relaxed);
+        std::mem::take(&mut *w)
+    };
     if waits.is_empty() {
         return;
     }
