@@ -469,6 +469,60 @@ async fn write_connack_refusal<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// What [`handle_buffered`] did.
+struct Batch {
+    /// The stream is broken (the client is told why and closed).
+    failed: Option<moco_codec::DecodeError>,
+    /// A subscriber asked the reader to wait before its next packet.
+    paused: bool,
+}
+
+/// Handles every complete packet already buffered, as one batch: one clock read (they arrived
+/// together), the writers they give work to woken once at the end (see
+/// [`crate::broker::WakeBatch`]). Stops early when the connection closes or back-pressure asks
+/// it to wait.
+fn handle_buffered(
+    broker: &Arc<Broker>,
+    handle: &Arc<ClientHandle>,
+    decoder: &mut Decoder,
+    buf: &mut BytesMut,
+) -> Batch {
+    let mut batch = Batch {
+        failed: None,
+        paused: false,
+    };
+    let mut packets = 0u64;
+    let now = Instant::now();
+    let wakes = crate::broker::WakeBatch::open();
+    loop {
+        match decoder.decode(buf) {
+            Ok(Some(p)) => {
+                packets += 1;
+                if !process_at(broker, handle, p, now) {
+                    break;
+                }
+                if handle.flow.must_wait() {
+                    batch.paused = true;
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                batch.failed = Some(e);
+                break;
+            }
+        }
+    }
+    drop(wakes);
+    if packets > 0 {
+        broker
+            .info
+            .packets_received
+            .fetch_add(packets, Ordering::Relaxed);
+    }
+    batch
+}
+
 async fn read_loop<R: AsyncRead + Unpin>(
     broker: &Arc<Broker>,
     handle: &Arc<ClientHandle>,
@@ -486,40 +540,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut size = ReadSize::new(read_size);
     decoder.set_copy_below(size.copy_below());
     let result = loop {
-        // Handle every complete packet already buffered.
-        let mut failed = None;
-        let mut packets = 0u64;
-        let mut paused = false;
-        // One clock read per read batch: the packets of a batch arrived together.
-        let now = Instant::now();
-        let wakes = crate::broker::WakeBatch::open();
-        loop {
-            match decoder.decode(buf) {
-                Ok(Some(p)) => {
-                    packets += 1;
-                    if !process_at(broker, handle, p, now) {
-                        break;
-                    }
-                    if handle.flow.must_wait() {
-                        // Back-pressure (below) before the next packet of this read.
-                        paused = true;
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
-        drop(wakes);
-        if packets > 0 {
-            broker
-                .info
-                .packets_received
-                .fetch_add(packets, Ordering::Relaxed);
-        }
+        let Batch { failed, paused } = handle_buffered(broker, handle, decoder, buf);
         if let Some(e) = failed {
             handle.close(e.reason_code());
             break Err(Error::Decode(e));

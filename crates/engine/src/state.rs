@@ -228,37 +228,19 @@ fn write_publish(
     }
 }
 
-/// Up to this many inflight messages, a free packet id is found by scanning them.
-const SCAN_INFLIGHT: usize = 16;
-
-/// Hashes outbound packet ids, which the broker assigns itself (in sequence): one multiply
-/// spreads them over the table, and no peer chooses them.
-#[derive(Debug, Clone, Copy, Default)]
-struct PidState;
-
-impl std::hash::BuildHasher for PidState {
-    type Hasher = PidHasher;
-    fn build_hasher(&self) -> PidHasher {
-        PidHasher(0)
-    }
-}
-
-#[derive(Debug)]
-struct PidHasher(u64);
-
-impl std::hash::Hasher for PidHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-        self.0 = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    fn write_u16(&mut self, i: u16) {
-        self.0 = u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// Whether packet ids (the inflight queue's, front to back) are in circular order: each one
+/// further from the first than the one before.
+fn ids_in_order(mut ids: impl Iterator<Item = u16>) -> bool {
+    let Some(first) = ids.next() else {
+        return true;
+    };
+    let mut last = 0u16;
+    ids.all(|id| {
+        let d = id.wrapping_sub(first);
+        let ok = d > last;
+        last = d;
+        ok
+    })
 }
 
 /// What [`ClientState::write_transmits`] wrote.
@@ -293,9 +275,10 @@ pub struct ClientState {
     last_received: Instant,
     in_aliases: HashMap<u16, ByteString>,
     out_aliases: HashMap<ByteString, u16>,
-    /// The packet ids of `session.inflight` once it is long, so that finding a free id does
-    /// not scan it (a short one is scanned: cheaper than hashing).
-    inflight_ids: Option<HashSet<u16, PidState>>,
+    /// `session.inflight` is in the order its ids were given (see
+    /// [`ClientState::packet_id_in_use`]); false only after inflight messages were restored in
+    /// another order, until it is empty again.
+    inflight_ordered: bool,
     control: VecDeque<Packet>,
     resend: VecDeque<u16>,
     notes: Vec<Note>,
@@ -311,8 +294,7 @@ impl ClientState {
     /// Unacknowledged outbound messages of a resumed session are resent first, with DUP.
     pub fn new(client_id: ByteString, limits: ConnLimits, session: Session, now: Instant) -> Self {
         let resend = session.inflight.iter().map(|i| i.packet_id).collect();
-        let inflight_ids = (session.inflight.len() > SCAN_INFLIGHT)
-            .then(|| session.inflight.iter().map(|i| i.packet_id).collect());
+        let inflight_ordered = ids_in_order(session.inflight.iter().map(|i| i.packet_id));
         ClientState {
             client_id,
             limits,
@@ -320,7 +302,7 @@ impl ClientState {
             last_received: now,
             in_aliases: HashMap::new(),
             out_aliases: HashMap::new(),
-            inflight_ids,
+            inflight_ordered,
             // One slot: a `Packet` is over 200 bytes and a queue's first growth takes 4, while
             // most connections queue one control packet at a time (CONNACK, an ack, PINGRESP).
             control: VecDeque::with_capacity(1),
@@ -826,14 +808,6 @@ impl ClientState {
                 Stage::AwaitPubRec
             };
             let alias = self.alias_for(&d.msg.topic);
-            if let Some(ids) = &mut self.inflight_ids {
-                ids.insert(pid);
-            } else if self.session.inflight.len() >= SCAN_INFLIGHT {
-                let mut ids: HashSet<u16, PidState> =
-                    self.session.inflight.iter().map(|i| i.packet_id).collect();
-                ids.insert(pid);
-                self.inflight_ids = Some(ids);
-            }
             self.session.inflight.push_back(Inflight {
                 packet_id: pid,
                 delivery: d,
@@ -880,12 +854,8 @@ impl ClientState {
 
     fn remove_inflight(&mut self, i: usize) -> Option<Inflight> {
         let inf = self.session.inflight.remove(i)?;
-        if let Some(ids) = &mut self.inflight_ids {
-            ids.remove(&inf.packet_id);
-            if ids.is_empty() {
-                // The burst is over: scanning is cheap again, and the table is not kept.
-                self.inflight_ids = None;
-            }
+        if self.session.inflight.is_empty() {
+            self.inflight_ordered = true;
         }
         Some(inf)
     }
@@ -898,14 +868,39 @@ impl ClientState {
             let s = &mut self.session;
             s.next_packet_id = s.next_packet_id.wrapping_add(1).max(1);
             let pid = s.next_packet_id;
-            let used = match &self.inflight_ids {
-                Some(ids) => ids.contains(&pid),
-                None => s.inflight.iter().any(|i| i.packet_id == pid),
-            };
-            if !used {
+            if !self.packet_id_in_use(pid) {
                 return Some(pid);
             }
         }
+    }
+
+    /// Whether an inflight message has `pid`. Ids are given in sequence (wrapping, skipping
+    /// those in use), so the inflight queue holds them in circular order from its front to its
+    /// back; an id outside that span is free without a look at the queue. Only after the id
+    /// space wrapped around a message still unacknowledged does a candidate fall inside it.
+    fn packet_id_in_use(&self, pid: u16) -> bool {
+        let q = &self.session.inflight;
+        let (Some(front), Some(back)) = (q.front(), q.back()) else {
+            return false;
+        };
+        if !self.inflight_ordered {
+            return q.iter().any(|i| i.packet_id == pid);
+        }
+        let first = front.packet_id;
+        pid.wrapping_sub(first) <= back.packet_id.wrapping_sub(first)
+            && self.inflight_index(pid).is_some()
+    }
+
+    /// Puts back an inflight message of a stored session (see [`crate::store`]): it is sent
+    /// again, with DUP, when the client connects.
+    pub(crate) fn restore_inflight(&mut self, inflight: Inflight) {
+        if let Some(back) = self.session.inflight.back() {
+            let first = self.session.inflight[0].packet_id;
+            if inflight.packet_id.wrapping_sub(first) <= back.packet_id.wrapping_sub(first) {
+                self.inflight_ordered = false;
+            }
+        }
+        self.session.inflight.push_back(inflight);
     }
 
     /// When [`ClientState::handle_timeout`] must next be called (the keep-alive deadline:
@@ -1093,7 +1088,7 @@ mod tests {
     }
 
     #[test]
-    fn packet_ids_stay_unique_past_the_scan_threshold_with_acks_out_of_order() {
+    fn packet_ids_stay_unique_with_acks_out_of_order() {
         let t0 = Instant::now();
         let mut l = limits(ProtocolVersion::V5);
         l.send_quota = 100;
@@ -1418,6 +1413,58 @@ mod tests {
         d.properties.session_expiry_interval = Some(30);
         st.handle_packet(t0, Packet::Disconnect(d));
         assert_eq!(st.close_reason(), Some(ReasonCode::ProtocolError));
+    }
+
+    /// Ids given after the id space wrapped skip one message that stayed unacknowledged all
+    /// along, and restored messages in any order are skipped too.
+    #[test]
+    fn packet_ids_skip_an_old_unacknowledged_id_after_wrapping_and_restored_ones() {
+        let t0 = Instant::now();
+        let mut l = limits(ProtocolVersion::V5);
+        l.send_quota = 10;
+        l.max_pending = 100;
+        let ids = |st: &mut ClientState| -> Vec<u16> {
+            drain(st, t0)
+                .iter()
+                .filter_map(|t| match t {
+                    Transmit::Publish { packet_id, .. } => *packet_id,
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut st = ClientState::new("c".into(), l.clone(), Session::new(0), t0);
+        st.set_note_completions(false);
+        st.deliver(t0, delivery(t0, QoS::AtLeastOnce, None));
+        assert_eq!(ids(&mut st), [1]);
+        let mut given = 0u32;
+        while given < 2 * u32::from(u16::MAX) {
+            for _ in 0..5 {
+                st.deliver(t0, delivery(t0, QoS::AtLeastOnce, None));
+            }
+            let batch = ids(&mut st);
+            assert_eq!(batch.len(), 5);
+            for &p in &batch {
+                assert_ne!(p, 1, "id 1 is still in flight");
+                st.handle_packet(t0, Packet::PubAck(PubAck::new(p)));
+            }
+            given += 5;
+        }
+        assert_eq!(st.session.inflight.len(), 1);
+
+        // Restored out of order (a stored session): still never given twice.
+        let mut st = ClientState::new("r".into(), l, Session::new(0), t0);
+        for p in [5, 3, 9] {
+            st.restore_inflight(Inflight {
+                packet_id: p,
+                delivery: delivery(t0, QoS::AtLeastOnce, None),
+                stage: Stage::AwaitPubAck,
+                resends: 0,
+            });
+        }
+        for _ in 0..7 {
+            st.deliver(t0, delivery(t0, QoS::AtLeastOnce, None));
+        }
+        assert_eq!(ids(&mut st), [1, 2, 4, 6, 7, 8, 10]);
     }
 
     #[test]

@@ -102,7 +102,7 @@ impl Broker {
                     continue;
                 }
                 let mut st = handle.state.lock();
-                st.session.inflight.push_back(Inflight {
+                st.restore_inflight(Inflight {
                     packet_id: pid,
                     delivery,
                     stage,
