@@ -5,7 +5,7 @@
 //! once it is fully buffered) and every string / binary slice is turned back into a `Bytes`
 //! of the frame with [`Bytes::slice_ref`], so nothing is copied.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use nom::error::{ErrorKind, ParseError};
 
@@ -271,7 +271,6 @@ fn check_version(t: PacketType, v: Option<ProtocolVersion>) -> Result<(), Decode
 pub struct Decoder {
     max_packet_size: u32,
     version: Option<ProtocolVersion>,
-    copy_below: usize,
 }
 
 impl Decoder {
@@ -281,7 +280,6 @@ impl Decoder {
         Decoder {
             max_packet_size,
             version: None,
-            copy_below: 0,
         }
     }
 
@@ -290,7 +288,6 @@ impl Decoder {
         Decoder {
             max_packet_size,
             version: Some(version),
-            copy_below: 0,
         }
     }
 
@@ -316,18 +313,6 @@ impl Decoder {
     #[inline]
     pub fn set_max_packet_size(&mut self, max: u32) {
         self.max_packet_size = max;
-    }
-
-    /// Packets shorter than `bytes` (whole frame) are copied out of the read buffer into an
-    /// allocation of their own; longer ones share it (`0`, the default: all share it).
-    ///
-    /// A decoded packet keeps its read buffer alive for as long as any part of it lives. A small
-    /// message queued for a slow or offline subscriber would otherwise pin a buffer many times
-    /// its size; a copy bounds that, and for a small frame costs about what sharing costs (one
-    /// allocation against atomic reference counts on a buffer other threads also touch).
-    #[inline]
-    pub fn set_copy_below(&mut self, bytes: usize) {
-        self.copy_below = bytes;
     }
 
     /// Decodes the next packet from the front of `buf`.
@@ -357,13 +342,7 @@ impl Decoder {
         if buf.len() < total {
             return Ok(None);
         }
-        let frame = if total < self.copy_below {
-            let f = Bytes::copy_from_slice(&buf[..total]);
-            buf.advance(total);
-            f
-        } else {
-            buf.split_to(total).freeze()
-        };
+        let frame = buf.split_to(total).freeze();
         if let (PacketType::Publish, Some(v)) = (header.packet_type, self.version) {
             // Hot path, inlined here: no dispatch over the other packet types.
             return Publish::decode(frame, header.flags, header.header_len, v);

@@ -515,47 +515,6 @@ fn drain(d: &mut Decoder, buf: &mut BytesMut, out: &mut Vec<Packet>) -> Result<(
     Ok(())
 }
 
-/// A small packet is copied out of the read buffer (so a message kept for long pins only its own
-/// bytes); a large one shares the buffer.
-#[test]
-fn small_frames_are_copied_out_of_the_buffer() {
-    let publish = |len: usize| {
-        Packet::Publish(Publish {
-            dup: false,
-            qos: QoS::AtMostOnce,
-            retain: false,
-            topic: ByteString::from("a/b"),
-            packet_id: None,
-            payload: Bytes::from(vec![7u8; len]),
-            properties: Default::default(),
-        })
-    };
-    let (small, large) = (publish(16), publish(400));
-    let mut buf = BytesMut::with_capacity(4096);
-    small.encode(ProtocolVersion::V311, &mut buf).unwrap();
-    large.encode(ProtocolVersion::V311, &mut buf).unwrap();
-    let range = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.capacity();
-    let mut d = Decoder::with_version(0, ProtocolVersion::V311);
-    d.set_copy_below(64);
-    let payload_at = |p: &Packet| match p {
-        Packet::Publish(p) => p.payload.as_ptr() as usize,
-        other => panic!("not a PUBLISH: {other:?}"),
-    };
-    let first = d.decode(&mut buf).unwrap().unwrap();
-    assert_eq!(first, small);
-    assert!(
-        !range.contains(&payload_at(&first)),
-        "small frame shares the buffer"
-    );
-    let second = d.decode(&mut buf).unwrap().unwrap();
-    assert_eq!(second, large);
-    assert!(
-        range.contains(&payload_at(&second)),
-        "large frame was copied"
-    );
-    assert!(buf.is_empty());
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -569,15 +528,13 @@ proptest! {
     }
 
     #[test]
-    fn stream_split_anywhere((v, packets) in versioned_stream(), split in any::<prop::sample::Index>(), copy_below in 0usize..160) {
+    fn stream_split_anywhere((v, packets) in versioned_stream(), split in any::<prop::sample::Index>()) {
         let mut all = BytesMut::new();
         for p in &packets {
             p.encode(v, &mut all).unwrap();
         }
         let cut = split.index(all.len() + 1);
         let mut d = Decoder::with_version(0, v);
-        // Copied or shared, a packet decodes the same.
-        d.set_copy_below(copy_below);
         let mut buf = BytesMut::from(&all[..cut]);
         let mut out = Vec::new();
         drain(&mut d, &mut buf, &mut out).unwrap();

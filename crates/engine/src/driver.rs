@@ -38,10 +38,6 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// Largest read: a busy publisher's reads grow to this (see [`ReadSize`]).
 const MAX_READ: usize = 64 * 1024;
 
-/// A queued message may pin at most this many times its own size of read buffer: smaller
-/// frames are copied out of it (see [`Decoder::set_copy_below`]).
-const MAX_PIN_RATIO: usize = 64;
-
 /// First allocation of the write buffer after idle when the state encodes into it directly.
 const DIRECT_FIRST_RESERVE: usize = 1024;
 
@@ -188,17 +184,21 @@ struct Input<'a, R> {
 /// ~2 KiB per syscall to each and its subscribers read as often; 64 KiB reads measured 1.7x the
 /// deliveries per second at half the broker CPU per delivery (fan-out 1→16, QoS 0, 16 B), and
 /// the clients' own syscalls fell tenfold. A connection that sends a packet now and then never
-/// grows its reads, and an idle one holds no buffer at all (see [`read_some`]).
+/// grows its reads, and an idle one holds no buffer at all (see [`read_some`]). Messages that
+/// wait (for a slow or absent subscriber) are copied out of the larger buffers they would pin:
+/// see [`ClientState::set_write_blocked`](crate::state::ClientState::set_write_blocked).
 #[derive(Debug, Clone, Copy)]
 struct ReadSize {
-    now: usize,
-    min: usize,
+    // u32: this lives in every connection's reader future, idle or not.
+    now: u32,
+    min: u32,
     /// The last read filled its room: more is probably waiting.
     full: bool,
 }
 
 impl ReadSize {
     fn new(min: usize) -> Self {
+        let min = u32::try_from(min).unwrap_or(u32::MAX);
         ReadSize {
             now: min,
             min,
@@ -206,45 +206,48 @@ impl ReadSize {
         }
     }
 
-    /// After a read of `got` bytes into `room`; returns whether the size changed.
-    fn update(&mut self, got: usize, room: usize) -> bool {
-        let before = self.now;
-        self.full = got > 0 && got >= room;
-        if self.full && room >= self.now / 2 {
-            self.now = (self.now * 2).min(MAX_READ.max(self.min));
-        } else if got < self.now / 8 {
-            self.now = (self.now / 2).max(self.min);
-        }
-        self.now != before
+    /// The size of the next read.
+    fn get(&self) -> usize {
+        self.now as usize
     }
 
-    /// Frames shorter than this are copied out of a buffer this size (see [`MAX_PIN_RATIO`]).
-    fn copy_below(&self) -> usize {
-        self.now / MAX_PIN_RATIO
+    /// After a read of `got` bytes into `room`.
+    fn update(&mut self, got: usize, room: usize) {
+        let now = self.get();
+        self.full = got > 0 && got >= room;
+        if self.full && room >= now / 2 {
+            self.now = self
+                .now
+                .saturating_mul(2)
+                .min((MAX_READ as u32).max(self.min));
+        } else if got < now / 8 {
+            self.now = (self.now / 2).max(self.min);
+        }
     }
 }
 
-/// Reads more of `rd` into `buf` (0 = end of stream) and says how much room the read had. When nothing is readable and `buf` holds
-/// no partial packet, the buffer is given back at once, so an idle connection holds none; the
+/// Reads more of `rd` into `buf` (0 = end of stream) and says how much room the read had.
+/// When nothing is readable and `buf` holds no partial packet, the buffer is given back at once, so an idle connection holds none; the
 /// wait then reads into a probe on the stack (not part of the future), and a buffer is taken
 /// when data arrives: exactly what came if the probe was not filled (a small, thread-cached
 /// allocation for the usual lone packet, freed once decoded), `size` bytes if it was (more is
 /// waiting). A stream with data waiting never reaches `Pending` and keeps its buffer.
 ///
 /// `eager`: the last read filled its room, so read straight into a buffer even if the last one
-/// was used up (in place when its packets are gone or were copied out, as they are in a busy
-/// stream of small messages: no allocation per read).
-async fn read_some<R: AsyncRead + Unpin>(
-    rd: &mut R,
-    buf: &mut BytesMut,
+/// was used up (in place when its packets are gone, a new one when they still share it).
+fn read_some<'a, R: AsyncRead + Unpin>(
+    rd: &'a mut R,
+    buf: &'a mut BytesMut,
     size: usize,
     eager: bool,
-) -> std::io::Result<(usize, usize)> {
+) -> impl std::future::Future<Output = std::io::Result<(usize, usize)>> + 'a {
     const PROBE: usize = 1024;
-    std::future::poll_fn(|cx| {
+    // A plain poll_fn owning its arguments (no `async fn` frame around it keeping copies):
+    // this is part of every connection's reader future, idle or not.
+    std::future::poll_fn(move |cx| {
         if buf.capacity() > 0 || eager {
-            // Room for a read of `size`: in place when the packets of the last read are gone
-            // (or were copied out), in a new buffer when they still share it.
+            // Room for a read of `size`: in place when the packets of the last read are gone,
+            // in a new buffer when they still share it.
             let want = size.saturating_sub(buf.len()).max(PROBE);
             if buf.capacity() - buf.len() < want / 2 {
                 buf.reserve(want);
@@ -273,7 +276,6 @@ async fn read_some<R: AsyncRead + Unpin>(
         }
         std::task::Poll::Ready(Ok((got.len(), PROBE)))
     })
-    .await
 }
 
 /// Reads packets until one is complete (bounded by the caller's timeout).
@@ -538,7 +540,6 @@ async fn read_loop<R: AsyncRead + Unpin>(
     // Whether something was read since the last trim (see `IDLE_TRIM`).
     let mut active = true;
     let mut size = ReadSize::new(read_size);
-    decoder.set_copy_below(size.copy_below());
     let result = loop {
         let Batch { failed, paused } = handle_buffered(broker, handle, decoder, buf);
         if let Some(e) = failed {
@@ -570,13 +571,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
             // Data first: after a back-pressure wait, a PINGREQ already in the socket is read
             // before the keep-alive deadline is judged (closing is seen at the loop's top).
             biased;
-            r = read_some(rd, buf, size.now, size.full) => match r {
+            r = read_some(rd, buf, size.get(), size.full) => match r {
                 Ok((0, _)) => break Err(Error::Closed),
                 Ok((n, room)) => {
                     active = true;
-                    if size.update(n, room) {
-                        decoder.set_copy_below(size.copy_below());
-                    }
+                    size.update(n, room);
                     broker.info.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e) => break Err(Error::Io(e)),
@@ -722,6 +721,31 @@ fn process_at(
     open
 }
 
+/// How a connection's writer encodes (fixed for its life).
+#[derive(Debug, Clone, Copy)]
+struct WriterMode {
+    version: ProtocolVersion,
+    /// `OnPacketEncode`: every packet goes through the hooks before it is encoded (and
+    /// PUBLISH is then encoded per subscriber, not once per variant).
+    encode_hook: bool,
+    /// With no hook that must see each packet, the state encodes straight into `out` under
+    /// its lock: no per-packet Transmit, no copy of inflight deliveries, one lock per batch.
+    direct: bool,
+    buf_size: usize,
+}
+
+/// What [`fill`] put in the write buffer.
+struct Filled {
+    /// PUBLISH packets.
+    sent: u64,
+    /// Packets of any type.
+    packets: u64,
+    /// More is ready to send (direct mode only: read with the batch).
+    more: bool,
+    /// The connection is closing and everything is out.
+    finished: bool,
+}
+
 async fn write_loop<W: AsyncWrite + Unpin>(
     broker: Arc<Broker>,
     handle: Arc<ClientHandle>,
@@ -733,120 +757,24 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     // A `Transmit` is over 200 bytes and a Vec's first growth takes 4 slots: starting with one
     // keeps a connection that sends one packet at a time (CONNACK, PINGRESP) at one slot.
     let mut batch = Vec::with_capacity(1);
-    let version = handle.info.protocol;
-    // OnPacketEncode: every packet goes through the hooks before it is encoded (and PUBLISH
-    // is then encoded per subscriber, not once per variant).
     let encode_hook = broker.hooks().provides(Event::OnPacketEncode);
-    // With no hook that must see each packet, the state encodes straight into `out` under
-    // its lock: no per-packet Transmit, no copy of inflight deliveries, one lock per batch.
-    let direct = !encode_hook && !broker.hooks().provides(Event::OnQosPublish);
+    let mode = WriterMode {
+        version: handle.info.protocol,
+        encode_hook,
+        direct: !encode_hook && !broker.hooks().provides(Event::OnQosPublish),
+        buf_size,
+    };
     loop {
-        let now = Instant::now();
-        let mut sent = 0u64;
-        let mut packets = 0u64;
-        let mut notes = Vec::new();
-        let mut more = false;
-        let mut wanted = 0;
-        if direct && out.capacity() == 0 {
-            // After idle the buffer is unallocated: start within glibc's thread cache (up to
-            // ~1 KiB) so that one ack or one message costs a fast allocation; a large batch
-            // grows it on demand.
-            out.reserve(DIRECT_FIRST_RESERVE.min(buf_size));
-        }
-        let (max_packet, finished) = {
-            let mut st = handle.state.lock();
-            if direct {
-                let w = st.write_transmits(now, &mut out, WRITE_BATCH);
-                (sent, packets) = (w.publishes, w.packets);
-                notes = st.take_notes();
-                more = st.wants_transmit();
-            } else {
-                let mut budget = WRITE_BATCH;
-                while budget > 0 {
-                    match st.poll_transmit(now) {
-                        Some(t) => {
-                            budget = budget.saturating_sub(transmit_size_hint(&t));
-                            batch.push(t);
-                        }
-                        None => break,
-                    }
-                }
-                wanted = WRITE_BATCH - budget;
-            }
-            handle.flow.after_batch(&st);
-            let finished = st.close_reason().is_some() && !st.wants_transmit();
-            (st.limits.client_maximum_packet_size, finished)
-        };
-        // After idle the buffer is empty: a small batch (an ack, one message) gets a small
-        // allocation (glibc serves those from its thread cache; 2 KiB ones take the slow path),
-        // a large one starts at `buf_size` and grows on demand.
-        out.reserve(wanted.min(buf_size));
-        let mut abandoned = Vec::new();
-        for t in batch.drain(..) {
-            match t {
-                Transmit::Packet(mut p) => {
-                    if encode_hook {
-                        broker.hooks().on_packet_encode(&handle.info, &mut p);
-                    }
-                    match p.encode(version, &mut out) {
-                        Ok(_) => packets += 1,
-                        Err(e) => {
-                            debug!(client = %handle.info.id, error = %e, "cannot encode packet")
-                        }
-                    }
-                }
-                Transmit::Publish {
-                    delivery,
-                    packet_id,
-                    dup,
-                    alias,
-                } => {
-                    let start = out.len();
-                    let params = delivery.params(dup, packet_id, alias);
-                    let written = if encode_hook {
-                        let mut p = Packet::Publish(delivery.msg.to_publish(&params, now));
-                        broker.hooks().on_packet_encode(&handle.info, &mut p);
-                        p.encode(version, &mut out)
-                    } else {
-                        delivery.msg.write_to(version, &params, now, &mut out)
-                    };
-                    match written {
-                        Ok(n) if max_packet > 0 && n > max_packet as usize => {
-                            out.truncate(start);
-                            if let Some(pid) = packet_id {
-                                abandoned.push(pid);
-                            }
-                        }
-                        Ok(_) => {
-                            sent += 1;
-                            packets += 1;
-                            if packet_id.is_some() && broker.hooks().provides(Event::OnQosPublish) {
-                                let p = delivery.msg.to_publish(&params, now);
-                                broker
-                                    .hooks()
-                                    .on_qos_publish(&handle.info.id, &p, u32::from(dup));
-                            }
-                        }
-                        Err(e) => {
-                            out.truncate(start);
-                            debug!(client = %handle.info.id, error = %e, "cannot encode publish");
-                        }
-                    }
-                }
-            }
-        }
-        if !direct {
-            let mut st = handle.state.lock();
-            for pid in abandoned {
-                st.abandon(pid);
-            }
-            notes = st.take_notes();
-        }
-        if !notes.is_empty() {
-            report_notes(broker.hooks(), &broker.info, &handle.info.id, notes);
-        }
+        // Synchronous, so what it needs (notes, abandoned ids, the clock) is not kept in this
+        // future, which every connection's writer task holds, idle or not.
+        let Filled {
+            sent,
+            packets,
+            mut more,
+            finished,
+        } = fill(&broker, &handle, mode, &mut out, &mut batch);
         if !out.is_empty() {
-            wr.write_all(&out).await?;
+            write_out(&handle, &mut wr, &out).await?;
             broker.hooks().on_packet_sent(&handle.info, &out);
             broker
                 .info
@@ -868,7 +796,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
         // In direct mode `more` was read with the batch: whatever became ready since came
         // with a notification, which `notified()` below returns at once for.
-        if !direct {
+        if !mode.direct {
             more = handle.state.lock().wants_transmit();
         }
         if !more {
@@ -883,6 +811,158 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
         }
     }
+}
+
+/// Encodes what is ready to send into `out` (one batch), runs the per-packet hooks and reports
+/// the notes.
+fn fill(
+    broker: &Broker,
+    handle: &ClientHandle,
+    mode: WriterMode,
+    out: &mut BytesMut,
+    batch: &mut Vec<Transmit>,
+) -> Filled {
+    let WriterMode {
+        version,
+        encode_hook,
+        direct,
+        buf_size,
+    } = mode;
+    let now = Instant::now();
+    let mut sent = 0u64;
+    let mut packets = 0u64;
+    let mut notes = Vec::new();
+    let mut more = false;
+    let mut wanted = 0;
+    if direct && out.capacity() == 0 {
+        // After idle the buffer is unallocated: start within glibc's thread cache (up to
+        // ~1 KiB) so that one ack or one message costs a fast allocation; a large batch
+        // grows it on demand.
+        out.reserve(DIRECT_FIRST_RESERVE.min(buf_size));
+    }
+    let (max_packet, finished) = {
+        let mut st = handle.state.lock();
+        if direct {
+            let w = st.write_transmits(now, out, WRITE_BATCH);
+            (sent, packets) = (w.publishes, w.packets);
+            notes = st.take_notes();
+            more = st.wants_transmit();
+        } else {
+            let mut budget = WRITE_BATCH;
+            while budget > 0 {
+                match st.poll_transmit(now) {
+                    Some(t) => {
+                        budget = budget.saturating_sub(transmit_size_hint(&t));
+                        batch.push(t);
+                    }
+                    None => break,
+                }
+            }
+            wanted = WRITE_BATCH - budget;
+        }
+        handle.flow.after_batch(&st);
+        let finished = st.close_reason().is_some() && !st.wants_transmit();
+        (st.limits.client_maximum_packet_size, finished)
+    };
+    // After idle the buffer is empty: a small batch (an ack, one message) gets a small
+    // allocation (glibc serves those from its thread cache; 2 KiB ones take the slow path),
+    // a large one starts at `buf_size` and grows on demand.
+    out.reserve(wanted.min(buf_size));
+    let mut abandoned = Vec::new();
+    for t in batch.drain(..) {
+        match t {
+            Transmit::Packet(mut p) => {
+                if encode_hook {
+                    broker.hooks().on_packet_encode(&handle.info, &mut p);
+                }
+                match p.encode(version, out) {
+                    Ok(_) => packets += 1,
+                    Err(e) => {
+                        debug!(client = %handle.info.id, error = %e, "cannot encode packet")
+                    }
+                }
+            }
+            Transmit::Publish {
+                delivery,
+                packet_id,
+                dup,
+                alias,
+            } => {
+                let start = out.len();
+                let params = delivery.params(dup, packet_id, alias);
+                let written = if encode_hook {
+                    let mut p = Packet::Publish(delivery.msg.to_publish(&params, now));
+                    broker.hooks().on_packet_encode(&handle.info, &mut p);
+                    p.encode(version, out)
+                } else {
+                    delivery.msg.write_to(version, &params, now, out)
+                };
+                match written {
+                    Ok(n) if max_packet > 0 && n > max_packet as usize => {
+                        out.truncate(start);
+                        if let Some(pid) = packet_id {
+                            abandoned.push(pid);
+                        }
+                    }
+                    Ok(_) => {
+                        sent += 1;
+                        packets += 1;
+                        if packet_id.is_some() && broker.hooks().provides(Event::OnQosPublish) {
+                            let p = delivery.msg.to_publish(&params, now);
+                            broker
+                                .hooks()
+                                .on_qos_publish(&handle.info.id, &p, u32::from(dup));
+                        }
+                    }
+                    Err(e) => {
+                        out.truncate(start);
+                        debug!(client = %handle.info.id, error = %e, "cannot encode publish");
+                    }
+                }
+            }
+        }
+    }
+    if !direct {
+        let mut st = handle.state.lock();
+        for pid in abandoned {
+            st.abandon(pid);
+        }
+        notes = st.take_notes();
+    }
+    if !notes.is_empty() {
+        report_notes(broker.hooks(), &broker.info, &handle.info.id, notes);
+    }
+    Filled {
+        sent,
+        packets,
+        more,
+        finished,
+    }
+}
+
+/// Writes `out` whole. While the socket is full the client is not keeping up and its queued
+/// messages wait: the state is told, so that they stop sharing read buffers (see
+/// [`crate::state::ClientState::set_write_blocked`]).
+async fn write_out<W: AsyncWrite + Unpin>(
+    handle: &ClientHandle,
+    wr: &mut W,
+    out: &[u8],
+) -> std::io::Result<()> {
+    let mut write = std::pin::pin!(wr.write_all(out));
+    let mut blocked = false;
+    let r = std::future::poll_fn(|cx| {
+        let r = std::future::Future::poll(write.as_mut(), cx);
+        if r.is_pending() && !blocked {
+            blocked = true;
+            handle.state.lock().set_write_blocked(true);
+        }
+        r
+    })
+    .await;
+    if blocked {
+        handle.state.lock().set_write_blocked(false);
+    }
+    r
 }
 
 fn transmit_size_hint(t: &Transmit) -> usize {
@@ -901,29 +981,34 @@ mod tests {
     #[test]
     fn reads_grow_while_they_fill_their_room_and_shrink_back() {
         let mut s = ReadSize::new(2048);
-        assert_eq!(s.copy_below(), 2048 / MAX_PIN_RATIO);
         // A lone packet: no change.
-        assert!(!s.update(40, 2048));
-        assert_eq!(s.now, 2048);
-        // Full reads double the size up to MAX_READ, and the copy threshold follows.
+        s.update(40, 2048);
+        assert_eq!(s.get(), 2048);
+        assert!(!s.full);
+        // Full reads double the size up to MAX_READ.
         let mut sizes = Vec::new();
-        while s.update(s.now, s.now) {
-            sizes.push(s.now);
+        while s.get() < MAX_READ {
+            s.update(s.get(), s.get());
+            sizes.push(s.get());
         }
         assert_eq!(sizes, [4096, 8192, 16384, 32768, 65536]);
+        s.update(s.get(), s.get());
+        assert_eq!(s.get(), MAX_READ);
         assert!(s.full);
-        assert_eq!(s.copy_below(), MAX_READ / MAX_PIN_RATIO);
         // A full read of a leftover sliver of room says little: no growth from it.
         let mut small = ReadSize::new(2048);
-        assert!(!small.update(100, 100));
+        small.update(100, 100);
+        assert_eq!(small.get(), 2048);
         assert!(small.full);
         // Small reads halve it back to the configured size, never below.
-        while s.update(10, s.now) {}
-        assert_eq!(s.now, 2048);
+        for _ in 0..10 {
+            s.update(10, s.get());
+        }
+        assert_eq!(s.get(), 2048);
         assert!(!s.full);
         // A configured size above MAX_READ is kept.
         let mut big = ReadSize::new(4 * MAX_READ);
-        assert!(!big.update(4 * MAX_READ, 4 * MAX_READ));
-        assert_eq!(big.now, 4 * MAX_READ);
+        big.update(4 * MAX_READ, 4 * MAX_READ);
+        assert_eq!(big.get(), 4 * MAX_READ);
     }
 }

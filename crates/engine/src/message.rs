@@ -29,6 +29,8 @@ pub struct Message {
     /// nearly every subscriber of a fan-out gets, read without a lock.
     plain: OnceLock<(u8, Bytes)>,
     cache: Mutex<Vec<(VariantKey, Bytes)>>,
+    /// Topic, payload and properties have allocations of their own (see [`Message::unpinned`]).
+    owned: bool,
 }
 
 /// What makes two encodings of one message differ (besides packet id and DUP, patched in).
@@ -72,22 +74,58 @@ impl Message {
             publisher,
             plain: OnceLock::new(),
             cache: Mutex::new(Vec::new()),
+            owned: false,
         }
     }
 
-    /// A copy that owns its topic and payload (not slices of a larger read buffer).
+    /// A copy that owns its topic, payload and properties (not slices of a larger read buffer).
     pub fn detached(&self) -> Message {
+        let string = |s: &ByteString| ByteString::from(&**s);
+        let p = &self.properties;
         Message {
-            topic: ByteString::from(&*self.topic),
+            topic: string(&self.topic),
             payload: Bytes::copy_from_slice(&self.payload),
             qos: self.qos,
             retain: self.retain,
-            properties: self.properties.clone(),
+            properties: PublishProperties {
+                response_topic: p.response_topic.as_ref().map(string),
+                correlation_data: p.correlation_data.as_deref().map(Bytes::copy_from_slice),
+                user_properties: p
+                    .user_properties
+                    .iter()
+                    .map(|(k, v)| (string(k), string(v)))
+                    .collect(),
+                content_type: p.content_type.as_ref().map(string),
+                ..p.clone()
+            },
             expires_at: self.expires_at,
             publisher: self.publisher.clone(),
             plain: OnceLock::new(),
             cache: Mutex::new(Vec::new()),
+            owned: true,
         }
+    }
+
+    /// This message, or a copy of it that owns its bytes if it does not yet.
+    ///
+    /// A routed message shares the publisher's read buffer (up to 64 KiB while that publisher is
+    /// busy), and keeps all of it alive for as long as any subscriber holds it. That is free
+    /// for a subscriber that takes it at once, but one that lets messages wait (behind a full
+    /// socket, unacknowledged, or away with a kept session) would otherwise pin a buffer per
+    /// message. Such a subscriber gets its own copy instead (see
+    /// [`ClientState::set_write_blocked`](crate::state::ClientState::set_write_blocked)); the
+    /// copy costs one allocation per waiting message and is made only for those.
+    pub fn unpinned(self: &Arc<Self>) -> Arc<Message> {
+        if self.owned {
+            self.clone()
+        } else {
+            Arc::new(self.detached())
+        }
+    }
+
+    /// Whether this message owns its bytes (see [`Message::unpinned`]).
+    pub fn is_owned(&self) -> bool {
+        self.owned
     }
 
     /// True if the message has expired at `now`.

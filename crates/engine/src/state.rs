@@ -228,6 +228,13 @@ fn write_publish(
     }
 }
 
+/// Inflight (sent, unacknowledged) messages past this many are copied out of the read buffer
+/// they share (see [`ClientState::set_write_blocked`]): a client that does not acknowledge
+/// pins at most this many buffers through them (~16 MiB of 64 KiB ones at worst, what 8192
+/// queued messages pinned in 2 KiB buffers before reads grew). One that acknowledges a window
+/// of a few hundred messages at a time stays under it and never pays for a copy.
+const UNPIN_INFLIGHT: usize = 256;
+
 /// Whether packet ids (the inflight queue's, front to back) are in circular order: each one
 /// further from the first than the one before.
 fn ids_in_order(mut ids: impl Iterator<Item = u16>) -> bool {
@@ -279,6 +286,8 @@ pub struct ClientState {
     /// [`ClientState::packet_id_in_use`]); false only after inflight messages were restored in
     /// another order, until it is empty again.
     inflight_ordered: bool,
+    /// The client's socket is full (see [`ClientState::set_write_blocked`]).
+    write_blocked: bool,
     control: VecDeque<Packet>,
     resend: VecDeque<u16>,
     notes: Vec<Note>,
@@ -303,6 +312,7 @@ impl ClientState {
             in_aliases: HashMap::new(),
             out_aliases: HashMap::new(),
             inflight_ordered,
+            write_blocked: false,
             // One slot: a `Packet` is over 200 bytes and a queue's first growth takes 4, while
             // most connections queue one control packet at a time (CONNACK, an ack, PINGRESP).
             control: VecDeque::with_capacity(1),
@@ -333,9 +343,36 @@ impl ClientState {
         self.close
     }
 
-    /// Marks the connection as gone (the transport closed); the session stays.
+    /// The writer found the client's socket full (`true`) or finished that write (`false`).
+    ///
+    /// While it is full, messages wait in the queue, and each would keep the whole read
+    /// buffer it came in alive (up to 64 KiB while its publisher is busy): the queued ones, and
+    /// any queued until the socket takes more, are copied out of their buffers instead (see
+    /// [`Message::unpinned`](crate::message::Message::unpinned)). A subscriber that keeps up
+    /// pays for no copy; one that does not pins at most its inflight messages (see
+    /// `UNPIN_INFLIGHT`) and the batch being written.
+    pub fn set_write_blocked(&mut self, blocked: bool) {
+        self.write_blocked = blocked;
+        if blocked {
+            for d in self.session.pending.iter_mut() {
+                if !d.msg.is_owned() {
+                    d.msg = d.msg.unpinned();
+                }
+            }
+        }
+    }
+
+    /// Marks the connection as gone (the transport closed); the session stays, and its
+    /// messages, which may now wait for long, stop sharing their publishers' read buffers.
     pub fn detach(&mut self) {
         self.connected = false;
+        let s = &mut self.session;
+        for d in s.pending.iter_mut() {
+            d.msg = d.msg.unpinned();
+        }
+        for i in s.inflight.iter_mut() {
+            i.delivery.msg = i.delivery.msg.unpinned();
+        }
     }
 
     /// Closes the connection with `reason`: for v5 a DISCONNECT carrying it is the next and
@@ -585,6 +622,10 @@ impl ClientState {
                     .push(Note::Dropped(old.msg, DropReason::QueueFull));
             }
         }
+        let mut delivery = delivery;
+        if !self.connected || self.write_blocked {
+            delivery.msg = delivery.msg.unpinned();
+        }
         self.session.pending.push_back(delivery);
     }
 
@@ -801,7 +842,10 @@ impl ClientState {
                 self.notes.push(Note::PacketIdExhausted);
                 return None;
             };
-            let d = self.pop_queued()?;
+            let mut d = self.pop_queued()?;
+            if self.session.inflight.len() >= UNPIN_INFLIGHT {
+                d.msg = d.msg.unpinned();
+            }
             let stage = if d.qos == QoS::AtLeastOnce {
                 Stage::AwaitPubAck
             } else {
@@ -1413,6 +1457,58 @@ mod tests {
         d.properties.session_expiry_interval = Some(30);
         st.handle_packet(t0, Packet::Disconnect(d));
         assert_eq!(st.close_reason(), Some(ReasonCode::ProtocolError));
+    }
+
+    /// Messages share their publisher's read buffer while they move along, and get bytes of
+    /// their own when they wait: queued behind a full socket, inflight past `UNPIN_INFLIGHT`,
+    /// or kept for a client that is away.
+    #[test]
+    fn waiting_messages_stop_sharing_read_buffers() {
+        let t0 = Instant::now();
+        let mut l = limits(ProtocolVersion::V5);
+        l.send_quota = u16::MAX;
+        l.max_pending = 100_000;
+        let mut st = ClientState::new("c".into(), l, Session::new(60), t0);
+        st.set_note_completions(false);
+        let owned = |q: &mut dyn Iterator<Item = &Delivery>| -> Vec<bool> {
+            q.map(|d| d.msg.is_owned()).collect()
+        };
+        for _ in 0..3 {
+            st.deliver(t0, delivery(t0, QoS::AtMostOnce, None));
+        }
+        assert_eq!(owned(&mut st.session.pending.iter()), [false; 3]);
+        st.set_write_blocked(true);
+        st.deliver(t0, delivery(t0, QoS::AtMostOnce, None));
+        assert_eq!(owned(&mut st.session.pending.iter()), [true; 4]);
+        assert!(st
+            .session
+            .pending
+            .iter()
+            .all(|d| d.msg.payload == delivery(t0, QoS::AtMostOnce, None).msg.payload));
+        st.set_write_blocked(false);
+        st.deliver(t0, delivery(t0, QoS::AtMostOnce, None));
+        assert_eq!(
+            owned(&mut st.session.pending.iter()),
+            [true, true, true, true, false]
+        );
+        drain(&mut st, t0);
+
+        for _ in 0..UNPIN_INFLIGHT + 3 {
+            st.deliver(t0, delivery(t0, QoS::AtLeastOnce, None));
+        }
+        drain(&mut st, t0);
+        let inflight = owned(&mut st.session.inflight.iter().map(|i| &i.delivery));
+        assert_eq!(inflight.len(), UNPIN_INFLIGHT + 3);
+        assert!(inflight[..UNPIN_INFLIGHT].iter().all(|o| !o));
+        assert!(inflight[UNPIN_INFLIGHT..].iter().all(|&o| o));
+
+        st.deliver(t0, delivery(t0, QoS::AtMostOnce, None));
+        st.detach();
+        assert!(owned(&mut st.session.inflight.iter().map(|i| &i.delivery))
+            .iter()
+            .all(|&o| o));
+        st.deliver(t0, delivery(t0, QoS::AtMostOnce, None));
+        assert_eq!(owned(&mut st.session.pending.iter()), [true, true]);
     }
 
     /// Ids given after the id space wrapped skip one message that stayed unacknowledged all
