@@ -186,7 +186,7 @@ struct Input<'a, R> {
 /// the clients' own syscalls fell tenfold. A connection that sends a packet now and then never
 /// grows its reads, and an idle one holds no buffer at all (see [`read_some`]). Messages that
 /// wait (for a slow or absent subscriber) are copied out of the larger buffers they would pin:
-/// see [`ClientState::set_write_blocked`](crate::state::ClientState::set_write_blocked).
+/// see `Pins` in [`crate::state`].
 #[derive(Debug, Clone, Copy)]
 struct ReadSize {
     // u32: this lives in every connection's reader future, idle or not.
@@ -540,6 +540,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
     // Whether something was read since the last trim (see `IDLE_TRIM`).
     let mut active = true;
     let mut size = ReadSize::new(read_size);
+    // Bytes read since this task last let the others run.
+    let mut since_yield = 0;
     let result = loop {
         let Batch { failed, paused } = handle_buffered(broker, handle, decoder, buf);
         if let Some(e) = failed {
@@ -560,6 +562,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
             // Packets of the last read may still be buffered: handle them before reading.
             continue;
         }
+        if since_yield >= MAX_READ {
+            // Fairness: tokio's budget lets a task with data always waiting run ~128 reads
+            // before it yields; with 64 KiB reads that starved the writers on this worker
+            // while its publisher kept queuing (fan-in QoS 0: queues of 100k+ messages, 200 MB
+            // and page faults). One large read's worth of work, then the others run.
+            since_yield = 0;
+            tokio::task::yield_now().await;
+        }
         // After a quiet spell the control queue and the writer's batch shrink (see
         // `IDLE_TRIM`).
         let release_at = active.then(|| Instant::now() + IDLE_TRIM);
@@ -576,6 +586,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 Ok((n, room)) => {
                     active = true;
                     size.update(n, room);
+                    since_yield += n;
                     broker.info.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e) => break Err(Error::Io(e)),
@@ -774,7 +785,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             finished,
         } = fill(&broker, &handle, mode, &mut out, &mut batch);
         if !out.is_empty() {
-            write_out(&handle, &mut wr, &out).await?;
+            wr.write_all(&out).await?;
             broker.hooks().on_packet_sent(&handle.info, &out);
             broker
                 .info
@@ -938,31 +949,6 @@ fn fill(
         more,
         finished,
     }
-}
-
-/// Writes `out` whole. While the socket is full the client is not keeping up and its queued
-/// messages wait: the state is told, so that they stop sharing read buffers (see
-/// [`crate::state::ClientState::set_write_blocked`]).
-async fn write_out<W: AsyncWrite + Unpin>(
-    handle: &ClientHandle,
-    wr: &mut W,
-    out: &[u8],
-) -> std::io::Result<()> {
-    let mut write = std::pin::pin!(wr.write_all(out));
-    let mut blocked = false;
-    let r = std::future::poll_fn(|cx| {
-        let r = std::future::Future::poll(write.as_mut(), cx);
-        if r.is_pending() && !blocked {
-            blocked = true;
-            handle.state.lock().set_write_blocked(true);
-        }
-        r
-    })
-    .await;
-    if blocked {
-        handle.state.lock().set_write_blocked(false);
-    }
-    r
 }
 
 fn transmit_size_hint(t: &Transmit) -> usize {

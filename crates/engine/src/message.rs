@@ -110,11 +110,10 @@ impl Message {
     ///
     /// A routed message shares the publisher's read buffer (up to 64 KiB while that publisher is
     /// busy), and keeps all of it alive for as long as any subscriber holds it. That is free
-    /// for a subscriber that takes it at once, but one that lets messages wait (behind a full
-    /// socket, unacknowledged, or away with a kept session) would otherwise pin a buffer per
-    /// message. Such a subscriber gets its own copy instead (see
-    /// [`ClientState::set_write_blocked`](crate::state::ClientState::set_write_blocked)); the
-    /// copy costs one allocation per waiting message and is made only for those.
+    /// while subscribers take it promptly, or hold many messages out of each buffer; one that
+    /// holds a few messages out of each of many buffers (a stuck subscriber to a rare topic),
+    /// or is away with a kept session, gets its own copies instead (see `Pins` in
+    /// [`crate::state`]).
     pub fn unpinned(self: &Arc<Self>) -> Arc<Message> {
         if self.owned {
             self.clone()

@@ -228,12 +228,63 @@ fn write_publish(
     }
 }
 
-/// Inflight (sent, unacknowledged) messages past this many are copied out of the read buffer
-/// they share (see [`ClientState::set_write_blocked`]): a client that does not acknowledge
-/// pins at most this many buffers through them (~16 MiB of 64 KiB ones at worst, what 8192
-/// queued messages pinned in 2 KiB buffers before reads grew). One that acknowledges a window
-/// of a few hundred messages at a time stays under it and never pays for a copy.
-const UNPIN_INFLIGHT: usize = 256;
+/// What the messages a client holds (queued or inflight) may keep alive of their publishers'
+/// read buffers.
+///
+/// A routed message's topic and payload are slices of the read buffer it arrived in (up to
+/// 64 KiB while its publisher is busy), which stays allocated while any slice lives. When a
+/// client holds many messages out of few buffers (fan-in to a slow subscriber) that costs
+/// nothing; when it holds a few messages out of each of many buffers (a stuck subscriber to a
+/// topic that is one message in a thousand) each small message keeps a whole buffer alive.
+/// Since the client last held nothing, this counts the distinct buffers its held messages came
+/// from (a buffer is told by its 64 KiB address region; one seen among the last few counts
+/// once, so messages of a few publishers interleaved do not look like many buffers) against
+/// their own bytes. Past [`PIN_SLACK`] and [`PIN_RATIO`] times their
+/// own bytes, the held messages are copied out of their buffers, and so is every message
+/// queued until the client holds nothing again (see [`Message::unpinned`]). A client that
+/// keeps up never gets there and never pays for a copy.
+#[derive(Debug, Default)]
+struct Pins {
+    /// Bytes of the held messages' own topics and payloads.
+    bytes: usize,
+    /// Buffers they may keep alive (an upper bound).
+    buffers: usize,
+    /// The regions seen last (most recent first).
+    recent: [usize; PIN_RECENT],
+}
+
+/// The region by which [`Pins`] tells buffers apart: the largest read.
+const PIN_REGION: usize = 64 * 1024;
+/// How many recent regions [`Pins`] remembers.
+const PIN_RECENT: usize = 8;
+/// Buffer memory a client's held messages may keep alive regardless of their size.
+const PIN_SLACK: usize = 512 * 1024;
+/// ... and beyond that, how many times their own bytes.
+const PIN_RATIO: usize = 4;
+
+impl Pins {
+    /// Counts a held message that shares a buffer; true when the bound is passed.
+    fn add(&mut self, m: &Message) -> bool {
+        let at = if m.payload.is_empty() {
+            m.topic.as_ptr()
+        } else {
+            m.payload.as_ptr()
+        } as usize
+            / PIN_REGION;
+        // Region 0 never holds a heap buffer, so the empty slots match nothing.
+        match self.recent.iter().position(|&r| r == at) {
+            Some(0) => {}
+            Some(i) => self.recent[..=i].rotate_right(1),
+            None => {
+                self.recent.rotate_right(1);
+                self.recent[0] = at;
+                self.buffers += 1;
+            }
+        }
+        self.bytes += m.payload.len() + m.topic.len();
+        self.buffers * PIN_REGION > PIN_SLACK + PIN_RATIO * self.bytes
+    }
+}
 
 /// Whether packet ids (the inflight queue's, front to back) are in circular order: each one
 /// further from the first than the one before.
@@ -286,8 +337,11 @@ pub struct ClientState {
     /// [`ClientState::packet_id_in_use`]); false only after inflight messages were restored in
     /// another order, until it is empty again.
     inflight_ordered: bool,
-    /// The client's socket is full (see [`ClientState::set_write_blocked`]).
-    write_blocked: bool,
+    /// What held messages may keep alive of read buffers; boxed and made only while the
+    /// client holds messages that share buffers (not part of an idle client).
+    pins: Option<Box<Pins>>,
+    /// Past the [`Pins`] bound: every message queued until the client holds nothing is copied.
+    unpin_all: bool,
     control: VecDeque<Packet>,
     resend: VecDeque<u16>,
     notes: Vec<Note>,
@@ -312,7 +366,8 @@ impl ClientState {
             in_aliases: HashMap::new(),
             out_aliases: HashMap::new(),
             inflight_ordered,
-            write_blocked: false,
+            pins: None,
+            unpin_all: false,
             // One slot: a `Packet` is over 200 bytes and a queue's first growth takes 4, while
             // most connections queue one control packet at a time (CONNACK, an ack, PINGRESP).
             control: VecDeque::with_capacity(1),
@@ -343,29 +398,8 @@ impl ClientState {
         self.close
     }
 
-    /// The writer found the client's socket full (`true`) or finished that write (`false`).
-    ///
-    /// While it is full, messages wait in the queue, and each would keep the whole read
-    /// buffer it came in alive (up to 64 KiB while its publisher is busy): the queued ones, and
-    /// any queued until the socket takes more, are copied out of their buffers instead (see
-    /// [`Message::unpinned`](crate::message::Message::unpinned)). A subscriber that keeps up
-    /// pays for no copy; one that does not pins at most its inflight messages (see
-    /// `UNPIN_INFLIGHT`) and the batch being written.
-    pub fn set_write_blocked(&mut self, blocked: bool) {
-        self.write_blocked = blocked;
-        if blocked {
-            for d in self.session.pending.iter_mut() {
-                if !d.msg.is_owned() {
-                    d.msg = d.msg.unpinned();
-                }
-            }
-        }
-    }
-
-    /// Marks the connection as gone (the transport closed); the session stays, and its
-    /// messages, which may now wait for long, stop sharing their publishers' read buffers.
-    pub fn detach(&mut self) {
-        self.connected = false;
+    /// Copies every held message (queued or inflight) out of the read buffer it shares.
+    fn unpin_held(&mut self) {
         let s = &mut self.session;
         for d in s.pending.iter_mut() {
             d.msg = d.msg.unpinned();
@@ -373,6 +407,21 @@ impl ClientState {
         for i in s.inflight.iter_mut() {
             i.delivery.msg = i.delivery.msg.unpinned();
         }
+    }
+
+    /// The client holds no message any more: start counting [`Pins`] afresh.
+    fn maybe_reset_pins(&mut self) {
+        if self.session.pending.is_empty() && self.session.inflight.is_empty() {
+            self.pins = None;
+            self.unpin_all = false;
+        }
+    }
+
+    /// Marks the connection as gone (the transport closed); the session stays, and its
+    /// messages, which may now wait for long, stop sharing their publishers' read buffers.
+    pub fn detach(&mut self) {
+        self.connected = false;
+        self.unpin_held();
     }
 
     /// Closes the connection with `reason`: for v5 a DISCONNECT carrying it is the next and
@@ -623,7 +672,12 @@ impl ClientState {
             }
         }
         let mut delivery = delivery;
-        if !self.connected || self.write_blocked {
+        if !self.connected || self.unpin_all {
+            delivery.msg = delivery.msg.unpinned();
+        } else if !delivery.msg.is_owned() && self.pins.get_or_insert_default().add(&delivery.msg) {
+            self.pins = None;
+            self.unpin_all = true;
+            self.unpin_held();
             delivery.msg = delivery.msg.unpinned();
         }
         self.session.pending.push_back(delivery);
@@ -652,7 +706,11 @@ impl ClientState {
     fn pop_queued(&mut self) -> Option<Delivery> {
         match self.session.retained.pop_front() {
             Some(d) => Some(d),
-            None => self.session.pending.pop_front(),
+            None => {
+                let d = self.session.pending.pop_front();
+                self.maybe_reset_pins();
+                d
+            }
         }
     }
 
@@ -842,10 +900,7 @@ impl ClientState {
                 self.notes.push(Note::PacketIdExhausted);
                 return None;
             };
-            let mut d = self.pop_queued()?;
-            if self.session.inflight.len() >= UNPIN_INFLIGHT {
-                d.msg = d.msg.unpinned();
-            }
+            let d = self.pop_queued()?;
             let stage = if d.qos == QoS::AtLeastOnce {
                 Stage::AwaitPubAck
             } else {
@@ -900,6 +955,7 @@ impl ClientState {
         let inf = self.session.inflight.remove(i)?;
         if self.session.inflight.is_empty() {
             self.inflight_ordered = true;
+            self.maybe_reset_pins();
         }
         Some(inf)
     }
@@ -1459,56 +1515,90 @@ mod tests {
         assert_eq!(st.close_reason(), Some(ReasonCode::ProtocolError));
     }
 
-    /// Messages share their publisher's read buffer while they move along, and get bytes of
-    /// their own when they wait: queued behind a full socket, inflight past `UNPIN_INFLIGHT`,
-    /// or kept for a client that is away.
+    /// A delivery of a message whose payload is a slice of `buf` at `at`.
+    fn delivery_from(buf: &Bytes, at: usize, len: usize, qos: QoS) -> Delivery {
+        let mut p = publish("t", qos, None);
+        p.payload = buf.slice(at..at + len);
+        Delivery {
+            msg: Arc::new(Message::from_publish(&p, None, Instant::now(), 0)),
+            qos,
+            retain: false,
+            sub_ids: Vec::new(),
+        }
+    }
+
+    /// Held messages keep sharing their publishers' read buffers while they are many out of
+    /// few buffers; a few out of each of many buffers get bytes of their own past the bound, as
+    /// does everything held for a client that is away.
     #[test]
-    fn waiting_messages_stop_sharing_read_buffers() {
+    fn held_messages_stop_sharing_read_buffers_when_they_would_pin_many() {
         let t0 = Instant::now();
         let mut l = limits(ProtocolVersion::V5);
         l.send_quota = u16::MAX;
         l.max_pending = 100_000;
-        let mut st = ClientState::new("c".into(), l, Session::new(60), t0);
-        st.set_note_completions(false);
-        let owned = |q: &mut dyn Iterator<Item = &Delivery>| -> Vec<bool> {
-            q.map(|d| d.msg.is_owned()).collect()
+        let owned = |st: &ClientState| -> (usize, usize) {
+            let q = st
+                .session
+                .pending
+                .iter()
+                .filter(|d| d.msg.is_owned())
+                .count();
+            let i = st.session.inflight.iter();
+            (q, i.filter(|i| i.delivery.msg.is_owned()).count())
         };
-        for _ in 0..3 {
-            st.deliver(t0, delivery(t0, QoS::AtMostOnce, None));
+        // 64 buffers' worth of memory, one region each.
+        let big = Bytes::from(vec![7u8; 64 * PIN_REGION]);
+
+        // Dense: thousands of messages out of a few buffers are never copied.
+        let mut st = ClientState::new("dense".into(), l.clone(), Session::new(60), t0);
+        for i in 0..4 * PIN_REGION / 64 {
+            st.deliver(t0, delivery_from(&big, i * 64, 60, QoS::AtMostOnce));
         }
-        assert_eq!(owned(&mut st.session.pending.iter()), [false; 3]);
-        st.set_write_blocked(true);
-        st.deliver(t0, delivery(t0, QoS::AtMostOnce, None));
-        assert_eq!(owned(&mut st.session.pending.iter()), [true; 4]);
+        assert_eq!(owned(&st), (0, 0));
+
+        // Sparse: one small message per buffer, QoS 1, sent and never acknowledged. Past the
+        // slack they are all copied, sent or not, and so is what comes after.
+        let mut st = ClientState::new("sparse".into(), l.clone(), Session::new(60), t0);
+        st.set_note_completions(false);
+        let within = PIN_SLACK / PIN_REGION;
+        for i in 0..within {
+            st.deliver(
+                t0,
+                delivery_from(&big, i * PIN_REGION, 16, QoS::AtLeastOnce),
+            );
+        }
+        drain(&mut st, t0);
+        assert_eq!(owned(&st), (0, 0), "within the slack nothing is copied");
+        st.deliver(
+            t0,
+            delivery_from(&big, within * PIN_REGION, 16, QoS::AtLeastOnce),
+        );
+        assert_eq!(owned(&st), (1, within));
+        st.deliver(t0, delivery_from(&big, 0, 16, QoS::AtLeastOnce));
+        assert_eq!(owned(&st), (2, within));
         assert!(st
             .session
             .pending
             .iter()
-            .all(|d| d.msg.payload == delivery(t0, QoS::AtMostOnce, None).msg.payload));
-        st.set_write_blocked(false);
-        st.deliver(t0, delivery(t0, QoS::AtMostOnce, None));
-        assert_eq!(
-            owned(&mut st.session.pending.iter()),
-            [true, true, true, true, false]
-        );
+            .all(|d| d.msg.payload == [7u8; 16][..]));
+        // Holding nothing again, counting starts afresh.
+        let held: Vec<u16> = st.session.inflight.iter().map(|i| i.packet_id).collect();
         drain(&mut st, t0);
-
-        for _ in 0..UNPIN_INFLIGHT + 3 {
-            st.deliver(t0, delivery(t0, QoS::AtLeastOnce, None));
+        for p in held
+            .into_iter()
+            .chain([within as u16 + 1, within as u16 + 2])
+        {
+            st.handle_packet(t0, Packet::PubAck(PubAck::new(p)));
         }
-        drain(&mut st, t0);
-        let inflight = owned(&mut st.session.inflight.iter().map(|i| &i.delivery));
-        assert_eq!(inflight.len(), UNPIN_INFLIGHT + 3);
-        assert!(inflight[..UNPIN_INFLIGHT].iter().all(|o| !o));
-        assert!(inflight[UNPIN_INFLIGHT..].iter().all(|&o| o));
+        assert!(st.session.inflight.is_empty() && st.session.pending.is_empty());
+        st.deliver(t0, delivery_from(&big, 0, 16, QoS::AtLeastOnce));
+        assert_eq!(owned(&st), (0, 0));
 
-        st.deliver(t0, delivery(t0, QoS::AtMostOnce, None));
+        // Away: what is held and what comes is copied.
         st.detach();
-        assert!(owned(&mut st.session.inflight.iter().map(|i| &i.delivery))
-            .iter()
-            .all(|&o| o));
-        st.deliver(t0, delivery(t0, QoS::AtMostOnce, None));
-        assert_eq!(owned(&mut st.session.pending.iter()), [true, true]);
+        assert_eq!(owned(&st), (1, 0));
+        st.deliver(t0, delivery_from(&big, PIN_REGION, 16, QoS::AtMostOnce));
+        assert_eq!(owned(&st), (2, 0));
     }
 
     /// Ids given after the id space wrapped skip one message that stayed unacknowledged all
