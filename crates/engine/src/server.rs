@@ -43,7 +43,29 @@ impl Listener for TcpListener {
         if let Err(e) = stream.set_nodelay(true) {
             debug!(error = %e, "set_nodelay failed");
         }
-        Ok((stream, peer.to_string()))
+        Ok((stream, peer_string(peer)))
+    }
+}
+
+/// `a.b.c.d:port` for an IPv4 peer without `Display`'s formatting machinery, which cost ~1,700
+/// instructions per accepted connection (a twentieth of the broker's user-space work for a
+/// connect; callgrind).
+fn peer_string(peer: std::net::SocketAddr) -> String {
+    match peer {
+        std::net::SocketAddr::V4(a) => {
+            let mut digits = itoa::Buffer::new();
+            let mut s = String::with_capacity(21);
+            for (i, octet) in a.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                s.push_str(digits.format(octet));
+            }
+            s.push(':');
+            s.push_str(digits.format(a.port()));
+            s
+        }
+        v6 => v6.to_string(),
     }
 }
 
@@ -347,5 +369,25 @@ impl Server {
         while self.tasks.join_next().await.is_some() {}
         self.broker.hooks().on_stopped();
         self.broker.hooks().stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peer_string;
+
+    #[test]
+    fn peer_strings_match_display() {
+        for a in [
+            "127.0.0.1:1883",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "10.20.3.4:50000",
+            "[::1]:1883",
+            "[fe80::1%2]:8",
+        ] {
+            let addr: std::net::SocketAddr = a.parse().unwrap();
+            assert_eq!(peer_string(addr), addr.to_string());
+        }
     }
 }
