@@ -143,20 +143,13 @@ where
         .capabilities
         .compatibilities
         .passive_client_disconnect;
-    let writer = tokio::spawn(write_loop(
-        broker.clone(),
-        handle.clone(),
-        wr,
-        broker.options().client_net_write_buffer_size,
-        passive,
-    ));
     let input = Input {
         rd: &mut rd,
         buf: &mut buf,
         decoder: &mut decoder,
         read_size,
     };
-    let result = read_loop(&broker, &handle, input, writer).await;
+    let result = read_loop(&broker, &handle, input, Writer::Parked(wr)).await;
     if passive && handle.state.lock().close_reason().is_some() {
         // Leave closing to the client (bounded): read and discard until it does.
         Box::pin(discard_until_closed(&mut rd)).await;
@@ -525,12 +518,129 @@ fn handle_buffered(
     batch
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
+/// A connection's writer: not started yet (the reader holds the write half and sends the
+/// replies of a quiet connection itself), or its task.
+///
+/// A connection that only connects, pings and perhaps subscribes — most of an idle fleet —
+/// never needs a second task: the reader writes its CONNACK, PINGRESPs and SUBACKs. The writer
+/// task starts the first time anything else is due (a message, an acknowledgement, a
+/// DISCONNECT) and runs until the connection ends, so that a busy client's reading and writing
+/// go on in parallel (serialising them cost fan-in QoS 1 half its rate; see
+/// docs/architecture.md). Starting it lazily saves an idle connection the writer task's
+/// allocation (~0.4 KiB) and a connect one task spawn.
+enum Writer<W> {
+    Parked(W),
+    Running(tokio::task::JoinHandle<Result<(), Error>>),
+    /// Only while switching from one to the other.
+    Switching,
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> Writer<W> {
+    /// Sends what the client's state has to send: here while it is only replies, through the
+    /// writer task (started now) as soon as it is anything else.
+    async fn send_pending(
+        &mut self,
+        broker: &Arc<Broker>,
+        handle: &Arc<ClientHandle>,
+    ) -> Result<(), Error> {
+        let Writer::Parked(wr) = self else {
+            return Ok(());
+        };
+        let (wants, replies) = {
+            let st = handle.state.lock();
+            (st.wants_transmit(), st.only_replies_to_send())
+        };
+        if !wants {
+            return Ok(());
+        }
+        if replies {
+            let mut out = BytesMut::new();
+            let f = fill(
+                broker,
+                handle,
+                writer_mode(broker, handle),
+                &mut out,
+                &mut Vec::new(),
+            );
+            if !out.is_empty() {
+                wr.write_all(&out).await?;
+                count_sent(broker, handle, &out, f.sent, f.packets);
+            }
+            if !f.more {
+                return Ok(());
+            }
+        }
+        let Writer::Parked(wr) = std::mem::replace(self, Writer::Switching) else {
+            unreachable!("checked above");
+        };
+        *self = Writer::Running(tokio::spawn(write_loop(
+            broker.clone(),
+            handle.clone(),
+            wr,
+            broker
+                .options()
+                .capabilities
+                .compatibilities
+                .passive_client_disconnect,
+        )));
+        Ok(())
+    }
+
+    /// The connection is over: the last packets (a DISCONNECT) are written, within a bound
+    /// for a client that does not read, and the write side is closed.
+    async fn finish(self, broker: &Arc<Broker>, handle: &Arc<ClientHandle>) {
+        const BOUND: std::time::Duration = std::time::Duration::from_secs(5);
+        match self {
+            Writer::Running(task) => {
+                handle.notify.notify_one();
+                let abort = task.abort_handle();
+                if timeout(BOUND, task).await.is_err() {
+                    abort.abort();
+                }
+            }
+            Writer::Parked(mut wr) => {
+                let passive = broker
+                    .options()
+                    .capabilities
+                    .compatibilities
+                    .passive_client_disconnect;
+                let _ = timeout(BOUND, async {
+                    let mut out = BytesMut::new();
+                    let mut batch = Vec::new();
+                    let mode = writer_mode(broker, handle);
+                    loop {
+                        let f = fill(broker, handle, mode, &mut out, &mut batch);
+                        if !out.is_empty() {
+                            wr.write_all(&out).await?;
+                            count_sent(broker, handle, &out, f.sent, f.packets);
+                            out.clear();
+                        }
+                        if f.finished || !handle.state.lock().wants_transmit() {
+                            break;
+                        }
+                    }
+                    wr.flush().await.ok();
+                    if !passive {
+                        wr.shutdown().await.ok();
+                    }
+                    Ok::<(), std::io::Error>(())
+                })
+                .await;
+            }
+            Writer::Switching => {}
+        }
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin, W>(
     broker: &Arc<Broker>,
     handle: &Arc<ClientHandle>,
     input: Input<'_, R>,
-    mut writer: tokio::task::JoinHandle<Result<(), Error>>,
-) -> Result<(), Error> {
+    mut writer: Writer<W>,
+) -> Result<(), Error>
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let Input {
         rd,
         buf,
@@ -547,6 +657,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
         if let Some(e) = failed {
             handle.close(e.reason_code());
             break Err(Error::Decode(e));
+        }
+        // The replies to what was just read (and, first of all, the CONNACK).
+        if let Err(e) = writer.send_pending(broker, handle).await {
+            break Err(e);
         }
         // Back-pressure: QoS 1/2 messages just routed may have left a subscriber that keeps
         // up, but slowly, with a long queue; wait for it before the next packet (bounded).
@@ -596,8 +710,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 if release_at.is_some_and(|r| now >= r) {
                     active = false;
                     handle.state.lock().release_idle_memory();
-                    handle.trim.store(true, Ordering::Relaxed);
-                    handle.notify.notify_one();
+                    if let Writer::Running(_) = writer {
+                        handle.trim.store(true, Ordering::Relaxed);
+                        handle.notify.notify_one();
+                    }
                 }
                 if deadline.is_some_and(|d| now >= d) {
                     handle.state.lock().handle_timeout(now);
@@ -605,7 +721,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
             _ = handle.closing.notified() => {}
-            w = &mut writer => {
+            // While the writer is parked, work for it (a message from another client) wakes
+            // the reader, which starts it (see the loop's top).
+            _ = handle.notify.notified(), if matches!(writer, Writer::Parked(_)) => {}
+            w = running(&mut writer), if matches!(writer, Writer::Running(_)) => {
                 // The writer ended: the connection was closed from our side or the socket died.
                 return match w {
                     Ok(r) => r,
@@ -622,16 +741,16 @@ async fn read_loop<R: AsyncRead + Unpin>(
             st.detach();
         }
     }
-    handle.notify.notify_one();
-    // A writer stuck on a client that does not read is given up after a bound.
-    let abort = writer.abort_handle();
-    if timeout(std::time::Duration::from_secs(5), writer)
-        .await
-        .is_err()
-    {
-        abort.abort();
-    }
+    writer.finish(broker, handle).await;
     result
+}
+
+/// Waits for a running writer task (pending forever otherwise; the select guards it).
+async fn running<W>(writer: &mut Writer<W>) -> Result<Result<(), Error>, tokio::task::JoinError> {
+    match writer {
+        Writer::Running(task) => task.await,
+        _ => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
@@ -745,6 +864,26 @@ struct WriterMode {
     buf_size: usize,
 }
 
+fn writer_mode(broker: &Broker, handle: &ClientHandle) -> WriterMode {
+    let encode_hook = broker.hooks().provides(Event::OnPacketEncode);
+    WriterMode {
+        version: handle.info.protocol,
+        encode_hook,
+        direct: !encode_hook && !broker.hooks().provides(Event::OnQosPublish),
+        buf_size: broker.options().client_net_write_buffer_size,
+    }
+}
+
+/// After `out` was written: `OnPacketSent` and the `$SYS` counters.
+fn count_sent(broker: &Broker, handle: &ClientHandle, out: &[u8], sent: u64, packets: u64) {
+    broker.hooks().on_packet_sent(&handle.info, out);
+    let info = &broker.info;
+    info.bytes_sent
+        .fetch_add(out.len() as u64, Ordering::Relaxed);
+    info.messages_sent.fetch_add(sent, Ordering::Relaxed);
+    info.packets_sent.fetch_add(packets, Ordering::Relaxed);
+}
+
 /// What [`fill`] put in the write buffer.
 struct Filled {
     /// PUBLISH packets.
@@ -761,20 +900,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     broker: Arc<Broker>,
     handle: Arc<ClientHandle>,
     mut wr: W,
-    buf_size: usize,
     passive_disconnect: bool,
 ) -> Result<(), Error> {
     let mut out = BytesMut::new();
     // A `Transmit` is over 200 bytes and a Vec's first growth takes 4 slots: starting with one
     // keeps a connection that sends one packet at a time (CONNACK, PINGRESP) at one slot.
     let mut batch = Vec::with_capacity(1);
-    let encode_hook = broker.hooks().provides(Event::OnPacketEncode);
-    let mode = WriterMode {
-        version: handle.info.protocol,
-        encode_hook,
-        direct: !encode_hook && !broker.hooks().provides(Event::OnQosPublish),
-        buf_size,
-    };
+    let mode = writer_mode(&broker, &handle);
     loop {
         // Synchronous, so what it needs (notes, abandoned ids, the clock) is not kept in this
         // future, which every connection's writer task holds, idle or not.
@@ -786,16 +918,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         } = fill(&broker, &handle, mode, &mut out, &mut batch);
         if !out.is_empty() {
             wr.write_all(&out).await?;
-            broker.hooks().on_packet_sent(&handle.info, &out);
-            broker
-                .info
-                .bytes_sent
-                .fetch_add(out.len() as u64, Ordering::Relaxed);
-            broker.info.messages_sent.fetch_add(sent, Ordering::Relaxed);
-            broker
-                .info
-                .packets_sent
-                .fetch_add(packets, Ordering::Relaxed);
+            count_sent(&broker, &handle, &out, sent, packets);
             out.clear();
         }
         if finished {

@@ -727,6 +727,25 @@ impl ClientState {
         }
     }
 
+    /// Whether all there is to send are replies of a quiet connection (CONNACK, PINGRESP, SUBACK,
+    /// UNSUBACK, AUTH): no message, no acknowledgement of one, no DISCONNECT.
+    pub fn only_replies_to_send(&self) -> bool {
+        self.close.is_none()
+            && self.resend.is_empty()
+            && self.session.retained.is_empty()
+            && self.session.pending.is_empty()
+            && self.control.iter().all(|p| {
+                matches!(
+                    p,
+                    Packet::ConnAck(_)
+                        | Packet::PingResp
+                        | Packet::SubAck(_)
+                        | Packet::UnsubAck(_)
+                        | Packet::Auth(_)
+                )
+            })
+    }
+
     /// True if there is something to transmit.
     pub fn wants_transmit(&self) -> bool {
         if self.close.is_some() {
