@@ -553,8 +553,8 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Writer<W> {
         if !wants {
             return Ok(());
         }
+        let mut out = BytesMut::new();
         if replies {
-            let mut out = BytesMut::new();
             let f = fill(
                 broker,
                 handle,
@@ -562,11 +562,13 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Writer<W> {
                 &mut out,
                 &mut Vec::new(),
             );
-            if !out.is_empty() {
-                wr.write_all(&out).await?;
-                count_sent(broker, handle, &out, f.sent, f.packets);
-            }
-            if !f.more {
+            count_sent(broker, handle, &out, f.sent, f.packets);
+            // Only what the socket takes at once: a client that does not read its replies
+            // must not block the reader (which enforces its keep-alive); the rest goes to a
+            // writer task.
+            let n = write_now(wr, &out)?;
+            let _ = out.split_to(n);
+            if out.is_empty() && !f.more {
                 return Ok(());
             }
         }
@@ -577,6 +579,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Writer<W> {
             broker.clone(),
             handle.clone(),
             wr,
+            out,
             broker
                 .options()
                 .capabilities
@@ -745,6 +748,21 @@ where
     result
 }
 
+/// Writes as much of `out` as the socket takes without waiting; returns how much that was.
+fn write_now<W: AsyncWrite + Unpin>(wr: &mut W, out: &[u8]) -> std::io::Result<usize> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut done = 0;
+    while done < out.len() {
+        match Pin::new(&mut *wr).poll_write(&mut cx, &out[done..]) {
+            Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => done += n,
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => break,
+        }
+    }
+    Ok(done)
+}
+
 /// Waits for a running writer task (pending forever otherwise; the select guards it).
 async fn running<W>(writer: &mut Writer<W>) -> Result<Result<(), Error>, tokio::task::JoinError> {
     match writer {
@@ -900,9 +918,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     broker: Arc<Broker>,
     handle: Arc<ClientHandle>,
     mut wr: W,
+    // Bytes to write before anything else (what the reader could not write at once).
+    mut out: BytesMut,
     passive_disconnect: bool,
 ) -> Result<(), Error> {
-    let mut out = BytesMut::new();
     // A `Transmit` is over 200 bytes and a Vec's first growth takes 4 slots: starting with one
     // keeps a connection that sends one packet at a time (CONNACK, PINGRESP) at one slot.
     let mut batch = Vec::with_capacity(1);

@@ -573,3 +573,56 @@ async fn packets_after_an_idle_spell_are_read_whole() {
     }
     server.shutdown().await;
 }
+
+/// A client that sends PINGREQs without reading the PINGRESPs fills its stream; the replies the
+/// reader writes itself must not block it, or it could no longer enforce the keep-alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_its_replies_still_meets_its_keep_alive() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut hooks = moco_engine::Hooks::new();
+    hooks.add(std::sync::Arc::new(moco_engine::AllowAll));
+    let broker = std::sync::Arc::new(moco_engine::Broker::new(Options::default(), hooks));
+    // An in-memory stream that holds 64 bytes each way.
+    let (mut client, server) = tokio::io::duplex(64);
+    let conn = tokio::spawn(moco_engine::run_connection(
+        broker,
+        server,
+        "duplex".into(),
+        "test".into(),
+    ));
+    let mut out = bytes::BytesMut::new();
+    Packet::from(connect_packet("deaf", V5, 1, true))
+        .encode(V5, &mut out)
+        .unwrap();
+    client.write_all(&out).await.unwrap();
+    // 100 PINGREQs: 200 bytes of PINGRESP, more than the stream holds. The broker keeps
+    // reading them although nobody reads its replies.
+    tokio::time::timeout(WAIT, client.write_all(&[0xC0, 0x00].repeat(100)))
+        .await
+        .expect("the broker stopped reading")
+        .unwrap();
+    // Silent past 1.5 times the keep-alive: the broker closes with 0x8D.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, client.read_to_end(&mut rest))
+        .await
+        .expect("the broker closed the stream")
+        .unwrap();
+    let mut all = bytes::BytesMut::from(&rest[..]);
+    let mut dec = moco_codec::Decoder::with_version(0, V5);
+    let mut got = Vec::new();
+    while let Some(p) = dec.decode(&mut all).unwrap() {
+        got.push(p);
+    }
+    // CONNACK, PINGRESPs (those still queued when the connection closed are dropped with
+    // it), DISCONNECT 0x8D.
+    assert!(matches!(got.first(), Some(Packet::ConnAck(_))), "{got:?}");
+    match got.last() {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::KeepAliveTimeout),
+        other => panic!("expected DISCONNECT last, got {other:?}"),
+    }
+    let between = &got[1..got.len() - 1];
+    assert!(!between.is_empty() && between.len() <= 100);
+    assert!(between.iter().all(|p| matches!(p, Packet::PingResp)), "{got:?}");
+    assert!(matches!(conn.await.unwrap(), Err(_) | Ok(())));
+}
