@@ -562,6 +562,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Writer<W> {
                 &mut out,
                 &mut Vec::new(),
             );
+            // Counted once, here, also if the writer task writes the end of it.
             count_sent(broker, handle, &out, f.sent, f.packets);
             // Only what the socket takes at once: a client that does not read its replies
             // must not block the reader (which enforces its keep-alive); the rest goes to a
@@ -918,10 +919,15 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     broker: Arc<Broker>,
     handle: Arc<ClientHandle>,
     mut wr: W,
-    // Bytes to write before anything else (what the reader could not write at once).
-    mut out: BytesMut,
+    // Bytes to write before anything else: the end of replies the reader could not write at
+    // once (already counted).
+    carried: BytesMut,
     passive_disconnect: bool,
 ) -> Result<(), Error> {
+    if !carried.is_empty() {
+        wr.write_all(&carried).await?;
+    }
+    let mut out = BytesMut::new();
     // A `Transmit` is over 200 bytes and a Vec's first growth takes 4 slots: starting with one
     // keeps a connection that sends one packet at a time (CONNACK, PINGRESP) at one slot.
     let mut batch = Vec::with_capacity(1);

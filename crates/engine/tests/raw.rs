@@ -623,6 +623,9 @@ async fn a_client_that_does_not_read_its_replies_still_meets_its_keep_alive() {
     }
     let between = &got[1..got.len() - 1];
     assert!(!between.is_empty() && between.len() <= 100);
-    assert!(between.iter().all(|p| matches!(p, Packet::PingResp)), "{got:?}");
+    assert!(
+        between.iter().all(|p| matches!(p, Packet::PingResp)),
+        "{got:?}"
+    );
     assert!(matches!(conn.await.unwrap(), Err(_) | Ok(())));
 }
