@@ -239,10 +239,10 @@ fn write_publish(
 /// Since the client last held nothing, this counts the distinct buffers its held messages came
 /// from (a buffer is told by its 64 KiB address region; one seen among the last few counts
 /// once, so messages of a few publishers interleaved do not look like many buffers) against
-/// their own bytes. Past [`PIN_SLACK`] and [`PIN_RATIO`] times their
-/// own bytes, the held messages are copied out of their buffers, and so is every message
-/// queued until the client holds nothing again (see [`Message::unpinned`]). A client that
-/// keeps up never gets there and never pays for a copy.
+/// their own bytes. Past [`PIN_SLACK`] plus [`PIN_RATIO`] times their own bytes, the held
+/// messages are copied out of their buffers, and so is every message queued until the client
+/// holds nothing again (see [`Message::unpinned`]). A client that keeps up never gets there
+/// and never pays for a copy.
 #[derive(Debug, Default)]
 struct Pins {
     /// Bytes of the held messages' own topics and payloads.
