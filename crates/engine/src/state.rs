@@ -1063,6 +1063,14 @@ mod tests {
         }
     }
 
+    /// v5 limits with the largest send quota and a queue that never fills in a test.
+    fn roomy_limits() -> ConnLimits {
+        let mut l = limits(ProtocolVersion::V5);
+        l.send_quota = u16::MAX;
+        l.max_pending = 100_000;
+        l
+    }
+
     fn state(now: Instant) -> ClientState {
         ClientState::new(
             "c".into(),
@@ -1552,9 +1560,7 @@ mod tests {
     #[test]
     fn held_messages_stop_sharing_read_buffers_when_they_would_pin_many() {
         let t0 = Instant::now();
-        let mut l = limits(ProtocolVersion::V5);
-        l.send_quota = u16::MAX;
-        l.max_pending = 100_000;
+        let l = roomy_limits();
         let owned = |st: &ClientState| -> (usize, usize) {
             let q = st
                 .session
@@ -1675,10 +1681,7 @@ mod tests {
     #[test]
     fn packet_ids_skip_ids_in_use() {
         let t0 = Instant::now();
-        let mut l = limits(ProtocolVersion::V5);
-        l.send_quota = u16::MAX;
-        l.max_pending = 100_000;
-        let mut st = ClientState::new("c".into(), l, Session::new(0), t0);
+        let mut st = ClientState::new("c".into(), roomy_limits(), Session::new(0), t0);
         st.session.next_packet_id = u16::MAX - 1;
         for _ in 0..3 {
             st.deliver(t0, delivery(t0, QoS::AtLeastOnce, None));
