@@ -1,11 +1,14 @@
 //! The thin tokio driver of one connection over any `AsyncRead + AsyncWrite` stream.
 //!
-//! The reader (the task that calls [`run_connection`]) reads into one reusable `BytesMut`,
-//! decodes packets, feeds them to the client's [`ClientState`](crate::state::ClientState) and
-//! lets the broker route what comes out; it also enforces the keep-alive deadline. A writer
-//! task waits for the client's `Notify`, drains every transmit that is ready into one buffer
-//! (control packets, then queued messages as quota allows) and writes it with one `write_all`.
-//! A slow reader on the other end fills only its own bounded queue.
+//! The reader (the task that calls [`run_connection`]) reads into a `BytesMut` (sized to how
+//! busy the client is, none while it is idle), decodes packets, feeds them to the client's
+//! [`ClientState`](crate::state::ClientState) and lets the broker route what comes out; it
+//! also enforces the keep-alive deadline. While the client only needs replies to its own
+//! packets (CONNACK, PINGRESP, SUBACK...), the reader writes them; from the first message or
+//! acknowledgement on, a writer task waits for the client's `Notify`, drains every transmit
+//! that is ready into one buffer (control packets, then queued messages as quota allows) and
+//! writes it with one `write_all`. A slow reader on the other end fills only its own bounded
+//! queue.
 
 use std::any::Any;
 use std::pin::Pin;
