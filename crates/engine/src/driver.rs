@@ -549,6 +549,13 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Writer<W> {
         let Writer::Parked(wr) = self else {
             return Ok(());
         };
+        // Whatever queued work for the writer also stored a wake-up for it; that work is
+        // looked at now, so the wake-up is used up here instead of waking the reader's next
+        // wait for nothing (an extra turn of the loop per connect and per PINGREQ).
+        let _ = std::future::Future::poll(
+            std::pin::pin!(handle.notify.notified()),
+            &mut Context::from_waker(std::task::Waker::noop()),
+        );
         let (wants, replies) = {
             let st = handle.state.lock();
             (st.wants_transmit(), st.only_replies_to_send())
