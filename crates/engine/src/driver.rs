@@ -167,7 +167,7 @@ struct Input<'a, R> {
     rd: &'a mut R,
     buf: &'a mut BytesMut,
     decoder: &'a mut Decoder,
-    /// How much to reserve when the buffer is empty (`client_net_read_buffer_size`).
+    /// The first and smallest read size (`client_net_read_buffer_size`; see [`ReadSize`]).
     read_size: usize,
 }
 
@@ -223,11 +223,12 @@ impl ReadSize {
 }
 
 /// Reads more of `rd` into `buf` (0 = end of stream) and says how much room the read had.
-/// When nothing is readable and `buf` holds no partial packet, the buffer is given back at once, so an idle connection holds none; the
-/// wait then reads into a probe on the stack (not part of the future), and a buffer is taken
-/// when data arrives: exactly what came if the probe was not filled (a small, thread-cached
-/// allocation for the usual lone packet, freed once decoded), `size` bytes if it was (more is
-/// waiting). A stream with data waiting never reaches `Pending` and keeps its buffer.
+/// When nothing is readable and `buf` holds no partial packet, the buffer is given back at
+/// once, so an idle connection holds none; the wait then reads into a probe on the stack (not
+/// part of the future), and a buffer is taken when data arrives: exactly what came if the probe
+/// was not filled (a small, thread-cached allocation for the usual lone packet, freed once
+/// decoded), `size` bytes if it was (more is waiting). A stream with data waiting never reaches
+/// `Pending` and keeps its buffer.
 ///
 /// `eager`: the last read filled its room, so read straight into a buffer even if the last one
 /// was used up (in place when its packets are gone, a new one when they still share it).
@@ -591,11 +592,6 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Writer<W> {
             handle.clone(),
             wr,
             out,
-            broker
-                .options()
-                .capabilities
-                .compatibilities
-                .passive_client_disconnect,
         )));
         Ok(())
     }
@@ -612,34 +608,11 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Writer<W> {
                     abort.abort();
                 }
             }
-            Writer::Parked(mut wr) => {
-                let passive = broker
-                    .options()
-                    .capabilities
-                    .compatibilities
-                    .passive_client_disconnect;
-                let _ = timeout(BOUND, async {
-                    let mut out = BytesMut::new();
-                    let mut batch = Vec::new();
-                    let mode = writer_mode(broker, handle);
-                    loop {
-                        let f = fill(broker, handle, mode, &mut out, &mut batch);
-                        if !out.is_empty() {
-                            wr.write_all(&out).await?;
-                            count_sent(broker, handle, &out, f.sent, f.packets);
-                            out.clear();
-                        }
-                        if f.finished || !handle.state.lock().wants_transmit() {
-                            break;
-                        }
-                    }
-                    wr.flush().await.ok();
-                    if !passive {
-                        wr.shutdown().await.ok();
-                    }
-                    Ok::<(), std::io::Error>(())
-                })
-                .await;
+            Writer::Parked(wr) => {
+                // A writer's last turns, run here (boxed: only connections that end parked
+                // pay for its future, and only now).
+                let last = write_loop(broker.clone(), handle.clone(), wr, BytesMut::new());
+                let _ = timeout(BOUND, Box::pin(last)).await;
             }
             Writer::Switching => {}
         }
@@ -932,7 +905,6 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     // Bytes to write before anything else: the end of replies the reader could not write at
     // once (already counted).
     carried: BytesMut,
-    passive_disconnect: bool,
 ) -> Result<(), Error> {
     if !carried.is_empty() {
         wr.write_all(&carried).await?;
@@ -958,7 +930,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
         if finished {
             wr.flush().await.ok();
-            if !passive_disconnect {
+            let passive = broker
+                .options()
+                .capabilities
+                .compatibilities
+                .passive_client_disconnect;
+            if !passive {
                 wr.shutdown().await.ok();
             }
             return Ok(());
