@@ -22,7 +22,8 @@ use moco_codec::{Auth, Decoder, Packet, ProtocolVersion, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::time::{sleep_until, timeout};
+use tokio::time::{timeout, Sleep};
+use tokio_util::either::Either;
 use tracing::{debug, trace};
 
 use crate::broker::{report_notes, Broker, ClientHandle, ConnectOutcome};
@@ -32,8 +33,9 @@ use crate::state::{AppEvent, Transmit};
 
 /// How long a connection must be quiet (nothing read) before its control queue and its
 /// writer's batch are given back: idle connections then hold neither (~0.9 KiB or more), and
-/// one with messages less than this apart does not reallocate them per message.
-const IDLE_TRIM: std::time::Duration = std::time::Duration::from_millis(100);
+/// one with messages less than this apart does not reallocate them per message. A quiet
+/// spell is noticed between one and two of these after the last read (see [`Timer`]).
+const IDLE_TRIM: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Largest batch the writer gathers before writing.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -46,12 +48,12 @@ const DIRECT_FIRST_RESERVE: usize = 1024;
 
 /// Serves one client connection on `stream` until it ends. `remote` describes the peer and
 /// `listener` names the listener it came through (both for hooks and logs).
-pub async fn run_connection<S>(
+pub fn run_connection<S>(
     broker: Arc<Broker>,
     stream: S,
     remote: Arc<str>,
     listener: Arc<str>,
-) -> Result<(), Error>
+) -> impl std::future::Future<Output = Result<(), Error>> + Send + 'static
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -59,13 +61,16 @@ where
     // `tokio::io::split` share one mutex held across each read and write syscall, so they
     // block each other (a futex sleep and wake, or a whole time slice when the holder is
     // preempted); a TCP stream splits into halves that share nothing but the socket.
+    // A plain function choosing the future, not an `async fn`: that would keep the (emptied)
+    // stream slot in every connection's task for its lifetime (40 bytes for TCP, a whole TLS
+    // stream's size for others).
     let mut slot = Some(stream);
     if let Some(tcp) = (&mut slot as &mut dyn Any).downcast_mut::<Option<TcpStream>>() {
         let (rd, wr) = tcp.take().expect("just put there").into_split();
-        return serve(broker, rd, TcpWriter(Some(wr)), remote, listener).await;
+        return Either::Left(serve(broker, rd, TcpWriter(Some(wr)), remote, listener));
     }
     let (rd, wr) = tokio::io::split(slot.expect("not taken"));
-    serve(broker, rd, wr, remote, listener).await
+    Either::Right(serve(broker, rd, wr, remote, listener))
 }
 
 /// The write half of a TCP stream that, like the halves of `tokio::io::split`, leaves the
@@ -634,8 +639,11 @@ where
         decoder,
         read_size,
     } = input;
-    // Whether something was read since the last trim (see `IDLE_TRIM`).
-    let mut active = true;
+    // Whether something was read since the trim check was set (see `IDLE_TRIM`), and when
+    // that check is due (none once trimmed, until the next read).
+    let mut active = false;
+    let mut trim_at = Some(Instant::now() + IDLE_TRIM);
+    let mut timer = Timer::default();
     let mut size = ReadSize::new(read_size);
     // Bytes read since this task last let the others run.
     let mut since_yield = 0;
@@ -671,13 +679,11 @@ where
             since_yield = 0;
             tokio::task::yield_now().await;
         }
-        // After a quiet spell the control queue and the writer's batch shrink (see
-        // `IDLE_TRIM`).
-        let release_at = active.then(|| Instant::now() + IDLE_TRIM);
-        let timer = match (deadline, release_at) {
-            (Some(d), Some(r)) => Some(d.min(r)),
-            (d, r) => d.or(r),
-        };
+        timer.arm(match (deadline, trim_at) {
+            (Some(d), Some(t)) => Some(d.min(t)),
+            (d, t) => d.or(t),
+        });
+        let parked = matches!(writer, Writer::Parked(_));
         tokio::select! {
             // Data first: after a back-pressure wait, a PINGREQ already in the socket is read
             // before the keep-alive deadline is judged (closing is seen at the loop's top).
@@ -686,20 +692,29 @@ where
                 Ok((0, _)) => break Err(Error::Closed),
                 Ok((n, room)) => {
                     active = true;
+                    if trim_at.is_none() {
+                        trim_at = Some(Instant::now() + IDLE_TRIM);
+                    }
                     size.update(n, room);
                     since_yield += n;
                     broker.info.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e) => break Err(Error::Io(e)),
             },
-            _ = sleep_until_opt(timer) => {
+            _ = timer.fired() => {
                 let now = Instant::now();
-                if release_at.is_some_and(|r| now >= r) {
-                    active = false;
-                    handle.state.lock().release_idle_memory();
-                    if let Writer::Running(_) = writer {
-                        handle.trim.store(true, Ordering::Relaxed);
-                        handle.notify.notify_one();
+                if trim_at.is_some_and(|t| now >= t) {
+                    if active {
+                        // Read since the check was set: look again one spell later.
+                        active = false;
+                        trim_at = Some(now + IDLE_TRIM);
+                    } else {
+                        trim_at = None;
+                        handle.state.lock().release_idle_memory();
+                        if let Writer::Running(_) = writer {
+                            handle.trim.store(true, Ordering::Relaxed);
+                            handle.notify.notify_one();
+                        }
                     }
                 }
                 if deadline.is_some_and(|d| now >= d) {
@@ -707,11 +722,12 @@ where
                     handle.notify.notify_one();
                 }
             }
-            _ = handle.closing.notified() => {}
-            // While the writer is parked, work for it (a message from another client) wakes
-            // the reader, which starts it (see the loop's top).
-            _ = handle.notify.notified(), if matches!(writer, Writer::Parked(_)) => {}
-            w = running(&mut writer), if matches!(writer, Writer::Running(_)) => {
+            // Closing wakes the reader through `closing`, and also through the writer's
+            // `notify`. While the writer is parked the reader waits on `notify` alone (one
+            // waiter less in every idle connection's future): work for the writer (a message
+            // from another client) then wakes the reader, which starts it (the loop's top).
+            _ = reader_wake(parked, handle) => {}
+            w = running(&mut writer), if !parked => {
                 // The writer ended: the connection was closed from our side or the socket died.
                 return match w {
                     Ok(r) => r,
@@ -755,10 +771,45 @@ async fn running<W>(writer: &mut Writer<W>) -> Result<Result<(), Error>, tokio::
     }
 }
 
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => sleep_until(d.into()).await,
-        None => std::future::pending().await,
+/// What wakes an idle reader besides its socket (see the select in [`read_loop`]).
+fn reader_wake(parked: bool, handle: &ClientHandle) -> tokio::sync::futures::Notified<'_> {
+    if parked {
+        handle.notify.notified()
+    } else {
+        handle.closing.notified()
+    }
+}
+
+/// The reader's one timer, for the keep-alive deadline and the idle trim check alike, armed
+/// lazily. A timer made per read (as a `select!` branch) registered and cancelled a timer entry
+/// for every read; this one is moved only when it fires, or when a deadline earlier than its
+/// own is asked for: a keep-alive deadline only moves later as packets arrive, so it fires
+/// early, at most once per keep-alive period, and is re-armed then. Boxed, and made only while
+/// there is a deadline: inline, its 112 bytes would be part of every connection's future.
+#[derive(Default)]
+struct Timer(Option<Pin<Box<Sleep>>>);
+
+impl Timer {
+    /// Makes sure the timer fires no later than `at` (not at all for `None`).
+    fn arm(&mut self, at: Option<Instant>) {
+        let Some(at) = at else {
+            self.0 = None;
+            return;
+        };
+        let at = tokio::time::Instant::from_std(at);
+        match &mut self.0 {
+            Some(s) if !s.is_elapsed() && s.deadline() <= at => {}
+            Some(s) => s.as_mut().reset(at),
+            None => self.0 = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+    }
+
+    /// Completes when the armed deadline passes (never when none is armed).
+    fn fired(&mut self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| match &mut self.0 {
+            Some(s) => std::future::Future::poll(s.as_mut(), cx),
+            None => Poll::Pending,
+        })
     }
 }
 

@@ -1,4 +1,4 @@
-//! An idle connection costs the broker about 2.8 KiB of heap (one subscription included), not
+//! An idle connection costs the broker about 2.6 KiB of heap (one subscription included), not
 //! mochi's ~150 KiB of preallocated channels: no read or write buffer is held while idle, no
 //! writer task runs while there are only replies to send (the reader writes those), the control
 //! queue is given back after a quiet spell, and the connection's task holds no handshake state. And messages waiting for a subscriber that does
@@ -72,7 +72,7 @@ fn idle_client(addr: std::net::SocketAddr, id: &str, filter: &str) -> std::net::
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_connection_costs_under_3_kib() {
+async fn an_idle_connection_costs_under_2_75_kib() {
     let _serial = SERIAL.lock().await;
     const N: usize = 200;
     let (server, addr) = start(Options::default()).await;
@@ -92,15 +92,15 @@ async fn an_idle_connection_costs_under_3_kib() {
     .await
     .unwrap();
     // Let the connections go idle: buffers are given back at once, the batch and control
-    // queue after 100 ms without traffic.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // queue after 250-500 ms without traffic.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     let after = LIVE.load(Ordering::Relaxed);
     // The broker's side only (plus the test's Vec, allocated before): tasks, client state,
     // registry entry, socket registration and one subscription each.
     let per_connection = (after - before) / N as isize;
     eprintln!("broker heap per idle connection: {per_connection} bytes");
     assert!(
-        per_connection < 3072,
+        per_connection < 2816,
         "an idle connection costs {per_connection} bytes"
     );
     // Still alive and served: each answers a PINGREQ.

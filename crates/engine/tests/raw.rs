@@ -86,6 +86,37 @@ async fn keep_alive_timeout_disconnects_with_8d() {
     server.shutdown().await;
 }
 
+/// The reader's timer is armed for the first keep-alive deadline and not moved while packets
+/// arrive: when it fires early it must look again, not close, and still close once the client
+/// goes silent.
+#[tokio::test]
+async fn keep_alive_deadline_moves_with_each_packet() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut r, _) = Raw::connect(addr, connect_packet("ka-busy", V5, 1, true)).await;
+    // A PINGREQ every 0.5 s for 2.5 s: past the first deadline (1.5 s after CONNECT) but never
+    // 1.5 s without a packet.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        r.send(Packet::PingReq).await;
+        assert_eq!(
+            r.recv().await,
+            Some(Packet::PingResp),
+            "closed while pinging"
+        );
+    }
+    let t = std::time::Instant::now();
+    assert_eq!(
+        r.disconnect_reason().await,
+        Some(ReasonCode::KeepAliveTimeout)
+    );
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_millis(3000),
+        "closed {waited:?} after the last packet"
+    );
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn keep_alive_v3_is_a_plain_close() {
     let (server, addr) = start(Options::default()).await;
