@@ -35,7 +35,7 @@ use crate::state::{AppEvent, Transmit};
 /// writer's batch are given back: idle connections then hold neither (~0.9 KiB or more), and
 /// one with messages less than this apart does not reallocate them per message. A quiet
 /// spell is noticed between one and two of these after the last read (see [`Timer`]).
-const IDLE_TRIM: std::time::Duration = std::time::Duration::from_millis(250);
+const IDLE_TRIM: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Largest batch the writer gathers before writing.
 const WRITE_BATCH: usize = 64 * 1024;

@@ -92,8 +92,8 @@ async fn an_idle_connection_costs_under_2_75_kib() {
     .await
     .unwrap();
     // Let the connections go idle: buffers are given back at once, the batch and control
-    // queue after 250-500 ms without traffic.
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // queue after 100-200 ms without traffic.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let after = LIVE.load(Ordering::Relaxed);
     // The broker's side only (plus the test's Vec, allocated before): tasks, client state,
     // registry entry, socket registration and one subscription each.
