@@ -342,6 +342,21 @@ impl Decoder {
         if buf.len() < total {
             return Ok(None);
         }
+        if let Some(v) = self.version {
+            if keeps_nothing_of_frame(&header) {
+                // Decoded where it lies: splitting a frame off costs a reference count per
+                // packet, and an allocation when the buffer was not shared yet (a lone PINGREQ
+                // or PUBACK usually arrives in a fresh one).
+                let packet = Packet::decode_body(
+                    header.packet_type,
+                    &Bytes::new(),
+                    &buf[header.header_len..total],
+                    v,
+                );
+                bytes::Buf::advance(buf, total);
+                return packet.map(Some);
+            }
+        }
         let frame = buf.split_to(total).freeze();
         if let (PacketType::Publish, Some(v)) = (header.packet_type, self.version) {
             // Hot path, inlined here: no dispatch over the other packet types.
@@ -357,6 +372,57 @@ impl Decoder {
                 }
                 packet
             }
+        }
+    }
+}
+
+/// Packets whose decoded form holds no slice of their frame: pings, and acknowledgements and
+/// DISCONNECTs too short to carry properties (packet id and reason code at most). Their body
+/// decoders never look at the frame they are given.
+fn keeps_nothing_of_frame(h: &FixedHeader) -> bool {
+    match h.packet_type {
+        PacketType::PingReq | PacketType::PingResp => true,
+        PacketType::PubAck | PacketType::PubRec | PacketType::PubRel | PacketType::PubComp => {
+            h.remaining_length <= 3
+        }
+        PacketType::Disconnect => h.remaining_length <= 1,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The in-place decoding of short packets gives what decoding their split-off frame
+        /// gives, for any body of up to 3 bytes, valid or not, and consumes the same bytes.
+        #[test]
+        fn short_packets_decode_in_place_as_from_their_frame(
+            first in prop::sample::select(vec![0x40u8, 0x50, 0x62, 0x70, 0xC0, 0xD0, 0xE0]),
+            body in prop::collection::vec(any::<u8>(), 0..=3),
+            v5 in any::<bool>(),
+            trailing in prop::collection::vec(any::<u8>(), 0..3),
+        ) {
+            let v = if v5 { ProtocolVersion::V5 } else { ProtocolVersion::V311 };
+            // A DISCONNECT with more than a reason code may carry properties: not short.
+            let body = if first == 0xE0 { &body[..body.len().min(1)] } else { &body[..] };
+            let mut buf = BytesMut::new();
+            buf.extend_from_slice(&[first, body.len() as u8]);
+            buf.extend_from_slice(body);
+            let frame = Bytes::copy_from_slice(&buf);
+            buf.extend_from_slice(&trailing);
+            let header = FixedHeader::parse(&buf).unwrap().unwrap();
+            prop_assert!(keeps_nothing_of_frame(&header));
+            let expected = Packet::decode_frame(&header, frame, v);
+            let got = Decoder::with_version(0, v).decode(&mut buf);
+            match (got, expected) {
+                (Ok(g), Ok(e)) => prop_assert_eq!(g, e),
+                (Err(g), Err(e)) => prop_assert_eq!(g.to_string(), e.to_string()),
+                (g, e) => prop_assert!(false, "in place {g:?}, from the frame {e:?}"),
+            }
+            prop_assert_eq!(&buf[..], &trailing[..]);
         }
     }
 }

@@ -584,7 +584,8 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Writer<W> {
             // must not block the reader (which enforces its keep-alive); the rest goes to a
             // writer task.
             let n = write_now(wr, &out)?;
-            let _ = out.split_to(n);
+            // `advance`, not `split_to`: a split would make the buffer shared (an allocation).
+            bytes::Buf::advance(&mut out, n);
             if out.is_empty() && !f.more {
                 return Ok(());
             }
@@ -691,9 +692,12 @@ where
             r = read_some(rd, buf, size.get(), size.full) => match r {
                 Ok((0, _)) => break Err(Error::Closed),
                 Ok((n, room)) => {
-                    active = true;
                     if trim_at.is_none() {
+                        // The first read after a trim sets the check; a lone packet (a
+                        // PINGREQ) then costs one timer firing, not two.
                         trim_at = Some(Instant::now() + IDLE_TRIM);
+                    } else {
+                        active = true;
                     }
                     size.update(n, room);
                     since_yield += n;

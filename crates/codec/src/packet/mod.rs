@@ -172,7 +172,7 @@ impl Packet {
     }
 
     /// Decodes the body of any packet but PUBLISH (which consumes its frame).
-    fn decode_body(
+    pub(crate) fn decode_body(
         t: PacketType,
         frame: &Bytes,
         body: &[u8],
