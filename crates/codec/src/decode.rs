@@ -347,14 +347,10 @@ impl Decoder {
                 // Decoded where it lies: splitting a frame off costs a reference count per
                 // packet, and an allocation when the buffer was not shared yet (a lone PINGREQ
                 // or PUBACK usually arrives in a fresh one).
-                let packet = Packet::decode_body(
-                    header.packet_type,
-                    &Bytes::new(),
-                    &buf[header.header_len..total],
-                    v,
-                );
+                let packet =
+                    Packet::decode_short(header.packet_type, &buf[header.header_len..total], v);
                 bytes::Buf::advance(buf, total);
-                return packet.map(Some);
+                return packet;
             }
         }
         let frame = buf.split_to(total).freeze();

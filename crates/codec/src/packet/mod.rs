@@ -171,8 +171,36 @@ impl Packet {
         Self::decode_body(header.packet_type, &frame, &frame[header.header_len..], v).map(Some)
     }
 
+    /// Decodes a packet that keeps nothing of its frame (see `decode::keeps_nothing_of_frame`)
+    /// from its `body` alone, built in the returned value as [`Packet::decode_frame`] does.
+    pub(crate) fn decode_short(
+        t: PacketType,
+        body: &[u8],
+        v: ProtocolVersion,
+    ) -> Result<Option<Packet>, DecodeError> {
+        // The body decoders touch the frame only to slice properties out of it, and these
+        // bodies are too short to hold any.
+        let none = Bytes::new();
+        Ok(Some(match t {
+            PacketType::PubAck => Packet::PubAck(PubAck::decode(&none, body, v)?),
+            PacketType::PubRec => Packet::PubRec(PubRec::decode(&none, body, v)?),
+            PacketType::PubRel => Packet::PubRel(PubRel::decode(&none, body, v)?),
+            PacketType::PubComp => Packet::PubComp(PubComp::decode(&none, body, v)?),
+            PacketType::PingReq => {
+                ping::decode(body)?;
+                Packet::PingReq
+            }
+            PacketType::PingResp => {
+                ping::decode(body)?;
+                Packet::PingResp
+            }
+            PacketType::Disconnect => Packet::Disconnect(Disconnect::decode(&none, body, v)?),
+            _ => return Err(DecodeError::Malformed("not a short packet")),
+        }))
+    }
+
     /// Decodes the body of any packet but PUBLISH (which consumes its frame).
-    pub(crate) fn decode_body(
+    fn decode_body(
         t: PacketType,
         frame: &Bytes,
         body: &[u8],
