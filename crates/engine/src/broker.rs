@@ -119,6 +119,15 @@ thread_local! {
     /// The writers it will wake.
     static DEFERRED: std::cell::Cell<Vec<Arc<ClientHandle>>> =
         const { std::cell::Cell::new(Vec::new()) };
+    /// The size of the read buffer whose packets the open batch handles (0: none).
+    static READ_BUFFER: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// The size of the read buffer the packets being handled on this thread were read into, 0
+/// outside a connection's batch: what a message made from one of them keeps alive (see
+/// `Pins` in [`crate::state`]).
+pub(crate) fn read_buffer_size() -> u32 {
+    READ_BUFFER.get()
 }
 
 /// Wakes the writer of `h`: now, or when the open [`WakeBatch`] of this thread closes.
@@ -142,9 +151,13 @@ pub(crate) struct WakeBatch {
 }
 
 impl WakeBatch {
-    /// Opens a batch on this thread (a nested one does nothing).
-    pub(crate) fn open() -> WakeBatch {
+    /// Opens a batch on this thread for the packets of a read buffer of `read_buffer` bytes
+    /// (a nested one does nothing).
+    pub(crate) fn open(read_buffer: usize) -> WakeBatch {
         let opened = !BATCHING.replace(true);
+        if opened {
+            READ_BUFFER.set(u32::try_from(read_buffer).unwrap_or(u32::MAX));
+        }
         WakeBatch { opened }
     }
 }
@@ -155,6 +168,7 @@ impl Drop for WakeBatch {
             return;
         }
         BATCHING.set(false);
+        READ_BUFFER.set(0);
         let mut v = DEFERRED.take();
         for h in v.drain(..) {
             h.notify.notify_one();

@@ -497,7 +497,8 @@ fn handle_buffered(
     };
     let mut packets = 0u64;
     let now = Instant::now();
-    let wakes = crate::broker::WakeBatch::open();
+    // The buffer's whole allocation from here on: what the messages decoded from it pin.
+    let wakes = crate::broker::WakeBatch::open(buf.capacity());
     loop {
         match decoder.decode(buf) {
             Ok(Some(p)) => {

@@ -31,6 +31,8 @@ pub struct Message {
     cache: Mutex<Vec<(VariantKey, Bytes)>>,
     /// Topic, payload and properties have allocations of their own (see [`Message::unpinned`]).
     owned: bool,
+    /// The size of the read buffer they share otherwise, as far as known (0: unknown).
+    origin: u32,
 }
 
 /// What makes two encodings of one message differ (besides packet id and DUP, patched in).
@@ -75,6 +77,7 @@ impl Message {
             plain: OnceLock::new(),
             cache: Mutex::new(Vec::new()),
             owned: false,
+            origin: crate::broker::read_buffer_size(),
         }
     }
 
@@ -103,6 +106,7 @@ impl Message {
             plain: OnceLock::new(),
             cache: Mutex::new(Vec::new()),
             owned: true,
+            origin: 0,
         }
     }
 
@@ -125,6 +129,12 @@ impl Message {
     /// Whether this message owns its bytes (see [`Message::unpinned`]).
     pub fn is_owned(&self) -> bool {
         self.owned
+    }
+
+    /// The size of the read buffer this message's bytes are slices of, when known (0 for an
+    /// owned message or an unknown buffer).
+    pub(crate) fn origin(&self) -> usize {
+        self.origin as usize
     }
 
     /// True if the message has expired at `now`.

@@ -236,10 +236,10 @@ fn write_publish(
 /// client holds many messages out of few buffers (fan-in to a slow subscriber) that costs
 /// nothing; when it holds a few messages out of each of many buffers (a stuck subscriber to a
 /// topic that is one message in a thousand) each small message keeps a whole buffer alive.
-/// Since the client last held nothing, this counts the distinct buffers its held messages came
-/// from (a buffer is told by its 64 KiB address region; one seen among the last few counts
-/// once, so messages of a few publishers interleaved do not look like many buffers) against
-/// their own bytes. Past [`PIN_SLACK`] plus [`PIN_RATIO`] times their own bytes, the held
+/// Since the client last held nothing, this adds up the sizes of the distinct buffers its held
+/// messages came from (each message knows the size of the read buffer it was decoded from; a
+/// buffer seen among the last few counts once, so messages of a few publishers interleaved do
+/// not look like many buffers) against their own bytes. Past [`PIN_SLACK`] plus [`PIN_RATIO`] times their own bytes, the held
 /// messages are copied out of their buffers, and so is every message queued until the client
 /// holds nothing again (see [`Message::unpinned`]). A client that keeps up never gets there
 /// and never pays for a copy.
@@ -247,15 +247,15 @@ fn write_publish(
 struct Pins {
     /// Bytes of the held messages' own topics and payloads.
     bytes: usize,
-    /// Buffers they may keep alive (an upper bound).
-    buffers: usize,
-    /// The regions seen last (most recent first).
-    recent: [usize; PIN_RECENT],
+    /// Buffer memory they may keep alive (an estimate).
+    pinned: usize,
+    /// The buffers seen last (most recent first), as (address / size, size).
+    recent: [(usize, usize); PIN_RECENT],
 }
 
-/// The region by which [`Pins`] tells buffers apart: the largest read.
+/// The buffer size [`Pins`] assumes when a message does not know its own: the largest read.
 const PIN_REGION: usize = 64 * 1024;
-/// How many recent regions [`Pins`] remembers.
+/// How many recent buffers [`Pins`] remembers.
 const PIN_RECENT: usize = 8;
 /// Buffer memory a client's held messages may keep alive regardless of their size.
 const PIN_SLACK: usize = 512 * 1024;
@@ -265,24 +265,32 @@ const PIN_RATIO: usize = 4;
 impl Pins {
     /// Counts a held message that shares a buffer; true when the bound is passed.
     fn add(&mut self, m: &Message) -> bool {
+        // A buffer is told by the region of its own size (aligned to it) its message lies in: two
+        // buffers of one size do not share a region, and one buffer spans at most two. Small
+        // reads (a publisher held back by its receive maximum reads a few KiB at a time) then
+        // count as what they are, not as 64 KiB each.
+        let size = match m.origin() {
+            0 => PIN_REGION,
+            s => s,
+        };
         let at = if m.payload.is_empty() {
             m.topic.as_ptr()
         } else {
             m.payload.as_ptr()
         } as usize
-            / PIN_REGION;
-        // Region 0 never holds a heap buffer, so the empty slots match nothing.
-        match self.recent.iter().position(|&r| r == at) {
+            / size;
+        // The empty slots, (0, 0), match nothing (no buffer has size 0).
+        match self.recent.iter().position(|&r| r == (at, size)) {
             Some(0) => {}
             Some(i) => self.recent[..=i].rotate_right(1),
             None => {
                 self.recent.rotate_right(1);
-                self.recent[0] = at;
-                self.buffers += 1;
+                self.recent[0] = (at, size);
+                self.pinned += size;
             }
         }
         self.bytes += m.payload.len() + m.topic.len();
-        self.buffers * PIN_REGION > PIN_SLACK + PIN_RATIO * self.bytes
+        self.pinned > PIN_SLACK + PIN_RATIO * self.bytes
     }
 }
 
@@ -1624,6 +1632,45 @@ mod tests {
         assert_eq!(owned(&st), (1, 0));
         st.deliver(t0, delivery_from(&big, PIN_REGION, 16, QoS::AtMostOnce));
         assert_eq!(owned(&st), (2, 0));
+    }
+
+    /// Messages decoded from small read buffers (a publisher held back by its receive maximum
+    /// reads a few KiB at a time) count as pinning those buffers' sizes, not 64 KiB each.
+    #[test]
+    fn small_read_buffers_count_as_their_size() {
+        let t0 = Instant::now();
+        const SMALL: usize = 4096;
+        // Small buffers scattered over memory: one at the start of each 64 KiB region.
+        let memory = Bytes::from(vec![7u8; 400 * PIN_REGION]);
+        let from_small_buffer = |b: usize, at: usize, len: usize| {
+            let _batch = crate::broker::WakeBatch::open(SMALL);
+            delivery_from(&memory, b * PIN_REGION + at, len, QoS::AtMostOnce)
+        };
+        let owned = |st: &ClientState| {
+            st.session
+                .pending
+                .iter()
+                .filter(|d| d.msg.is_owned())
+                .count()
+        };
+        // 200 buffers with ten 100-byte messages each: 800 KiB pinned for 200 KB held, within
+        // the bound (counted as 64 KiB buffers they would be 12.5 MiB, far past it).
+        let mut st = ClientState::new("fan-in".into(), roomy_limits(), Session::new(60), t0);
+        for b in 0..200 {
+            for m in 0..10 {
+                st.deliver(t0, from_small_buffer(b, m * 100, 100));
+            }
+        }
+        assert_eq!(owned(&st), 0);
+        // One 16-byte message out of each of 200 small buffers: past the bound all the same.
+        let mut st = ClientState::new("sparse".into(), roomy_limits(), Session::new(60), t0);
+        for b in 200..400 {
+            st.deliver(t0, from_small_buffer(b, 0, 16));
+        }
+        assert!(
+            owned(&st) > 0,
+            "small buffers pinned for tiny messages are never copied"
+        );
     }
 
     /// Ids given after the id space wrapped skip one message that stayed unacknowledged all
