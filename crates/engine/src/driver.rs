@@ -484,12 +484,13 @@ struct Batch {
 /// Handles every complete packet already buffered, as one batch: one clock read (they arrived
 /// together), the writers they give work to woken once at the end (see
 /// [`crate::broker::WakeBatch`]). Stops early when the connection closes or back-pressure asks
-/// it to wait.
+/// it to wait. `read_size` is the size the connection reads at (see [`ReadSize`]).
 fn handle_buffered(
     broker: &Arc<Broker>,
     handle: &Arc<ClientHandle>,
     decoder: &mut Decoder,
     buf: &mut BytesMut,
+    read_size: usize,
 ) -> Batch {
     let mut batch = Batch {
         failed: None,
@@ -497,8 +498,9 @@ fn handle_buffered(
     };
     let mut packets = 0u64;
     let now = Instant::now();
-    // The buffer's whole allocation from here on: what the messages decoded from it pin.
-    let wakes = crate::broker::WakeBatch::open(buf.capacity());
+    // What the messages decoded here pin: the buffer is allocated at the read size (its
+    // remaining capacity would differ from one read to the next into the same buffer).
+    let wakes = crate::broker::WakeBatch::open(read_size);
     loop {
         match decoder.decode(buf) {
             Ok(Some(p)) => {
@@ -650,7 +652,7 @@ where
     // Bytes read since this task last let the others run.
     let mut since_yield = 0;
     let result = loop {
-        let Batch { failed, paused } = handle_buffered(broker, handle, decoder, buf);
+        let Batch { failed, paused } = handle_buffered(broker, handle, decoder, buf, size.get());
         if let Some(e) = failed {
             handle.close(e.reason_code());
             break Err(Error::Decode(e));

@@ -249,7 +249,8 @@ struct Pins {
     bytes: usize,
     /// Buffer memory they may keep alive (an estimate).
     pinned: usize,
-    /// The buffers seen last (most recent first), as (address / size, size).
+    /// The buffers seen last (most recent first), as the address of the first message seen
+    /// in each and its size.
     recent: [(usize, usize); PIN_RECENT],
 }
 
@@ -265,10 +266,11 @@ const PIN_RATIO: usize = 4;
 impl Pins {
     /// Counts a held message that shares a buffer; true when the bound is passed.
     fn add(&mut self, m: &Message) -> bool {
-        // A buffer is told by the region of its own size (aligned to it) its message lies in: two
-        // buffers of one size do not share a region, and one buffer spans at most two. Small
-        // reads (a publisher held back by its receive maximum reads a few KiB at a time) then
-        // count as what they are, not as 64 KiB each.
+        // A buffer is told by the span of its size from the first message seen in it: later
+        // messages of that buffer lie further on within it. Messages of the next buffer in
+        // memory may fall in that span too, so this counts between half and all of the
+        // buffers. Small reads (a publisher held back by its receive maximum reads a few KiB
+        // at a time) count as what they are, not as 64 KiB each.
         let size = match m.origin() {
             0 => PIN_REGION,
             s => s,
@@ -277,10 +279,13 @@ impl Pins {
             m.topic.as_ptr()
         } else {
             m.payload.as_ptr()
-        } as usize
-            / size;
-        // The empty slots, (0, 0), match nothing (no buffer has size 0).
-        match self.recent.iter().position(|&r| r == (at, size)) {
+        } as usize;
+        // The empty slots, (0, 0), span nothing.
+        match self
+            .recent
+            .iter()
+            .position(|&(start, size)| at >= start && at - start < size)
+        {
             Some(0) => {}
             Some(i) => self.recent[..=i].rotate_right(1),
             None => {
