@@ -6,7 +6,7 @@
 //! transmits, and publishers lock it briefly to queue a delivery.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -121,6 +121,32 @@ thread_local! {
         const { std::cell::Cell::new(Vec::new()) };
     /// The size of the read buffer whose packets the open batch handles (0: none).
     static READ_BUFFER: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// The targets of the last message routed on this thread (see [`RouteCache`]).
+    static ROUTE_CACHE: std::cell::Cell<Option<Box<RouteCache>>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// The subscribers the last message routed in this thread's [`WakeBatch`] went to, resolved to
+/// their handles, valid while no subscription or client changed since (the broker's `routes`
+/// generation) and dropped when the batch closes. A publisher sends a read buffer's worth of
+/// messages on one topic at a time: after the first, they skip the trie's lock and walk, and
+/// the registry's lock and one hash lookup per subscriber.
+struct RouteCache {
+    /// Which broker (a process may run several, one after another at the same address).
+    broker: u64,
+    generation: u64,
+    topic: ByteString,
+    publisher: Option<ByteString>,
+    /// The publisher's handle, for back-pressure.
+    publisher_handle: Option<Arc<ClientHandle>>,
+    targets: Vec<CachedTarget>,
+}
+
+struct CachedTarget {
+    handle: Arc<ClientHandle>,
+    qos: u8,
+    retain_as_published: bool,
+    sub_ids: Vec<u32>,
 }
 
 /// The size of the read buffer the packets being handled on this thread were read into, 0
@@ -169,6 +195,7 @@ impl Drop for WakeBatch {
         }
         BATCHING.set(false);
         READ_BUFFER.set(0);
+        drop(ROUTE_CACHE.take());
         let mut v = DEFERRED.take();
         for h in v.drain(..) {
             h.notify.notify_one();
@@ -201,8 +228,16 @@ pub enum ConnectOutcome {
     Refused(Box<ConnAck>),
 }
 
+/// Numbers brokers for [`RouteCache`].
+static BROKER_IDS: AtomicU64 = AtomicU64::new(0);
+
 /// The broker: shared by every connection.
 pub struct Broker {
+    /// Tells this broker's cached routes from another's (see [`RouteCache`]).
+    id: u64,
+    /// Changes whenever a subscription or the client registry changes: routes cached before
+    /// are stale.
+    routes: AtomicU64,
     options: Options,
     hooks: Hooks,
     clients: RwLock<HashMap<ByteString, Arc<ClientHandle>, moco_topic::SeededState>>,
@@ -269,6 +304,8 @@ impl Broker {
             retained_deadlines: Mutex::new(BTreeSet::new()),
             info: SysInfo::default(),
             shutting_down: AtomicBool::new(false),
+            id: BROKER_IDS.fetch_add(1, Ordering::Relaxed),
+            routes: AtomicU64::new(0),
         }
     }
 
@@ -440,6 +477,7 @@ impl Broker {
         let mut ended = None;
         let (handle, session_present) = {
             let mut clients = self.clients.write();
+            self.routes_changed();
             let mut session = None;
             if let Some(old) = clients.remove(&client_id) {
                 old.taken_over.store(true, Ordering::Relaxed);
@@ -566,6 +604,7 @@ impl Broker {
     fn drop_session(&self, client_id: &ByteString, session: Session) {
         let mut filters = session.subscriptions.keys().map(|f| &**f);
         self.router.remove_client(client_id, &mut filters);
+        self.routes_changed();
         for inf in &session.inflight {
             self.hooks.on_qos_dropped(client_id, inf.packet_id);
         }
@@ -612,6 +651,7 @@ impl Broker {
         }
         if session_ends {
             let mut clients = self.clients.write();
+            self.routes_changed();
             if clients
                 .get(&handle.info.id)
                 .is_some_and(|h| Arc::ptr_eq(h, handle))
@@ -676,6 +716,7 @@ impl Broker {
         let due_sessions = take_due(&self.session_deadlines, now);
         for (deadline, id) in due_sessions {
             let mut clients = self.clients.write();
+            self.routes_changed();
             let Some(h) = clients.get(&id).cloned() else {
                 continue;
             };
@@ -737,7 +778,41 @@ impl Broker {
     }
 
     fn route_targets(&self, now: Instant, msg: &Arc<Message>, targets: &mut Vec<Target>) -> usize {
-        self.router.route(msg, targets);
+        // Read before routing: a change while routing leaves what is cached stale at once.
+        let generation = self.routes.load(Ordering::Acquire);
+        // Only within a reader's batch, which drops the cache when it closes: a cached handle
+        // must not keep a client that has gone alive.
+        let cacheable = BATCHING.get()
+            && !self
+                .hooks
+                .provides(crate::hooks::Event::OnSelectSubscribers);
+        // Taken out while used: delivering may run hooks that route (and cache) themselves.
+        let cached = ROUTE_CACHE.take().filter(|c| {
+            cacheable
+                && c.broker == self.id
+                && c.generation == generation
+                && c.topic == msg.topic
+                && c.publisher == msg.publisher
+        });
+        if let Some(cache) = cached {
+            self.deliver_inline(now, msg);
+            let mut to_report = Vec::new();
+            for t in &cache.targets {
+                self.deliver_to(
+                    now,
+                    msg,
+                    &t.handle,
+                    (t.qos, t.retain_as_published, t.sub_ids.clone()),
+                    cache.publisher_handle.as_ref(),
+                    &mut to_report,
+                );
+            }
+            let n = cache.targets.len();
+            ROUTE_CACHE.set(Some(cache));
+            self.report(to_report);
+            return n;
+        }
+        let stable = self.router.route_stable(msg, targets);
         self.deliver_inline(now, msg);
         if self
             .hooks
@@ -749,42 +824,92 @@ impl Broker {
             return 0;
         }
         let clients = self.clients.read();
+        let publisher_handle = msg.publisher.as_ref().and_then(|id| clients.get(id));
+        let mut cache = (stable && cacheable).then(|| RouteCache {
+            broker: self.id,
+            generation,
+            topic: msg.topic.clone(),
+            publisher: msg.publisher.clone(),
+            publisher_handle: publisher_handle.cloned(),
+            targets: Vec::with_capacity(targets.len()),
+        });
         let mut n = 0;
         let mut to_report = Vec::new();
         for t in targets.drain(..) {
             let Some(h) = clients.get(&t.client_id) else {
                 continue;
             };
-            let qos = msg.qos.min(limits_qos(t.qos));
-            let d = Delivery {
-                msg: msg.clone(),
-                qos,
-                retain: msg.retain && t.retain_as_published,
-                sub_ids: t.sub_ids,
-            };
-            let (notes, congested, wake) = h.deliver(now, d);
-            if wake {
-                wake_writer(h);
+            if let Some(c) = cache.as_mut() {
+                c.targets.push(CachedTarget {
+                    handle: h.clone(),
+                    qos: t.qos,
+                    retain_as_published: t.retain_as_published,
+                    sub_ids: t.sub_ids.clone(),
+                });
             }
-            if congested {
-                // Back-pressure: the publisher's reader waits for this subscriber.
-                if let Some(p) = msg.publisher.as_ref().and_then(|id| clients.get(id)) {
-                    if !Arc::ptr_eq(p, h) {
-                        p.flow.wait_for(h);
-                    }
-                }
-            }
-            if !notes.is_empty() {
-                to_report.push((t.client_id, notes));
-            }
+            self.deliver_to(
+                now,
+                msg,
+                h,
+                (t.qos, t.retain_as_published, t.sub_ids),
+                publisher_handle,
+                &mut to_report,
+            );
             n += 1;
         }
         drop(clients);
-        // Hooks run outside the registry lock, so they may call back into the broker.
+        if let Some(c) = cache {
+            ROUTE_CACHE.set(Some(Box::new(c)));
+        }
+        self.report(to_report);
+        n
+    }
+
+    /// Queues `msg` for subscriber `h` with its subscription's (QoS, retain-as-published,
+    /// subscription ids), and asks the publisher to wait for a congested subscriber.
+    fn deliver_to(
+        &self,
+        now: Instant,
+        msg: &Arc<Message>,
+        h: &Arc<ClientHandle>,
+        (sub_qos, retain_as_published, sub_ids): (u8, bool, Vec<u32>),
+        publisher: Option<&Arc<ClientHandle>>,
+        to_report: &mut Vec<(ByteString, Vec<Note>)>,
+    ) {
+        let d = Delivery {
+            msg: msg.clone(),
+            qos: msg.qos.min(limits_qos(sub_qos)),
+            retain: msg.retain && retain_as_published,
+            sub_ids,
+        };
+        let (notes, congested, wake) = h.deliver(now, d);
+        if wake {
+            wake_writer(h);
+        }
+        if congested {
+            // Back-pressure: the publisher's reader waits for this subscriber.
+            if let Some(p) = publisher {
+                if !Arc::ptr_eq(p, h) {
+                    p.flow.wait_for(h);
+                }
+            }
+        }
+        if !notes.is_empty() {
+            to_report.push((h.info.id.clone(), notes));
+        }
+    }
+
+    /// Reports delivery notes, outside the registry lock so that hooks may call back into
+    /// the broker.
+    fn report(&self, to_report: Vec<(ByteString, Vec<Note>)>) {
         for (id, notes) in to_report {
             report_notes(&self.hooks, &self.info, &id, notes);
         }
-        n
+    }
+
+    /// Subscriptions or the client registry changed: routes cached on any thread are stale.
+    fn routes_changed(&self) {
+        self.routes.fetch_add(1, Ordering::Release);
     }
 
     /// Handles a PUBLISH from `client` (already validated and de-aliased by its state);
@@ -896,6 +1021,7 @@ impl Broker {
                     Ok(n) => n,
                     Err(_) => return ReasonCode::TopicFilterInvalid,
                 };
+                self.routes_changed();
                 // A copy: a slice would pin the connection's read buffer (see connect_with).
                 added.push((ByteString::from(&**filter), topts));
                 let send_retained = !f.is_shared()
@@ -978,6 +1104,7 @@ impl Broker {
         let mut codes = Vec::with_capacity(unsub.filters.len());
         for f in &unsub.filters {
             let existed = self.router.unsubscribe(&info.id, f);
+            self.routes_changed();
             handle.state.lock().session.subscriptions.remove(f);
             codes.push(if existed {
                 ReasonCode::Success
@@ -1164,6 +1291,7 @@ impl Broker {
             self.router
                 .subscribe(&id, filter, *opts)
                 .map_err(Error::Topic)?;
+            self.routes_changed();
             session.subscriptions.insert(filter.clone(), *opts);
         }
         let limits = ConnLimits {
@@ -1220,6 +1348,7 @@ impl Broker {
             self.session_deadlines.lock().insert((t, id.clone()));
         }
         self.clients.write().insert(id, handle);
+        self.routes_changed();
         Ok(())
     }
 
@@ -1379,6 +1508,111 @@ mod tests {
         assert!(b.client("a").is_some(), "expired by a stale deadline");
         b.handle_timeout(t0 + Duration::from_secs(55));
         assert!(b.client("a").is_none());
+    }
+
+    fn sub(filter: &str) -> Subscribe {
+        Subscribe {
+            packet_id: 1,
+            filters: vec![(filter.into(), moco_codec::SubscriptionOptions::default())],
+            properties: Default::default(),
+        }
+    }
+
+    /// Messages taken by `h` so far (queued for its writer).
+    fn got(h: &ClientHandle) -> usize {
+        h.state.lock().session.pending.len()
+    }
+
+    /// Within a reader's batch the targets of a topic are cached; every change of
+    /// subscriptions or clients made meanwhile is seen by the next message all the same, and a
+    /// shared group still takes turns.
+    #[test]
+    fn routes_cached_in_a_batch_follow_every_change() {
+        let b = broker();
+        let t0 = Instant::now();
+        let (a, c) = (connect(&b, t0, "a", 0), connect(&b, t0, "c", 0));
+        let p = connect(&b, t0, "p", 0);
+        b.subscribe(t0, &a, sub("t"));
+        let publish = |n: u8| {
+            let msg = Publish {
+                dup: false,
+                qos: QoS::AtMostOnce,
+                retain: false,
+                topic: "t".into(),
+                packet_id: None,
+                payload: Bytes::from(vec![n]),
+                properties: Default::default(),
+            };
+            b.publish(t0, &p.info, msg)
+        };
+        let _batch = WakeBatch::open(4096);
+        publish(1);
+        publish(2);
+        assert_eq!((got(&a), got(&c)), (2, 0));
+        b.subscribe(t0, &c, sub("t"));
+        publish(3);
+        assert_eq!((got(&a), got(&c)), (3, 1), "a new subscriber is missed");
+        b.unsubscribe(
+            &a,
+            Unsubscribe {
+                packet_id: 2,
+                filters: vec!["t".into()],
+                properties: Default::default(),
+            },
+        );
+        publish(4);
+        assert_eq!(
+            (got(&a), got(&c)),
+            (3, 2),
+            "an unsubscribed client still gets messages"
+        );
+        // A new connection takes "c" over (a clean session, taken out of the old handle): the
+        // old handle gets nothing more.
+        let c2 = connect(&b, t0, "c", 0);
+        b.subscribe(t0, &c2, sub("t"));
+        publish(5);
+        assert_eq!(
+            (got(&c), got(&c2)),
+            (0, 1),
+            "the taken-over handle still gets messages"
+        );
+        // A session resumed by a new connection keeps its subscriptions (nothing changes in
+        // the router): the new handle gets what follows.
+        let r = connect(&b, t0, "r", 60);
+        b.subscribe(t0, &r, sub("t"));
+        publish(6);
+        let r2 = connect(&b, t0, "r", 60);
+        let before = got(&r2);
+        publish(7);
+        assert_eq!(
+            got(&r2),
+            before + 1,
+            "the resumed session's new handle is missed"
+        );
+        // A shared group: its members take turns, message by message.
+        let (s1, s2) = (connect(&b, t0, "s1", 0), connect(&b, t0, "s2", 0));
+        b.subscribe(t0, &s1, sub("$share/g/u"));
+        b.subscribe(t0, &s2, sub("$share/g/u"));
+        for n in 0..4 {
+            b.publish(
+                t0,
+                &p.info,
+                Publish {
+                    dup: false,
+                    qos: QoS::AtMostOnce,
+                    retain: false,
+                    topic: "u".into(),
+                    packet_id: None,
+                    payload: Bytes::from(vec![n]),
+                    properties: Default::default(),
+                },
+            );
+        }
+        assert_eq!(
+            (got(&s1), got(&s2)),
+            (2, 2),
+            "a shared group's pick was cached"
+        );
     }
 
     #[test]

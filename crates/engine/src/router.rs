@@ -45,6 +45,16 @@ pub trait Router: Send + Sync + 'static {
     /// forwards `msg` to the other nodes here.
     fn route(&self, msg: &Arc<Message>, out: &mut Vec<Target>);
 
+    /// [`Router::route`], saying also whether the targets are stable: the same for every
+    /// message on this topic from this publisher until a subscription changes through the
+    /// broker (no shared subscription picked one of its members, nothing outside the broker
+    /// decides). The broker then reuses them for the next messages on the topic without asking
+    /// again. The default asks every time.
+    fn route_stable(&self, msg: &Arc<Message>, out: &mut Vec<Target>) -> bool {
+        self.route(msg, out);
+        false
+    }
+
     /// Number of subscriptions.
     fn len(&self) -> usize;
 
@@ -102,6 +112,10 @@ impl Router for LocalRouter {
     }
 
     fn route(&self, msg: &Arc<Message>, out: &mut Vec<Target>) {
+        self.route_stable(msg, out);
+    }
+
+    fn route_stable(&self, msg: &Arc<Message>, out: &mut Vec<Target>) -> bool {
         MATCHES.with(|m| {
             let mut m = m.borrow_mut();
             self.trie
@@ -118,7 +132,10 @@ impl Router for LocalRouter {
                     sub_ids: ids(sub_ids),
                 });
             }
+            // A shared subscription's member is picked anew for each message.
+            let mut stable = true;
             for s in m.drain_shared() {
+                stable = false;
                 out.push(Target {
                     client_id: s.client,
                     qos: s.options.qos,
@@ -130,7 +147,8 @@ impl Router for LocalRouter {
                         .unwrap_or_default(),
                 });
             }
-        });
+            stable
+        })
     }
 
     fn len(&self) -> usize {
