@@ -590,6 +590,9 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Writer<W> {
             // `advance`, not `split_to`: a split would make the buffer shared (an allocation).
             bytes::Buf::advance(&mut out, n);
             if out.is_empty() && !f.more {
+                // A quiet connection's control queue is given back as soon as its replies are
+                // out (one allocation per reply), so it needs no idle-trim timer.
+                handle.state.lock().release_idle_memory();
                 return Ok(());
             }
         }
@@ -644,9 +647,10 @@ where
         read_size,
     } = input;
     // Whether something was read since the trim check was set (see `IDLE_TRIM`), and when
-    // that check is due (none once trimmed, until the next read).
+    // that check is due: only while the writer task runs (a parked writer's replies give
+    // their memory back at once), none once trimmed until the next read.
     let mut active = false;
-    let mut trim_at = Some(Instant::now() + IDLE_TRIM);
+    let mut trim_at = None;
     let mut timer = Timer::default();
     let mut size = ReadSize::new(read_size);
     // Bytes read since this task last let the others run.
@@ -658,8 +662,15 @@ where
             break Err(Error::Decode(e));
         }
         // The replies to what was just read (and, first of all, the CONNACK).
+        let was_parked = matches!(writer, Writer::Parked(_));
         if let Err(e) = writer.send_pending(broker, handle).await {
             break Err(e);
+        }
+        let parked = matches!(writer, Writer::Parked(_));
+        if was_parked && !parked && trim_at.is_none() {
+            // The writer just started: its batch and the control queue are trimmed once the
+            // connection is quiet.
+            trim_at = Some(Instant::now() + IDLE_TRIM);
         }
         // Back-pressure: QoS 1/2 messages just routed may have left a subscriber that keeps
         // up, but slowly, with a long queue; wait for it before the next packet (bounded).
@@ -687,7 +698,6 @@ where
             (Some(d), Some(t)) => Some(d.min(t)),
             (d, t) => d.or(t),
         });
-        let parked = matches!(writer, Writer::Parked(_));
         tokio::select! {
             // Data first: after a back-pressure wait, a PINGREQ already in the socket is read
             // before the keep-alive deadline is judged (closing is seen at the loop's top).
@@ -695,7 +705,9 @@ where
             r = read_some(rd, buf, size.get(), size.full) => match r {
                 Ok((0, _)) => break Err(Error::Closed),
                 Ok((n, room)) => {
-                    if trim_at.is_none() {
+                    if parked {
+                        // Nothing to trim later (see `trim_at`).
+                    } else if trim_at.is_none() {
                         // The first read after a trim sets the check; a lone packet (a
                         // PINGREQ) then costs one timer firing, not two.
                         trim_at = Some(Instant::now() + IDLE_TRIM);
