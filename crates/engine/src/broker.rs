@@ -245,6 +245,8 @@ pub struct Broker {
     retained: RwLock<RetainedIndex<Arc<Message>>>,
     wills: Mutex<Vec<PendingWill>>,
     inline_subs: RwLock<Vec<InlineSub>>,
+    /// `inline_subs` is not empty (read per message without its lock).
+    has_inline_subs: AtomicBool,
     session_deadlines: Mutex<BTreeSet<(Instant, ByteString)>>,
     retained_deadlines: Mutex<BTreeSet<(Instant, ByteString)>>,
     /// `$SYS` counters.
@@ -300,6 +302,7 @@ impl Broker {
             retained: RwLock::new(RetainedIndex::new()),
             wills: Mutex::new(Vec::new()),
             inline_subs: RwLock::new(Vec::new()),
+            has_inline_subs: AtomicBool::new(false),
             session_deadlines: Mutex::new(BTreeSet::new()),
             retained_deadlines: Mutex::new(BTreeSet::new()),
             info: SysInfo::default(),
@@ -916,6 +919,18 @@ impl Broker {
     /// returns the reason code for its PUBACK/PUBREC.
     pub fn publish(&self, now: Instant, client: &ClientInfo, publish: Publish) -> ReasonCode {
         self.info.messages_received.fetch_add(1, Ordering::Relaxed);
+        self.publish_counted(now, client, publish)
+    }
+
+    /// [`Broker::publish`] for a PUBLISH the caller has counted in `messages_received`
+    /// already (a reader counts a read's worth at once: one shared counter written per
+    /// message by every publisher's reader is a cache line passed between the cores).
+    pub(crate) fn publish_counted(
+        &self,
+        now: Instant,
+        client: &ClientInfo,
+        publish: Publish,
+    ) -> ReasonCode {
         if publish.topic.starts_with("$SYS") {
             return obscure(&self.options, ReasonCode::NotAuthorized);
         }
@@ -1122,6 +1137,11 @@ impl Broker {
     }
 
     fn deliver_inline(&self, now: Instant, msg: &Message) {
+        // Without the read lock when there are none: taking it writes its cache line, which
+        // every publisher's reader would do for every message.
+        if !self.options.inline_client || !self.has_inline_subs.load(Ordering::Acquire) {
+            return;
+        }
         let subs = self.inline_subs.read();
         if subs.is_empty() {
             return;
@@ -1237,6 +1257,7 @@ impl Broker {
             id,
             handler,
         });
+        self.has_inline_subs.store(true, Ordering::Release);
         drop(subs);
         self.hooks
             .on_subscribed(&inline, &sub, &[ReasonCode::GrantedQoS2]);
@@ -1257,6 +1278,8 @@ impl Broker {
             let mut subs = self.inline_subs.write();
             let before = subs.len();
             subs.retain(|s| !(s.filter == filter && s.id == id));
+            self.has_inline_subs
+                .store(!subs.is_empty(), Ordering::Release);
             subs.len() != before
         };
         self.hooks.on_unsubscribed(&inline, &unsub);

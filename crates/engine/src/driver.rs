@@ -496,7 +496,7 @@ fn handle_buffered(
         failed: None,
         paused: false,
     };
-    let mut packets = 0u64;
+    let (mut packets, mut publishes) = (0u64, 0u64);
     let now = Instant::now();
     // What the messages decoded here pin: the buffer is allocated at the read size (its
     // remaining capacity would differ from one read to the next into the same buffer).
@@ -505,6 +505,9 @@ fn handle_buffered(
         match decoder.decode(buf) {
             Ok(Some(p)) => {
                 packets += 1;
+                if let Packet::Publish(_) = p {
+                    publishes += 1;
+                }
                 if !process_at(broker, handle, p, now) {
                     break;
                 }
@@ -526,6 +529,12 @@ fn handle_buffered(
             .info
             .packets_received
             .fetch_add(packets, Ordering::Relaxed);
+    }
+    if publishes > 0 {
+        broker
+            .info
+            .messages_received
+            .fetch_add(publishes, Ordering::Relaxed);
     }
     batch
 }
@@ -837,6 +846,12 @@ impl Timer {
 pub fn inject_packet(broker: &Arc<Broker>, client_id: &str, packet: Packet) -> Result<bool, Error> {
     let handle = broker.client(client_id).ok_or(Error::NoSuchClient)?;
     broker.info.packets_received.fetch_add(1, Ordering::Relaxed);
+    if let Packet::Publish(_) = packet {
+        broker
+            .info
+            .messages_received
+            .fetch_add(1, Ordering::Relaxed);
+    }
     Ok(process(broker, &handle, packet))
 }
 
@@ -873,7 +888,7 @@ fn process_at(
         match event {
             AppEvent::Publish(p) => {
                 let (qos, pid) = (p.qos, p.packet_id.unwrap_or(0));
-                let code = broker.publish(now, &handle.info, p);
+                let code = broker.publish_counted(now, &handle.info, p);
                 st = handle.state.lock();
                 idle = !st.wants_transmit();
                 st.publish_done(qos, pid, code);

@@ -282,3 +282,39 @@ async fn debug_hook_logs_the_packet_flow() {
     }
     assert!(!log.contains("secret"), "password logged:\n{log}");
 }
+
+/// `messages/received` counts every PUBLISH, also when a reader counts a read's worth of them
+/// at once, and one injected by the embedding program.
+#[tokio::test]
+async fn messages_received_counts_each_publish_of_a_read() {
+    let (server, addr) = start(Options::default()).await;
+    let (mut p, _) = Raw::connect(addr, connect_packet("counted", V5, 0, true)).await;
+    // Five QoS 0 PUBLISHes and a QoS 1 one in a single write: one read, one batch.
+    let mut out = bytes::BytesMut::new();
+    for i in 0..5u8 {
+        let mut m = publish("c/t", 0, None, b"");
+        m.payload = bytes::Bytes::from(vec![i]);
+        Packet::Publish(m).encode(V5, &mut out).unwrap();
+    }
+    Packet::Publish(publish("c/t", 1, Some(1), b"last"))
+        .encode(V5, &mut out)
+        .unwrap();
+    p.send_bytes(&out).await;
+    assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
+    let received = || {
+        server
+            .broker()
+            .info
+            .messages_received
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!(received(), 6);
+    server
+        .inject_packet(
+            "counted",
+            Packet::Publish(publish("c/t", 0, None, b"injected")),
+        )
+        .unwrap();
+    assert_eq!(received(), 7);
+    server.shutdown().await;
+}
