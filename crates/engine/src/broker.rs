@@ -156,6 +156,15 @@ pub(crate) fn read_buffer_size() -> u32 {
     READ_BUFFER.get()
 }
 
+/// Back-pressure: the publisher's reader waits for the congested subscriber `h`.
+fn wait_for(publisher: Option<&Arc<ClientHandle>>, h: &Arc<ClientHandle>) {
+    if let Some(p) = publisher {
+        if !Arc::ptr_eq(p, h) {
+            p.flow.wait_for(h);
+        }
+    }
+}
+
 /// Wakes the writer of `h`: now, or when the open [`WakeBatch`] of this thread closes.
 fn wake_writer(h: &Arc<ClientHandle>) {
     if BATCHING.get() {
@@ -785,10 +794,10 @@ impl Broker {
         let generation = self.routes.load(Ordering::Acquire);
         // Only within a reader's batch, which drops the cache when it closes: a cached handle
         // must not keep a client that has gone alive.
-        let cacheable = BATCHING.get()
-            && !self
-                .hooks
-                .provides(crate::hooks::Event::OnSelectSubscribers);
+        let select_hook = self
+            .hooks
+            .provides(crate::hooks::Event::OnSelectSubscribers);
+        let cacheable = BATCHING.get() && !select_hook;
         // Taken out while used: delivering may run hooks that route (and cache) themselves.
         let cached = ROUTE_CACHE.take().filter(|c| {
             cacheable
@@ -801,14 +810,10 @@ impl Broker {
             self.deliver_inline(now, msg);
             let mut to_report = Vec::new();
             for t in &cache.targets {
-                self.deliver_to(
-                    now,
-                    msg,
-                    &t.handle,
-                    (t.qos, t.retain_as_published, t.sub_ids.clone()),
-                    cache.publisher_handle.as_ref(),
-                    &mut to_report,
-                );
+                let sub = (t.qos, t.retain_as_published, t.sub_ids.clone());
+                if self.deliver_to(now, msg, &t.handle, sub, &mut to_report) {
+                    wait_for(cache.publisher_handle.as_ref(), &t.handle);
+                }
             }
             let n = cache.targets.len();
             ROUTE_CACHE.set(Some(cache));
@@ -817,23 +822,21 @@ impl Broker {
         }
         let stable = self.router.route_stable(msg, targets);
         self.deliver_inline(now, msg);
-        if self
-            .hooks
-            .provides(crate::hooks::Event::OnSelectSubscribers)
-        {
+        if select_hook {
             self.hooks.on_select_subscribers(&msg.topic, targets);
         }
         if targets.is_empty() {
             return 0;
         }
         let clients = self.clients.read();
-        let publisher_handle = msg.publisher.as_ref().and_then(|id| clients.get(id));
+        // Looked up when a subscriber is congested, or once for the cache.
+        let publisher = || msg.publisher.as_ref().and_then(|id| clients.get(id));
         let mut cache = (stable && cacheable).then(|| RouteCache {
             broker: self.id,
             generation,
             topic: msg.topic.clone(),
             publisher: msg.publisher.clone(),
-            publisher_handle: publisher_handle.cloned(),
+            publisher_handle: publisher().cloned(),
             targets: Vec::with_capacity(targets.len()),
         });
         let mut n = 0;
@@ -850,14 +853,10 @@ impl Broker {
                     sub_ids: t.sub_ids.clone(),
                 });
             }
-            self.deliver_to(
-                now,
-                msg,
-                h,
-                (t.qos, t.retain_as_published, t.sub_ids),
-                publisher_handle,
-                &mut to_report,
-            );
+            let sub = (t.qos, t.retain_as_published, t.sub_ids);
+            if self.deliver_to(now, msg, h, sub, &mut to_report) {
+                wait_for(publisher(), h);
+            }
             n += 1;
         }
         drop(clients);
@@ -869,16 +868,15 @@ impl Broker {
     }
 
     /// Queues `msg` for subscriber `h` with its subscription's (QoS, retain-as-published,
-    /// subscription ids), and asks the publisher to wait for a congested subscriber.
+    /// subscription ids); true when `h` is congested (see [`wait_for`]).
     fn deliver_to(
         &self,
         now: Instant,
         msg: &Arc<Message>,
         h: &Arc<ClientHandle>,
         (sub_qos, retain_as_published, sub_ids): (u8, bool, Vec<u32>),
-        publisher: Option<&Arc<ClientHandle>>,
         to_report: &mut Vec<(ByteString, Vec<Note>)>,
-    ) {
+    ) -> bool {
         let d = Delivery {
             msg: msg.clone(),
             qos: msg.qos.min(limits_qos(sub_qos)),
@@ -889,17 +887,10 @@ impl Broker {
         if wake {
             wake_writer(h);
         }
-        if congested {
-            // Back-pressure: the publisher's reader waits for this subscriber.
-            if let Some(p) = publisher {
-                if !Arc::ptr_eq(p, h) {
-                    p.flow.wait_for(h);
-                }
-            }
-        }
         if !notes.is_empty() {
             to_report.push((h.info.id.clone(), notes));
         }
+        congested
     }
 
     /// Reports delivery notes, outside the registry lock so that hooks may call back into
