@@ -48,6 +48,8 @@ pub struct ClientHandle {
     pub(crate) trim: AtomicBool,
     /// Publisher back-pressure (see [`crate::flow`]).
     pub(crate) flow: crate::flow::FlowControl,
+    /// Makes the handle its idle reader's waker (see [`crate::order`]).
+    pub(crate) idle: crate::order::IdleWake,
 }
 
 impl ClientHandle {
@@ -597,6 +599,7 @@ impl Broker {
                 taken_over: AtomicBool::new(false),
                 trim: AtomicBool::new(false),
                 flow: Default::default(),
+                idle: Default::default(),
             });
             clients.insert(client_id.clone(), handle.clone());
             (handle, session_present)
@@ -1357,6 +1360,7 @@ impl Broker {
             taken_over: AtomicBool::new(false),
             trim: AtomicBool::new(false),
             flow: Default::default(),
+            idle: Default::default(),
         });
         if let Some(t) = deadline {
             self.session_deadlines.lock().insert((t, id.clone()));

@@ -29,6 +29,7 @@ use tracing::{debug, trace};
 use crate::broker::{report_notes, Broker, ClientHandle, ConnectOutcome};
 use crate::error::Error;
 use crate::hooks::{ClientInfo, Event};
+use crate::order::Ticket;
 use crate::state::{AppEvent, Transmit};
 
 /// How long a connection must be quiet (nothing read) before its control queue and its
@@ -37,11 +38,23 @@ use crate::state::{AppEvent, Transmit};
 /// spell is noticed between one and two of these after the last read (see [`Timer`]).
 const IDLE_TRIM: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// How long a connection the broker ended is read and discarded before it is closed, so that
+/// the client can read why (see [`linger`]).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// [`LINGER`] with `passive_client_disconnect`: closing is left to the client (as mochi), and
+/// the write side stays open meanwhile.
+const PASSIVE_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Largest batch the writer gathers before writing.
 const WRITE_BATCH: usize = 64 * 1024;
 
 /// Largest read: a busy publisher's reads grow to this (see [`ReadSize`]).
 const MAX_READ: usize = 64 * 1024;
+
+/// What an idle reader waits with: a read into a probe of this size on the stack (see
+/// [`read_some`]).
+const PROBE: usize = 1024;
 
 /// First allocation of the write buffer after idle when the state encodes into it directly.
 const DIRECT_FIRST_RESERVE: usize = 1024;
@@ -158,12 +171,19 @@ where
         read_size,
     };
     let result = read_loop(&broker, &handle, input, Writer::Parked(wr)).await;
-    if passive && handle.state.lock().close_reason().is_some() {
-        // Leave closing to the client (bounded): read and discard until it does.
-        Box::pin(discard_until_closed(&mut rd)).await;
-    }
+    // The client id is free for a take-over at once, even while the socket lingers.
     broker.disconnected(Instant::now(), &handle);
     debug!(client = %handle.info.id, ?result, "client disconnected");
+    if !matches!(result, Err(Error::Closed | Error::Io(_))) {
+        // The broker ended the connection (its DISCONNECT, if any, is out and the write side
+        // shut down) or the client sent DISCONNECT: the client has not closed yet.
+        drop((buf, decoder));
+        let bound = if passive { PASSIVE_LINGER } else { LINGER };
+        Box::pin(linger(&mut rd, bound)).await;
+    }
+    drop(rd);
+    // A wake-up from idle after the reader's last read drew a ticket nobody would hand back.
+    Ticket::hand_back(&handle);
     result
 }
 
@@ -237,47 +257,69 @@ impl ReadSize {
 ///
 /// `eager`: the last read filled its room, so read straight into a buffer even if the last one
 /// was used up (in place when its packets are gone, a new one when they still share it).
+///
+/// `idle`: the connected client's handle, which the wait for data from idle uses as its waker
+/// (see [`crate::order`]); none during the handshake.
 fn read_some<'a, R: AsyncRead + Unpin>(
     rd: &'a mut R,
     buf: &'a mut BytesMut,
     size: usize,
     eager: bool,
+    idle: Option<&'a Arc<ClientHandle>>,
 ) -> impl std::future::Future<Output = std::io::Result<(usize, usize)>> + 'a {
-    const PROBE: usize = 1024;
     // A plain poll_fn owning its arguments (no `async fn` frame around it keeping copies):
-    // this is part of every connection's reader future, idle or not.
-    std::future::poll_fn(move |cx| {
-        if buf.capacity() > 0 || eager {
-            // Room for a read of `size`: in place when the packets of the last read are gone,
-            // in a new buffer when they still share it.
-            let want = size.saturating_sub(buf.len()).max(PROBE);
-            if buf.capacity() - buf.len() < want / 2 {
-                buf.reserve(want);
-            }
-            let room = buf.capacity() - buf.len();
-            let r = std::future::Future::poll(std::pin::pin!(rd.read_buf(&mut *buf)), cx);
-            if !(r.is_pending() && buf.is_empty()) {
-                return r.map_ok(|n| (n, room));
-            }
-            *buf = BytesMut::new();
+    // this is part of every connection's reader future, idle or not. The size as a u32 packs
+    // with `eager`.
+    let size = u32::try_from(size).unwrap_or(u32::MAX);
+    std::future::poll_fn(move |cx| poll_read_some(cx, rd, buf, size as usize, eager, idle))
+}
+
+/// One poll of [`read_some`]: the bytes read and the room they had.
+fn poll_read_some<R: AsyncRead + Unpin>(
+    cx: &mut Context<'_>,
+    rd: &mut R,
+    buf: &mut BytesMut,
+    size: usize,
+    eager: bool,
+    idle: Option<&Arc<ClientHandle>>,
+) -> Poll<std::io::Result<(usize, usize)>> {
+    if buf.capacity() > 0 || eager {
+        // Room for a read of `size`: in place when the packets of the last read are gone,
+        // in a new buffer when they still share it.
+        let want = size.saturating_sub(buf.len()).max(PROBE);
+        if buf.capacity() - buf.len() < want / 2 {
+            buf.reserve(want);
         }
-        let mut probe = [0u8; PROBE];
-        let mut rb = tokio::io::ReadBuf::new(&mut probe);
-        std::task::ready!(std::pin::Pin::new(&mut *rd).poll_read(cx, &mut rb))?;
-        let got = rb.filled();
-        if !got.is_empty() {
-            // `with_capacity`, not `reserve`: a BytesMut sizes the buffers that replace it
-            // after it is split by the capacity it was created with.
-            let cap = if got.len() == PROBE {
-                size.max(PROBE)
-            } else {
-                got.len()
-            };
-            *buf = BytesMut::with_capacity(cap);
-            buf.extend_from_slice(got);
+        let room = buf.capacity() - buf.len();
+        let r = std::future::Future::poll(std::pin::pin!(rd.read_buf(&mut *buf)), cx);
+        if !(r.is_pending() && buf.is_empty()) {
+            return r.map_ok(|n| (n, room));
         }
-        std::task::Poll::Ready(Ok((got.len(), PROBE)))
-    })
+        *buf = BytesMut::new();
+    }
+    let mut probe = [0u8; PROBE];
+    let mut rb = tokio::io::ReadBuf::new(&mut probe);
+    let polled = match idle {
+        Some(h) => {
+            let waker = crate::order::idle_waker(h, cx.waker());
+            Pin::new(&mut *rd).poll_read(&mut Context::from_waker(&waker), &mut rb)
+        }
+        None => Pin::new(&mut *rd).poll_read(cx, &mut rb),
+    };
+    std::task::ready!(polled)?;
+    let got = rb.filled();
+    if !got.is_empty() {
+        // `with_capacity`, not `reserve`: a BytesMut sizes the buffers that replace it
+        // after it is split by the capacity it was created with.
+        let cap = if got.len() == PROBE {
+            size.max(PROBE)
+        } else {
+            got.len()
+        };
+        *buf = BytesMut::with_capacity(cap);
+        buf.extend_from_slice(got);
+    }
+    std::task::Poll::Ready(Ok((got.len(), PROBE)))
 }
 
 /// Reads packets until one is complete (bounded by the caller's timeout).
@@ -291,23 +333,54 @@ async fn next_packet<R: AsyncRead + Unpin>(
         if let Some(p) = decoder.decode(buf)? {
             return Ok(p);
         }
-        if read_some(rd, buf, size, false).await?.0 == 0 {
+        if read_some(rd, buf, size, false, None).await?.0 == 0 {
             return Err(Error::Closed);
         }
     }
 }
 
-async fn discard_until_closed<R: AsyncRead + Unpin>(rd: &mut R) {
-    let _ = timeout(std::time::Duration::from_secs(5), async {
+/// Reads and discards until the client closes, for at most `bound`.
+///
+/// A socket closed while the client's data is unread, or while more arrives, is reset (TCP
+/// RST), and a client that is still writing (one flooding QoS 2 PUBLISHes past its receive
+/// maximum) then gets `ECONNRESET` instead of the DISCONNECT or refusing CONNACK that says
+/// why. Lingering lets that last packet be read: the write side is already shut down, so the
+/// client sees it followed by the end of the stream, and closes.
+async fn linger<R: AsyncRead + Unpin>(rd: &mut R, bound: std::time::Duration) {
+    let _ = timeout(bound, async {
         let mut sink = [0u8; 512];
         while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
 }
 
+/// [`negotiate`], and after a refusal (or a CONNECT that does not decode) the connection
+/// lingers (see [`linger`]) so that the client can read the refusing CONNACK.
+async fn handshake<R, W>(
+    broker: &Arc<Broker>,
+    rd: &mut R,
+    wr: &mut W,
+    buf: &mut BytesMut,
+    decoder: &mut Decoder,
+    remote: Arc<str>,
+    listener: Arc<str>,
+) -> Result<Arc<ClientHandle>, Error>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let r = negotiate(broker, rd, wr, buf, decoder, remote, listener).await;
+    if let Err(Error::Refused(_) | Error::Decode(_) | Error::Protocol(_)) = &r {
+        *buf = BytesMut::new();
+        let _ = timeout(LINGER, wr.shutdown()).await;
+        linger(rd, LINGER).await;
+    }
+    r
+}
+
 /// CONNECT (with OnPacketRead), enhanced authentication and the broker's verdict; the CONNACK
 /// of an accepted client is queued on its state, a refusal is written here.
-async fn handshake<R, W>(
+async fn negotiate<R, W>(
     broker: &Arc<Broker>,
     rd: &mut R,
     wr: &mut W,
@@ -665,7 +738,16 @@ where
     // Bytes read since this task last let the others run.
     let mut since_yield = 0;
     let result = loop {
+        if Ticket::must_wait(handle) && holds_publish(buf) {
+            // Woken from idle with a PUBLISH: the connections woken before this one are
+            // handled first (see `crate::order`). Boxed: only a reader that has to wait pays
+            // for the waiting future.
+            Box::pin(Ticket::wait_turn(handle)).await;
+        }
         let Batch { failed, paused } = handle_buffered(broker, handle, decoder, buf, size.get());
+        // The ticket of a wake-up from idle stays with the handle until its packets are
+        // handled: handing it back lets later PUBLISHes through (see `crate::order`).
+        Ticket::hand_back(handle);
         if let Some(e) = failed {
             handle.close(e.reason_code());
             break Err(Error::Decode(e));
@@ -711,7 +793,7 @@ where
             // Data first: after a back-pressure wait, a PINGREQ already in the socket is read
             // before the keep-alive deadline is judged (closing is seen at the loop's top).
             biased;
-            r = read_some(rd, buf, size.get(), size.full) => match r {
+            r = read_some(rd, buf, size.get(), size.full, Some(handle)) => match r {
                 Ok((0, _)) => break Err(Error::Closed),
                 Ok((n, room)) => {
                     if parked {
@@ -774,6 +856,39 @@ where
     }
     writer.finish(broker, handle).await;
     result
+}
+
+/// Whether the complete packets at the start of `buf` include a PUBLISH (only the first few
+/// are looked at): only a PUBLISH waits for its turn (see [`crate::order`]).
+fn holds_publish(buf: &[u8]) -> bool {
+    const LOOK: usize = 16;
+    let mut at = 0;
+    for _ in 0..LOOK {
+        let Some(&first) = buf.get(at) else {
+            return false;
+        };
+        if first >> 4 == 3 {
+            return true;
+        }
+        // The remaining length, a variable byte integer of up to four bytes.
+        let (mut len, mut shift, mut i) = (0usize, 0, at + 1);
+        loop {
+            let Some(&b) = buf.get(i) else {
+                return false;
+            };
+            len |= usize::from(b & 0x7F) << shift;
+            i += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 21 {
+                return false;
+            }
+        }
+        at = i + len;
+    }
+    false
 }
 
 /// Writes as much of `out` as the socket takes without waiting; returns how much that was.

@@ -20,6 +20,7 @@ pub mod flow;
 pub mod hooks;
 pub mod message;
 pub mod options;
+mod order;
 pub mod router;
 mod server;
 pub mod state;
