@@ -453,13 +453,19 @@ impl Broker {
             keep_alive = caps.maximum_keep_alive;
             server_keep_alive = Some(keep_alive);
         }
-        if !v5 {
-            // v3 has no way to tell the client a server keep-alive: like Mosquitto's
-            // max_keepalive, refuse a keep-alive above the cap (or none) as identifier rejected.
-            if server_keep_alive.is_some() {
+        if !v5 && server_keep_alive.is_some() {
+            // v3 has no way to tell the client a server keep-alive: it is held to the maximum
+            // unknowingly (as Mosquitto's max_keepalive), or refused if so configured.
+            if caps.compatibilities.refuse_v3_keep_alive_above_maximum {
                 return refuse(ReasonCode::ClientIdentifierNotValid);
             }
-            keep_alive = connect.keep_alive;
+            tracing::debug!(
+                client = %client_id,
+                asked = connect.keep_alive,
+                held_to = keep_alive,
+                "v3 keep-alive above the maximum"
+            );
+            server_keep_alive = None;
         }
 
         let cp = &connect.properties;
@@ -1487,6 +1493,64 @@ mod tests {
         match b.connect(now, &c, Arc::from("t"), Arc::from("t")) {
             ConnectOutcome::Accepted(h) => h,
             ConnectOutcome::Refused(a) => panic!("{a:?}"),
+        }
+    }
+
+    #[test]
+    fn v3_keep_alive_above_the_maximum_is_held_to_it_in_virtual_time() {
+        let opts = |refuse| Options {
+            capabilities: crate::Capabilities {
+                maximum_keep_alive: 60,
+                compatibilities: crate::Compatibilities {
+                    refuse_v3_keep_alive_above_maximum: refuse,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut hooks = Hooks::new();
+        hooks.add(Arc::new(AllowAll));
+        let b = Broker::new(opts(false), hooks.clone());
+        let strict = Broker::new(opts(true), hooks);
+        let t0 = Instant::now();
+        for version in [ProtocolVersion::V311, ProtocolVersion::V3] {
+            for asked in [0u16, 61, 120] {
+                let c = Connect {
+                    protocol: version,
+                    clean_start: true,
+                    keep_alive: asked,
+                    client_id: format!("ka-{asked}").into(),
+                    username: None,
+                    password: None,
+                    will: None,
+                    properties: Default::default(),
+                };
+                let h = match b.connect(t0, &c, Arc::from("t"), Arc::from("t")) {
+                    ConnectOutcome::Accepted(h) => h,
+                    ConnectOutcome::Refused(a) => panic!("{version:?} {asked}: {a:?}"),
+                };
+                let mut st = h.state.lock();
+                let Some(crate::state::Transmit::Packet(Packet::ConnAck(ack))) =
+                    st.poll_transmit(t0)
+                else {
+                    panic!("no CONNACK");
+                };
+                assert_eq!(ack.properties.server_keep_alive, None, "v3 cannot be told");
+                // Held to 60 s: closed at 1.5 x 60 s of silence, not before.
+                assert_eq!(st.poll_timeout(), Some(t0 + Duration::from_secs(90)));
+                st.handle_timeout(t0 + Duration::from_millis(89_999));
+                assert!(st.is_connected(), "{version:?} {asked}");
+                st.handle_timeout(t0 + Duration::from_secs(90));
+                assert_eq!(st.close_reason(), Some(ReasonCode::KeepAliveTimeout));
+                drop(st);
+                match strict.connect(t0, &c, Arc::from("t"), Arc::from("t")) {
+                    ConnectOutcome::Refused(a) => {
+                        assert_eq!(a.reason_code, ReasonCode::ClientIdentifierNotValid)
+                    }
+                    ConnectOutcome::Accepted(_) => panic!("{version:?} {asked}: accepted"),
+                }
+            }
         }
     }
 

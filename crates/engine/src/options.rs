@@ -56,10 +56,12 @@ pub struct Capabilities {
     pub wildcard_sub_available: bool,
     /// Whether subscription identifiers are available. Default: true.
     pub sub_id_available: bool,
-    /// Highest keep-alive, in seconds, a client may ask for. A v5 client asking for more (or
-    /// for none) is told this value as the server keep-alive in CONNACK and held to it; a v3
-    /// client, which cannot be told, is refused (identifier rejected), as Mosquitto's
-    /// `max_keepalive` does. `0` means no cap. Default: 0 (as mochi).
+    /// Highest keep-alive, in seconds, a client may ask for. A client asking for more (or for
+    /// none) is held to this value: closed after 1.5 times it without a packet. A v5 client is
+    /// told it as the server keep-alive in CONNACK; a v3 client cannot be told and is held to
+    /// it all the same, as Mosquitto's `max_keepalive` does (or refused, with
+    /// [`Compatibilities::refuse_v3_keep_alive_above_maximum`]). `0` means no cap. Default: 0
+    /// (as mochi).
     pub maximum_keep_alive: u16,
     /// Compatibility switches.
     pub compatibilities: Compatibilities,
@@ -94,6 +96,11 @@ impl Default for Capabilities {
 pub struct Compatibilities {
     /// Answer "unspecified error" (0x80) instead of "not authorized" (0x87).
     pub obscure_not_authorized: bool,
+    /// Refuse a v3 client whose keep-alive is above [`Capabilities::maximum_keep_alive`] (or
+    /// 0, no keep-alive) with return code 2, identifier rejected, instead of holding it to the
+    /// maximum. Off by default: v3 cannot be told a server keep-alive, and refusing made v3
+    /// libraries that default to keep-alive 0 unable to connect at all.
+    pub refuse_v3_keep_alive_above_maximum: bool,
     /// After sending a server DISCONNECT, leave closing the connection to the client.
     pub passive_client_disconnect: bool,
     /// Return response information in CONNACK even when the client did not ask for it.

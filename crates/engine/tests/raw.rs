@@ -11,6 +11,7 @@ use moco_engine::{Capabilities, Options};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const V4: ProtocolVersion = ProtocolVersion::V311;
+const V3: ProtocolVersion = ProtocolVersion::V3;
 
 #[tokio::test]
 async fn connack_advertises_limits() {
@@ -450,7 +451,7 @@ async fn unknown_protocol_level_gets_a_v311_refusal() {
 }
 
 #[tokio::test]
-async fn maximum_keep_alive_overrides_v5_and_refuses_v3() {
+async fn maximum_keep_alive_holds_v5_and_v3_clients() {
     let (server, addr) = start(Options {
         capabilities: Capabilities {
             maximum_keep_alive: 1,
@@ -466,11 +467,61 @@ async fn maximum_keep_alive_overrides_v5_and_refuses_v3() {
         r.disconnect_reason().await,
         Some(ReasonCode::KeepAliveTimeout)
     );
-    // v3.1.1 asking for more than the cap is refused.
-    let (_r, ack) = Raw::connect(addr, connect_packet("ka4", V4, 60, true)).await;
-    assert_eq!(ack.reason_code, ReasonCode::ClientIdentifierNotValid);
+    // v3.1.1 and v3.0 asking for more than the cap, or for none, are accepted (v3 cannot be
+    // told a server keep-alive) and held to it: closed after 1.5 s of silence, not later.
+    let mut silent = Vec::new();
+    for (version, ka) in [(V4, 0), (V4, 2), (V4, 120), (V3, 0), (V3, 61)] {
+        let id = format!("ka-{version:?}-{ka}");
+        let (r, ack) = Raw::connect(addr, connect_packet(&id, version, ka, true)).await;
+        assert_eq!(ack.reason_code, ReasonCode::Success, "{id}");
+        assert!(ack.properties.server_keep_alive.is_none(), "{id}");
+        silent.push((id, r, std::time::Instant::now()));
+    }
+    for (id, mut r, since) in silent {
+        assert_eq!(
+            r.disconnect_reason().await,
+            None,
+            "{id}: v3 gets a plain close"
+        );
+        let after = since.elapsed();
+        assert!(
+            after >= Duration::from_millis(1400) && after < Duration::from_secs(4),
+            "{id}: closed after {after:?}"
+        );
+    }
     let (_r, ack) = Raw::connect(addr, connect_packet("ka4b", V4, 1, true)).await;
     assert_eq!(ack.reason_code, ReasonCode::Success);
+    server.shutdown().await;
+
+    // The compatibility switch refuses them instead (return code 2, identifier rejected).
+    let (server, addr) = start(Options {
+        capabilities: Capabilities {
+            maximum_keep_alive: 1,
+            compatibilities: moco_engine::Compatibilities {
+                refuse_v3_keep_alive_above_maximum: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    for (version, ka) in [(V4, 0), (V4, 2), (V3, 0), (V3, 61)] {
+        let (_r, ack) = Raw::connect(addr, connect_packet("refused", version, ka, true)).await;
+        assert_eq!(ack.reason_code, ReasonCode::ClientIdentifierNotValid);
+    }
+    let (_r, ack) = Raw::connect(addr, connect_packet("ka3", V3, 1, true)).await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    let (mut r, ack) = Raw::connect(addr, connect_packet("ka5b", V5, 0, true)).await;
+    assert_eq!(
+        ack.properties.server_keep_alive,
+        Some(1),
+        "v5 is still told"
+    );
+    assert_eq!(
+        r.disconnect_reason().await,
+        Some(ReasonCode::KeepAliveTimeout)
+    );
     server.shutdown().await;
 }
 

@@ -507,6 +507,8 @@ pub struct CompatibilitiesConfig {
     #[serde(deserialize_with = "flag")]
     pub obscure_not_authorized: bool,
     #[serde(deserialize_with = "flag")]
+    pub refuse_v3_keep_alive_above_maximum: bool,
+    #[serde(deserialize_with = "flag")]
     pub passive_client_disconnect: bool,
     #[serde(deserialize_with = "flag")]
     pub always_return_response_info: bool,
@@ -526,6 +528,7 @@ impl CompatibilitiesConfig {
     fn from_compatibilities(c: &Compatibilities) -> Self {
         let Compatibilities {
             obscure_not_authorized,
+            refuse_v3_keep_alive_above_maximum,
             passive_client_disconnect,
             always_return_response_info,
             restore_sys_info_on_restart,
@@ -533,6 +536,7 @@ impl CompatibilitiesConfig {
         } = c.clone();
         Self {
             obscure_not_authorized,
+            refuse_v3_keep_alive_above_maximum,
             passive_client_disconnect,
             always_return_response_info,
             restore_sys_info_on_restart,
@@ -543,6 +547,7 @@ impl CompatibilitiesConfig {
     fn to_compatibilities(&self) -> Compatibilities {
         Compatibilities {
             obscure_not_authorized: self.obscure_not_authorized,
+            refuse_v3_keep_alive_above_maximum: self.refuse_v3_keep_alive_above_maximum,
             passive_client_disconnect: self.passive_client_disconnect,
             always_return_response_info: self.always_return_response_info,
             restore_sys_info_on_restart: self.restore_sys_info_on_restart,
