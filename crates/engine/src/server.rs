@@ -263,6 +263,18 @@ impl Server {
         inject_packet(&self.broker, client_id, packet)
     }
 
+    /// Asks the hooks again which existing subscriptions need each delivery checked: call
+    /// it after the rules of an ACL hook changed (e.g. `moco_auth::SharedLedger::reload`),
+    /// so that a new deny reaches existing subscriptions. See [`Broker::acl_changed`].
+    ///
+    /// ```
+    /// let server = moco_engine::Server::builder().hook(moco_engine::AllowAll).build();
+    /// server.acl_changed();
+    /// ```
+    pub fn acl_changed(&self) {
+        self.broker.acl_changed();
+    }
+
     /// Adds a bound TCP listener under the name `id`; it accepts once [`Server::serve`] runs
     /// (or at once if already serving). Returns its local address.
     pub fn add_tcp_listener(

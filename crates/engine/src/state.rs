@@ -119,6 +119,10 @@ pub struct Session {
     pub inbound_qos2: HashSet<u16, moco_topic::SeededState>,
     /// Session expiry interval in seconds (0 = ends with the connection).
     pub expiry_interval: u32,
+    /// The subscriptions (keys of `subscriptions`) on which an ACL hook may deny a delivery:
+    /// each message to this client is checked while there is one (see
+    /// [`Hook::acl_may_deny_within`](crate::Hook::acl_may_deny_within)).
+    pub acl_checked: HashSet<ByteString, moco_topic::SeededState>,
     next_packet_id: u16,
 }
 
