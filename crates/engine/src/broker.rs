@@ -52,6 +52,8 @@ pub struct ClientHandle {
     /// session's `acl_checked` is not empty): routing then checks each message to it. Read
     /// without a lock on every delivery; written under the state lock.
     acl_read: AtomicBool,
+    /// Made by [`Broker::add_injected_client`] and not ended yet: no connection drives it.
+    injected: AtomicBool,
 }
 
 impl ClientHandle {
@@ -92,12 +94,47 @@ impl ClientHandle {
         self.acl_read.load(Ordering::Relaxed)
     }
 
+    /// What an embedder may see of this client.
+    pub fn snapshot(&self) -> ClientSnapshot {
+        let i = &self.info;
+        ClientSnapshot {
+            id: i.id.clone(),
+            username: i.username.clone(),
+            remote: i.remote.clone(),
+            listener: i.listener.clone(),
+            protocol: i.protocol,
+            connected: self.state.lock().is_connected(),
+            injected: self.injected.load(Ordering::Relaxed),
+        }
+    }
+
     /// Closes the connection with `reason` (DISCONNECT for v5) and wakes the driver.
     pub fn close(&self, reason: ReasonCode) {
         self.state.lock().close(reason);
         self.notify.notify_one();
         self.closing.notify_one();
     }
+}
+
+/// A client as an embedder sees it ([`Broker::clients`], [`Server::client`](crate::Server::client)):
+/// a copy taken at one moment, so holding it keeps nothing of the client alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientSnapshot {
+    /// The client identifier.
+    pub id: ByteString,
+    /// The user name it connected with.
+    pub username: Option<ByteString>,
+    /// The peer's address as its listener described it.
+    pub remote: Arc<str>,
+    /// The listener it came through.
+    pub listener: Arc<str>,
+    /// Its protocol level.
+    pub protocol: ProtocolVersion,
+    /// False while its session waits for it to come back (or to expire).
+    pub connected: bool,
+    /// Made by [`Broker::add_injected_client`]: it has no connection, packets are injected.
+    pub injected: bool,
 }
 
 pub(crate) fn report_notes(hooks: &Hooks, info: &SysInfo, id: &str, notes: Vec<Note>) {
@@ -360,6 +397,131 @@ impl Broker {
         self.clients.read().get(id).cloned()
     }
 
+    /// Every client known (connected, or away with a live session), as mochi's
+    /// `Clients.GetAll`: for an admin view or to pick clients to act on.
+    pub fn clients(&self) -> Vec<ClientSnapshot> {
+        let handles: Vec<_> = self.clients.read().values().cloned().collect();
+        handles.iter().map(|h| h.snapshot()).collect()
+    }
+
+    /// The clients that came through listener `listener` (mochi's `Clients.GetByListener`).
+    pub fn clients_on_listener(&self, listener: &str) -> Vec<ClientSnapshot> {
+        let handles: Vec<_> = self
+            .clients
+            .read()
+            .values()
+            .filter(|h| &*h.info.listener == listener)
+            .cloned()
+            .collect();
+        handles.iter().map(|h| h.snapshot()).collect()
+    }
+
+    /// Disconnects client `id` from the server's side (mochi's `DisconnectClient`): a v5
+    /// client gets DISCONNECT with `reason` (e.g. 0x98 administrative action), a v3 client a
+    /// plain close; its will and session then go as for any disconnection. Returns false if
+    /// it was not connected.
+    pub fn disconnect_client(&self, id: &str, reason: ReasonCode) -> Result<bool, Error> {
+        let h = self.client(id).ok_or(Error::NoSuchClient)?;
+        if !h.state.lock().is_connected() {
+            return Ok(false);
+        }
+        h.close(reason);
+        // A connection's driver reports its end; an injected client has none.
+        self.end_injected(&h);
+        Ok(true)
+    }
+
+    /// Removes client `id`'s subscription to `filter` without an UNSUBSCRIBE from it (as
+    /// mochi's `UnsubscribeClient`, for one filter); `OnUnsubscribed` runs, so a storage hook
+    /// forgets it too. Returns whether it existed.
+    pub fn unsubscribe_client(&self, id: &str, filter: &str) -> Result<bool, Error> {
+        let h = self.client(id).ok_or(Error::NoSuchClient)?;
+        let existed = self.router.unsubscribe(&h.info.id, filter);
+        self.routes_changed();
+        h.forget_subscription(filter);
+        if existed {
+            let unsub = Unsubscribe {
+                packet_id: 0,
+                filters: vec![ByteString::from(filter)],
+                properties: Default::default(),
+            };
+            self.hooks.on_unsubscribed(&h.info, &unsub);
+        }
+        Ok(existed)
+    }
+
+    /// Registers a client that has no connection (mochi's `NewClient` + `Clients.Add`), so
+    /// that the embedding program can act as it with
+    /// [`Server::inject_packet`](crate::Server::inject_packet) and read what the broker sends
+    /// it with [`Broker::take_injected_output`]. It connects as a v5 client with a clean
+    /// session through the same hooks as any CONNECT (remote `injected`, listener
+    /// `listener`), taking over a client with the same id; a refusal is
+    /// [`Error::Refused`].
+    pub fn add_injected_client(
+        &self,
+        id: &str,
+        listener: &str,
+    ) -> Result<Arc<ClientHandle>, Error> {
+        let mut c = Connect::new(ProtocolVersion::V5, id);
+        c.keep_alive = 0;
+        let outcome = self.connect(
+            Instant::now(),
+            &c,
+            Arc::from("injected"),
+            Arc::from(listener),
+        );
+        match outcome {
+            ConnectOutcome::Accepted(h) => {
+                h.injected.store(true, Ordering::Relaxed);
+                Ok(h)
+            }
+            ConnectOutcome::Refused(ack) => Err(Error::Refused(ack.reason_code)),
+        }
+    }
+
+    /// Takes what the broker has to send to injected client `id`, as packets, in order
+    /// (its CONNACK, acknowledgements, deliveries with their packet ids); what is not taken
+    /// waits in its queues, bounded as any client's.
+    pub fn take_injected_output(&self, id: &str) -> Result<Vec<Packet>, Error> {
+        let h = self.client(id).ok_or(Error::NoSuchClient)?;
+        if !h.injected.load(Ordering::Relaxed) {
+            return Err(Error::NotInjected);
+        }
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut st = h.state.lock();
+        while let Some(t) = st.poll_transmit(now) {
+            out.push(match t {
+                crate::state::Transmit::Packet(p) => p,
+                crate::state::Transmit::Publish {
+                    delivery,
+                    packet_id,
+                    dup,
+                    alias,
+                } => Packet::Publish(
+                    delivery
+                        .msg
+                        .to_publish(&delivery.params(dup, packet_id, alias), now),
+                ),
+            });
+        }
+        let notes = st.take_notes();
+        drop(st);
+        report_notes(&self.hooks, &self.info, &h.info.id, notes);
+        Ok(out)
+    }
+
+    /// Ends injected client `h` as a connection's driver would when it closes (once).
+    pub(crate) fn end_injected(&self, h: &Arc<ClientHandle>) {
+        if h.injected.swap(false, Ordering::Relaxed) {
+            if h.taken_over.load(Ordering::Relaxed) {
+                self.info.clients_connected.fetch_sub(1, Ordering::Relaxed);
+            } else {
+                self.disconnected(Instant::now(), h);
+            }
+        }
+    }
+
     /// Number of clients known (connected or with a live session).
     pub fn client_count(&self) -> usize {
         self.clients.read().len()
@@ -512,6 +674,7 @@ impl Broker {
             let mut session = None;
             if let Some(old) = clients.remove(&client_id) {
                 old.taken_over.store(true, Ordering::Relaxed);
+                self.end_injected(&old);
                 let mut st = old.state.lock();
                 let was_connected = st.is_connected();
                 if was_connected {
@@ -619,6 +782,7 @@ impl Broker {
                 // A resumed session's subscriptions are checked until asked again for this
                 // connection (below): the hooks' answers may depend on who connected.
                 acl_read: AtomicBool::new(session_present),
+                injected: AtomicBool::new(false),
             });
             clients.insert(client_id.clone(), handle.clone());
             (handle, session_present)
@@ -1498,6 +1662,7 @@ impl Broker {
             trim: AtomicBool::new(false),
             flow: Default::default(),
             acl_read: AtomicBool::new(acl_read),
+            injected: AtomicBool::new(false),
         });
         if let Some(t) = deadline {
             self.session_deadlines.lock().insert((t, id.clone()));
