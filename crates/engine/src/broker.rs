@@ -715,6 +715,7 @@ impl Broker {
             session.expiry_interval = expiry;
             let mut st = ClientState::new(client_id.clone(), limits, session, now);
             st.set_note_completions(self.hooks.provides(crate::hooks::Event::OnQosComplete));
+            st.set_inherit_ack_properties(!caps.compatibilities.no_inherited_properties_on_ack);
 
             let mut props = ConnAckProperties::default();
             if v5 {
