@@ -524,8 +524,10 @@ impl ClientState {
                 } else {
                     ReasonCode::PacketIdentifierNotFound
                 };
-                let mut properties = moco_codec::AckProperties::default();
-                properties.user_properties = self.inherited(&r.properties.user_properties);
+                let properties = moco_codec::AckProperties {
+                    user_properties: self.inherited(&r.properties.user_properties),
+                    ..Default::default()
+                };
                 self.control.push_back(Packet::PubComp(PubComp {
                     packet_id: r.packet_id,
                     reason_code: code,
@@ -608,8 +610,10 @@ impl ClientState {
                 let pid = p.packet_id.unwrap_or(0);
                 if self.session.inbound_qos2.contains(&pid) {
                     // A repeated PUBLISH before PUBREL: acknowledge again, do not route again.
-                    let mut properties = moco_codec::AckProperties::default();
-                    properties.user_properties = self.inherited(&p.properties.user_properties);
+                    let properties = moco_codec::AckProperties {
+                        user_properties: self.inherited(&p.properties.user_properties),
+                        ..Default::default()
+                    };
                     self.control.push_back(Packet::PubRec(PubRec {
                         packet_id: pid,
                         reason_code: ReasonCode::Success,
@@ -680,8 +684,10 @@ impl ClientState {
                     }
                 } else {
                     self.session.inflight[i].stage = Stage::AwaitPubComp;
-                    let mut properties = moco_codec::AckProperties::default();
-                    properties.user_properties = self.inherited(&r.properties.user_properties);
+                    let properties = moco_codec::AckProperties {
+                        user_properties: self.inherited(&r.properties.user_properties),
+                        ..Default::default()
+                    };
                     self.control.push_back(Packet::PubRel(PubRel {
                         packet_id: r.packet_id,
                         reason_code: ReasonCode::Success,

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{connect_packet, publish, start, Raw};
-use moco_codec::{AckProperties, Packet, ProtocolVersion, PubRel, ReasonCode};
+use moco_codec::{Packet, ProtocolVersion, PubRel, ReasonCode};
 use moco_engine::{Capabilities, Compatibilities, Options};
 
 fn user_props() -> moco_codec::UserProperties {
@@ -29,8 +29,10 @@ async fn ack_props(options: Options) -> [moco_codec::UserProperties; 3] {
     let Some(Packet::PubRec(rec)) = c.recv().await else {
         panic!("no PUBREC")
     };
-    let mut rel_props = AckProperties::default();
-    rel_props.user_properties = user_props();
+    let rel_props = moco_codec::AckProperties {
+        user_properties: user_props(),
+        ..Default::default()
+    };
     c.send(Packet::PubRel(PubRel {
         packet_id: 2,
         reason_code: ReasonCode::Success,
