@@ -110,6 +110,35 @@ impl AclFilter {
         self.covers_with(topic, &Subst::new(client_id, username))
     }
 
+    /// This filter with `%c` / `%u` replaced by their values, or `None` when a placeholder's
+    /// value is unusable (the filter then covers nothing).
+    pub(crate) fn expand(&self, subst: &Subst<'_>) -> Option<String> {
+        if !self.has_placeholders() {
+            return Some(self.text.to_string());
+        }
+        let mut out = String::with_capacity(self.text.len());
+        for (i, level) in self.levels.iter().enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            match level {
+                Level::Literal(l) => out.push_str(l),
+                Level::Plus => out.push('+'),
+                Level::Hash => out.push('#'),
+                Level::Template(pieces) => {
+                    for p in pieces.iter() {
+                        match p {
+                            Piece::Literal(l) => out.push_str(l),
+                            Piece::Client => out.push_str(subst.client_id?),
+                            Piece::Username => out.push_str(subst.username?),
+                        }
+                    }
+                }
+            }
+        }
+        Some(out)
+    }
+
     pub(crate) fn covers_with(&self, topic: &str, subst: &Subst<'_>) -> bool {
         let dollar = topic.starts_with('$');
         let mut requested = topic.split('/');
@@ -131,6 +160,34 @@ impl AclFilter {
             }
         }
         requested.next().is_none()
+    }
+}
+
+/// Whether some topic name is matched by both MQTT filters `a` and `b` (valid filters, no
+/// `$share/` prefix). A wildcard in the first level matches no topic starting with `$`
+/// (MQTT 4.7.2).
+pub(crate) fn filters_overlap(a: &str, b: &str) -> bool {
+    let (mut a, mut b) = (a.split('/'), b.split('/'));
+    let mut first = true;
+    loop {
+        let dollar = |l: Option<&str>| first && l.is_some_and(|l| l.starts_with('$'));
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            // `x/#` matches `x` too: a `#` matches what is left of the other, even nothing.
+            (Some("#"), other) | (other, Some("#")) => return !dollar(other),
+            (None, Some(_)) | (Some(_), None) => return false,
+            (Some("+"), Some(l)) | (Some(l), Some("+")) => {
+                if dollar(Some(l)) {
+                    return false;
+                }
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return false;
+                }
+            }
+        }
+        first = false;
     }
 }
 
@@ -279,6 +336,53 @@ mod tests {
         assert!(covers("a/#", "a/#"));
         assert!(!covers("a/b", "a/+"));
         assert!(covers("#", "#"));
+    }
+
+    #[test]
+    fn overlap_of_two_filters() {
+        let yes = [
+            ("#", "a/b"),
+            ("a/#", "a"),
+            ("a/+", "+/b"),
+            ("a/+/c", "a/#"),
+            ("+/+", "a/b"),
+            ("$SYS/#", "$SYS/+"),
+            ("a/+", "a/$x"),
+            ("#", "#"),
+        ];
+        for (a, b) in yes {
+            assert!(filters_overlap(a, b), "{a} {b}");
+            assert!(filters_overlap(b, a), "{b} {a}");
+        }
+        let no = [
+            ("a/b", "a/c"),
+            ("a/+", "a"),
+            ("a/+", "a/b/c"),
+            ("#", "$SYS/#"),
+            ("+/x", "$SYS/x"),
+            ("a/b/#", "a/c/#"),
+            ("a", "a/b"),
+        ];
+        for (a, b) in no {
+            assert!(!filters_overlap(a, b), "{a} {b}");
+            assert!(!filters_overlap(b, a), "{b} {a}");
+        }
+    }
+
+    #[test]
+    fn expand_fills_placeholders_or_gives_up() {
+        let f = AclFilter::parse("dev/%c/%u-x/#").unwrap();
+        assert_eq!(
+            f.expand(&Subst::new("d1", Some("ann"))).as_deref(),
+            Some("dev/d1/ann-x/#")
+        );
+        assert_eq!(f.expand(&Subst::new("d1", None)), None);
+        assert_eq!(f.expand(&Subst::new("+", Some("ann"))), None);
+        let plain = AclFilter::parse("a/+/#").unwrap();
+        assert_eq!(
+            plain.expand(&Subst::new("", None)).as_deref(),
+            Some("a/+/#")
+        );
     }
 
     #[test]

@@ -31,8 +31,10 @@ pub type AllowAllHook = AuthHook<AllowAll>;
 /// # std::fs::write(&path, "auth: [{username: admin, password: secret, allow: true}]").unwrap();
 /// let ledger = Arc::new(SharedLedger::from_path(&path)?);
 /// let server = Server::builder().hook(LedgerHook::ledger(ledger.clone())).build();
-/// // On SIGHUP: new connections, subscriptions and publishes follow the re-read file.
+/// // On SIGHUP: new connections, subscriptions and publishes follow the re-read file,
+/// // and existing subscriptions once the engine is told.
 /// ledger.reload()?;
+/// server.acl_changed();
 /// # drop(server);
 /// # Ok(())
 /// # }
@@ -68,11 +70,15 @@ pub type AllowAllHook = AuthHook<AllowAll>;
 ///
 /// # Delivery
 ///
-/// The engine checks read access when a client subscribes (against the filter), not for each
-/// message delivered. A `Deny` carved inside a wider granted subscription (`#` granted,
-/// `secret/#` denied, client subscribes to `#`) is therefore **not** enforced on delivery:
-/// the subscriber gets `secret/…` messages. Refuse the wide filter instead (do not grant `#`
-/// to such clients).
+/// The engine checks read access when a client subscribes (against the filter) and again
+/// for each message delivered (against its topic), as mochi and Mosquitto do: a `Deny`
+/// carved inside a wider granted subscription (`#` granted, `secret/#` denied in an earlier
+/// rule, client subscribes to `#`) keeps `secret/…` messages from that subscriber. The
+/// per-message check runs only on subscriptions some rule could deny
+/// ([`AccessControl::may_deny_read`], asked once per subscription), so an allow-all ledger
+/// costs nothing per message. After [`SharedLedger::reload`], call
+/// `Server::acl_changed` (the `moco` binary does on SIGHUP) so that existing subscriptions
+/// are judged by the new rules.
 #[derive(Debug, Clone)]
 pub struct AuthHook<A> {
     access: A,
@@ -156,6 +162,16 @@ impl<A: AccessControl + 'static> Hook for AuthHook<A> {
             remote: &client.remote,
             topic,
             write: access == Access::Write,
+        })
+    }
+
+    fn acl_may_deny_within(&self, client: &ClientInfo, filter: &str) -> bool {
+        self.access.may_deny_read(&AclRequest {
+            client_id: &client.id,
+            username: client.username.as_deref(),
+            remote: &client.remote,
+            topic: filter,
+            write: false,
         })
     }
 }

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use crate::filter::Subst;
+use crate::filter::{filters_overlap, Subst};
 use crate::load::{self, Format};
-use crate::rules::{Criterion, LedgerRules};
+use crate::rules::{Criterion, Filters, LedgerRules};
 use crate::{Error, Refusal};
 
 /// What the server knows about a client when it sends CONNECT.
@@ -239,6 +239,106 @@ impl Ledger {
             by: DecidedBy::Default,
         }
     }
+
+    /// Whether [`check_acl`](Self::check_acl) could deny this client reading some topic that
+    /// the subscription filter `req.topic` matches (a `$share/{group}/` prefix is looked
+    /// through). The engine asks once per subscription and checks each delivery only where
+    /// the answer is yes; so it is never no when a denial is possible, and may be yes when
+    /// none is (it looks at each rule's filters, not at every topic).
+    ///
+    /// ```
+    /// use moco_auth::{AclRequest, Ledger};
+    ///
+    /// let ledger = Ledger::from_yaml_bytes(br##"
+    /// acl:
+    ///   - username: melon
+    ///     filters: {"melon/#": readwrite, "updates/#": writeonly}
+    ///   - filters: {"#": readonly, "updates/#": deny}
+    /// "##)?;
+    /// let sub = |user, filter| AclRequest {
+    ///     client_id: "c",
+    ///     username: Some(user),
+    ///     remote: "10.0.0.1:5000",
+    ///     topic: filter,
+    ///     write: false,
+    /// };
+    /// // melon may subscribe to `#` but not read `updates/…` through it: check deliveries.
+    /// assert!(ledger.may_deny_read_within(&sub("melon", "#")));
+    /// assert!(!ledger.may_deny_read_within(&sub("melon", "melon/#")));
+    /// // For everyone else `#` grants reading everything (a grant wins within a rule).
+    /// assert!(!ledger.may_deny_read_within(&sub("peach", "#")));
+    /// # Ok::<(), moco_auth::Error>(())
+    /// ```
+    pub fn may_deny_read_within(&self, req: &AclRequest<'_>) -> bool {
+        let filter = moco_engine::topic::parse_filter(req.topic).map_or(req.topic, |f| f.filter);
+        let subst = Subst::new(req.client_id, req.username);
+        let user = req.username.and_then(|name| self.rules.users.get(name));
+        if let Some(u) = user.filter(|u| !u.acl.is_empty()) {
+            match read_stage(&u.acl, filter, &subst) {
+                Stage::MayDeny => return true,
+                Stage::AllowsAll => return false,
+                Stage::Passes => {}
+            }
+        }
+        for i in self.acl_index.candidates(req.client_id, req.username) {
+            let rule = &self.rules.acl[i];
+            if !(rule.client.matches(Some(req.client_id))
+                && rule.username.matches(req.username)
+                && rule.remote.matches(Some(req.remote)))
+            {
+                continue;
+            }
+            if rule.filters.is_empty() {
+                return false; // allows everything, and nothing after it is reached
+            }
+            match read_stage(&rule.filters, filter, &subst) {
+                Stage::MayDeny => return true,
+                Stage::AllowsAll => return false,
+                Stage::Passes => {}
+            }
+        }
+        false
+    }
+}
+
+/// What one stage of the ACL (a user's filters, or one rule) does to the topics of a
+/// subscription filter.
+enum Stage {
+    /// It may deny reading one of them.
+    MayDeny,
+    /// It allows every one of them: later stages never see them.
+    AllowsAll,
+    /// It allows what it covers and leaves the rest to the next stage.
+    Passes,
+}
+
+/// How the filters of one stage treat reads of the topics `filter` matches: a topic is
+/// denied when the stage covers it and no covering filter grants reading (a grant wins
+/// within a stage), so a non-reading filter that meets `filter` may deny, unless a reading
+/// filter covers all of it or all of `filter`.
+fn read_stage(filters: &Filters, filter: &str, subst: &Subst<'_>) -> Stage {
+    for (deny, access) in &filters.0 {
+        if access.allows(false) {
+            continue;
+        }
+        let Some(deny) = deny.expand(subst) else {
+            continue; // a placeholder with an unusable value covers nothing
+        };
+        if !filters_overlap(&deny, filter) {
+            continue;
+        }
+        let shadowed = filters.0.iter().any(|(grant, a)| {
+            a.allows(false) && (grant.covers_with(&deny, subst) || grant.covers_with(filter, subst))
+        });
+        if !shadowed {
+            return Stage::MayDeny;
+        }
+    }
+    if filters.0.iter().any(|(f, _)| f.covers_with(filter, subst)) {
+        Stage::AllowsAll
+    } else {
+        Stage::Passes
+    }
 }
 
 /// Candidate rules for a client, in rule order, without scanning every rule.
@@ -302,6 +402,104 @@ impl Iterator for Merge3<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `may_deny_read_within` must say yes wherever `check_acl` denies some topic of the
+    /// filter; compared here against `check_acl` on sample topics.
+    #[test]
+    fn may_deny_agrees_with_check_acl() {
+        let ledger = Ledger::from_yaml_bytes(
+            br##"
+users:
+  ann:
+    acl: {"ann/private/#": deny, "ann/#": readwrite}
+acl:
+  - remote: "10.9.*"
+  - client: dev-*
+    filters: {"devices/%c/#": readwrite, "devices/#": deny}
+  - filters: {"a/b": deny}
+  - filters: {"#": readonly, "w/#": writeonly, "$SYS/#": deny}
+"##,
+        )
+        .unwrap();
+        let topics = [
+            "ann/x",
+            "ann/private/k",
+            "devices/dev-1/t",
+            "devices/dev-2/t",
+            "a/b",
+            "a/c",
+            "w/1",
+            "$SYS/up",
+            "x",
+        ];
+        let filters = [
+            "#",
+            "ann/#",
+            "ann/+",
+            "devices/#",
+            "devices/dev-1/#",
+            "a/+",
+            "a/c",
+            "w/#",
+            "$SYS/#",
+            "$share/g/a/+",
+            "$share/g/x",
+            "x",
+        ];
+        let who = [
+            ("ann-c", Some("ann"), "1.2.3.4:1"),
+            ("dev-1", None, "1.2.3.4:1"),
+            ("other", Some("bob"), "1.2.3.4:1"),
+            ("root", None, "10.9.0.1:1"),
+        ];
+        for (client_id, username, remote) in who {
+            for filter in filters {
+                let req = |topic| AclRequest {
+                    client_id,
+                    username,
+                    remote,
+                    topic,
+                    write: false,
+                };
+                let inner = moco_engine::topic::parse_filter(filter).unwrap().filter;
+                let denied = topics
+                    .iter()
+                    .any(|t| moco_engine::topic::filter_matches(inner, t) && !ledger.acl(&req(t)));
+                let may = ledger.may_deny_read_within(&req(filter));
+                assert!(may || !denied, "{client_id} {filter}: a denial was missed");
+            }
+        }
+        let may = |client_id, username, remote, topic| {
+            ledger.may_deny_read_within(&AclRequest {
+                client_id,
+                username,
+                remote,
+                topic,
+                write: false,
+            })
+        };
+        // Precise where it can be: nothing to check for these.
+        assert!(
+            !may("root", None, "10.9.0.1:1", "#"),
+            "a rule without filters allows all"
+        );
+        assert!(!may("dev-1", None, "1:1", "devices/dev-1/#"));
+        assert!(!may("ann-c", Some("ann"), "1:1", "ann/public/#"));
+        assert!(!may("o", None, "1:1", "a/c"));
+        assert!(!may("o", None, "1:1", "$share/g/x/#"));
+        // And yes where a deny is reachable.
+        assert!(may("dev-1", None, "1:1", "devices/#"));
+        assert!(
+            !may("ann-c", Some("ann"), "1:1", "ann/#"),
+            "within one stage a grant wins over a deny"
+        );
+        assert!(may("o", None, "1:1", "a/+"));
+        assert!(may("o", None, "1:1", "$share/g/a/+"));
+        assert!(
+            may("o", None, "1:1", "#"),
+            "w/# is write-only: reading it is denied"
+        );
+    }
 
     #[test]
     fn merge_keeps_rule_order() {

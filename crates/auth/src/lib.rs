@@ -10,7 +10,8 @@
 //! # use moco_auth::{LedgerHook, SharedLedger};
 //! let ledger = Arc::new(SharedLedger::from_path("ledger.yaml")?);
 //! let server = moco_engine::Server::builder().hook(LedgerHook::ledger(ledger.clone())).build();
-//! ledger.reload()?; // on SIGHUP
+//! ledger.reload()?; // on SIGHUP ...
+//! server.acl_changed(); // ... and existing subscriptions follow the new rules
 //! # Ok::<(), moco_auth::Error>(())
 //! ```
 //!
@@ -104,8 +105,9 @@
 //!   client ids, or put the `Deny` without a placeholder.
 //! - A subscription filter is allowed only if a rule filter covers all of it (`a/+` does not
 //!   grant `a/#`; mochi's matcher did). Wildcards in a filter's first level never cover `$`
-//!   topics. A `Deny` inside a wider granted subscription is **not** enforced on delivery:
-//!   the engine checks read access once, against the subscription filter (see [`AuthHook`]).
+//!   topics. Read access is checked again for each delivered topic, as mochi and Mosquitto
+//!   do, so a `Deny` inside a wider granted subscription is enforced; the check is skipped
+//!   for subscriptions no rule could deny (see [`AuthHook`]).
 //! - Within one rule, a covering filter that grants the access wins over a covering `Deny`
 //!   (mochi's outcome, made deterministic).
 //!
@@ -210,6 +212,15 @@ pub trait AccessControl: Send + Sync {
     }
     /// Whether a client may subscribe to (`write == false`) or publish to a topic.
     fn acl(&self, req: &AclRequest<'_>) -> bool;
+
+    /// Whether [`acl`](Self::acl) could refuse this client reading some topic that the
+    /// subscription filter `req.topic` matches. The engine checks each delivery on a
+    /// subscription only where this says yes, so it must never say no when a refusal is
+    /// possible. The default, yes, checks every delivery.
+    fn may_deny_read(&self, req: &AclRequest<'_>) -> bool {
+        let _ = req;
+        true
+    }
 }
 
 impl AccessControl for Ledger {
@@ -224,6 +235,10 @@ impl AccessControl for Ledger {
     fn acl(&self, req: &AclRequest<'_>) -> bool {
         Ledger::acl(self, req)
     }
+
+    fn may_deny_read(&self, req: &AclRequest<'_>) -> bool {
+        Ledger::may_deny_read_within(self, req)
+    }
 }
 
 impl<T: AccessControl + ?Sized> AccessControl for Arc<T> {
@@ -237,6 +252,10 @@ impl<T: AccessControl + ?Sized> AccessControl for Arc<T> {
 
     fn acl(&self, req: &AclRequest<'_>) -> bool {
         (**self).acl(req)
+    }
+
+    fn may_deny_read(&self, req: &AclRequest<'_>) -> bool {
+        (**self).may_deny_read(req)
     }
 }
 
@@ -255,5 +274,9 @@ impl AccessControl for AllowAll {
 
     fn acl(&self, _req: &AclRequest<'_>) -> bool {
         true
+    }
+
+    fn may_deny_read(&self, _req: &AclRequest<'_>) -> bool {
+        false
     }
 }

@@ -91,6 +91,12 @@ impl AccessControl for SharedLedger {
     fn acl(&self, req: &AclRequest<'_>) -> bool {
         self.current.load().acl(req)
     }
+
+    /// Answers for the ledger in force: after a reload, tell the engine
+    /// (`Server::acl_changed`) so that existing subscriptions are asked again.
+    fn may_deny_read(&self, req: &AclRequest<'_>) -> bool {
+        self.current.load().may_deny_read_within(req)
+    }
 }
 
 #[cfg(test)]

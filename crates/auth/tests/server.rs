@@ -835,11 +835,10 @@ async fn allow_all_hook_allows_everything() {
     server.shutdown().await;
 }
 
-/// The engine checks read access once, against the subscription filter: a `Deny` inside a
-/// wider granted filter does not stop delivery. This test pins the current behaviour; if the
-/// engine starts checking each delivered topic, flip the last assertion.
+/// Read access is checked again for each delivered topic (as mochi and Mosquitto do): a
+/// `Deny` inside a wider granted filter stops delivery.
 #[tokio::test]
-async fn deny_inside_a_wider_subscription_is_not_enforced_on_delivery() {
+async fn deny_inside_a_wider_subscription_is_enforced_on_delivery() {
     let ledger = shared(
         r##"
 auth:
@@ -860,12 +859,168 @@ acl:
     let mut writer = Raw::ok(addr, connect(V5, "writer", None, None)).await;
     assert_eq!(
         writer.publish_qos1("secret/plans", 1, b"s").await,
+        ReasonCode::NoMatchingSubscribers
+    );
+    assert_eq!(
+        writer.publish_qos1("open/news", 2, b"n").await,
         ReasonCode::Success
     );
-    // Delivered despite the Deny on `secret/#`.
+    // QoS 1 from one publisher arrives in order: had `secret/plans` been delivered, it
+    // would come first.
     assert_eq!(
         reader.next_publish().await,
-        ("secret/plans".into(), b"s".to_vec())
+        ("open/news".into(), b"n".to_vec())
+    );
+    server.shutdown().await;
+}
+
+/// The ACL of mochi's README (`hooks/auth` example), without its first rule (`remote:
+/// 127.0.0.1:*` allows everything to local clients, which every test client is). `melon`
+/// may subscribe to `#` (the catch-all rule grants it) but not read `updates/…`, which its
+/// own rule makes write-only; everyone else reads everything through `#`, since within one
+/// rule a grant wins over the `Deny` (in mochi's ledger too).
+const MOCHI_README: &str = r##"
+auth:
+  - {username: peach, password: password1, allow: true}
+  - {username: melon, password: password2, allow: true}
+acl:
+  - username: melon
+    filters:
+      "melon/#": readwrite
+      "updates/#": writeonly
+  - filters:
+      "#": readonly
+      "updates/#": deny
+"##;
+
+#[tokio::test]
+async fn mochi_readme_ledger_keeps_updates_from_melons_wide_subscription() {
+    let ledger = shared(MOCHI_README);
+    let (server, addr) = start(&ledger, Options::default()).await;
+    let mut melon = Raw::ok(addr, connect(V5, "m", Some("melon"), Some("password2"))).await;
+    let mut peach = Raw::ok(addr, connect(V5, "p", Some("peach"), Some("password1"))).await;
+    assert_eq!(melon.subscribe(1, "#").await, ReasonCode::GrantedQoS1);
+    assert_eq!(peach.subscribe(1, "#").await, ReasonCode::GrantedQoS1);
+    let mut writer = Raw::ok(addr, connect(V5, "w", Some("melon"), Some("password2"))).await;
+    assert_eq!(
+        writer.publish_qos1("updates/x", 1, b"u").await,
+        ReasonCode::Success
+    );
+    assert_eq!(
+        writer.publish_qos1("melon/x", 2, b"o").await,
+        ReasonCode::Success
+    );
+    assert_eq!(
+        peach.next_publish().await,
+        ("updates/x".into(), b"u".to_vec())
+    );
+    assert_eq!(
+        peach.next_publish().await,
+        ("melon/x".into(), b"o".to_vec())
+    );
+    // melon: `updates/x` was skipped (it would have come first).
+    assert_eq!(
+        melon.next_publish().await,
+        ("melon/x".into(), b"o".to_vec())
+    );
+    melon.quiet().await;
+    server.shutdown().await;
+}
+
+/// A reload that adds a deny reaches a subscription made before it, once the engine is told
+/// (`Server::acl_changed`, which the `moco` binary calls on SIGHUP).
+#[tokio::test]
+async fn a_reload_that_adds_a_deny_reaches_existing_subscriptions() {
+    let open = "auth: [{allow: true}]\nacl: [{filters: {\"#\": readwrite}}]\n";
+    let ledger = shared(open);
+    let (server, addr) = start(&ledger, Options::default()).await;
+    let mut reader = Raw::ok(addr, connect(V5, "reader", None, None)).await;
+    assert_eq!(reader.subscribe(1, "#").await, ReasonCode::GrantedQoS1);
+    let mut writer = Raw::ok(addr, connect(V5, "writer", None, None)).await;
+    writer.publish_qos1("updates/1", 1, b"before").await;
+    assert_eq!(
+        reader.next_publish().await,
+        ("updates/1".into(), b"before".to_vec())
+    );
+
+    ledger.store(
+        moco_auth::Ledger::from_yaml_bytes(
+            br##"
+auth: [{allow: true}]
+acl:
+  - client: reader
+    filters: {"updates/#": deny}
+  - filters: {"#": readwrite}
+"##,
+        )
+        .unwrap(),
+    );
+    server.acl_changed();
+    writer.publish_qos1("updates/2", 2, b"after").await;
+    writer.publish_qos1("other/2", 3, b"other").await;
+    assert_eq!(
+        reader.next_publish().await,
+        ("other/2".into(), b"other".to_vec())
+    );
+    server.shutdown().await;
+}
+
+/// Counts the read checks the wrapped ledger hook is asked, and forwards everything.
+struct Counting(LedgerHook, Arc<std::sync::atomic::AtomicUsize>);
+
+impl moco_engine::Hook for Counting {
+    fn id(&self) -> &str {
+        "counting"
+    }
+    fn provides(&self, e: moco_engine::Event) -> bool {
+        self.0.provides(e)
+    }
+    fn on_connect_authenticate(&self, c: &moco_engine::ClientInfo, p: &Connect) -> bool {
+        self.0.on_connect_authenticate(c, p)
+    }
+    fn on_connect(&self, c: &moco_engine::ClientInfo, p: &Connect) -> Result<(), ReasonCode> {
+        self.0.on_connect(c, p)
+    }
+    fn on_acl_check(&self, c: &moco_engine::ClientInfo, t: &str, a: moco_engine::Access) -> bool {
+        if a == moco_engine::Access::Read {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.0.on_acl_check(c, t, a)
+    }
+    fn acl_may_deny_within(&self, c: &moco_engine::ClientInfo, f: &str) -> bool {
+        self.0.acl_may_deny_within(c, f)
+    }
+}
+
+/// With an allow-all ledger every message is delivered and the ACL hook is asked once, at
+/// SUBSCRIBE, not per message.
+#[tokio::test]
+async fn an_allow_all_ledger_is_not_asked_per_delivery() {
+    let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ledger = shared("auth: [{allow: true}]\n");
+    let (server, addr) = serve(
+        Server::builder()
+            .hook(Counting(LedgerHook::ledger(ledger), reads.clone()))
+            .build(),
+    )
+    .await;
+    let mut reader = Raw::ok(addr, connect(V5, "reader", None, None)).await;
+    assert_eq!(reader.subscribe(1, "#").await, ReasonCode::GrantedQoS1);
+    let mut writer = Raw::ok(addr, connect(V5, "writer", None, None)).await;
+    const TOPICS: [&str; 5] = ["a", "b/c", "updates/x", "d/e/f", "a"];
+    for (i, t) in TOPICS.iter().enumerate() {
+        assert_eq!(
+            writer.publish_qos1(t, i as u16 + 1, b"m").await,
+            ReasonCode::Success
+        );
+    }
+    for t in TOPICS {
+        assert_eq!(reader.next_publish().await.0, t);
+    }
+    assert_eq!(
+        reads.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only the SUBSCRIBE"
     );
     server.shutdown().await;
 }

@@ -50,6 +50,12 @@ pub struct ClientHandle {
     pub(crate) flow: crate::flow::FlowControl,
     /// Makes the handle its idle reader's waker (see [`crate::order`]).
     pub(crate) idle: crate::order::IdleWake,
+    /// Some subscription of this client may be denied a delivery by the ACL hooks (its
+    /// session's `acl_checked` is not empty): routing then checks each message to it. Read
+    /// without a lock on every delivery; written under the state lock.
+    acl_read: AtomicBool,
+    /// Made by [`Broker::add_injected_client`] and not ended yet: no connection drives it.
+    injected: AtomicBool,
 }
 
 impl ClientHandle {
@@ -75,12 +81,62 @@ impl ClientHandle {
         (notes, congested, wake)
     }
 
+    /// Removes `filter` from the session (the router's side is the caller's).
+    fn forget_subscription(&self, filter: &str) {
+        let mut st = self.state.lock();
+        st.session.subscriptions.remove(filter);
+        st.session.acl_checked.remove(filter);
+        self.acl_read
+            .store(!st.session.acl_checked.is_empty(), Ordering::Relaxed);
+    }
+
+    /// Whether each message to this client must pass an ACL read check.
+    #[inline]
+    fn checks_reads(&self) -> bool {
+        self.acl_read.load(Ordering::Relaxed)
+    }
+
+    /// What an embedder may see of this client.
+    pub fn snapshot(&self) -> ClientSnapshot {
+        let i = &self.info;
+        ClientSnapshot {
+            id: i.id.clone(),
+            username: i.username.clone(),
+            remote: i.remote.clone(),
+            listener: i.listener.clone(),
+            protocol: i.protocol,
+            connected: self.state.lock().is_connected(),
+            injected: self.injected.load(Ordering::Relaxed),
+        }
+    }
+
     /// Closes the connection with `reason` (DISCONNECT for v5) and wakes the driver.
     pub fn close(&self, reason: ReasonCode) {
         self.state.lock().close(reason);
         self.notify.notify_one();
         self.closing.notify_one();
     }
+}
+
+/// A client as an embedder sees it ([`Broker::clients`], [`Server::client`](crate::Server::client)):
+/// a copy taken at one moment, so holding it keeps nothing of the client alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientSnapshot {
+    /// The client identifier.
+    pub id: ByteString,
+    /// The user name it connected with.
+    pub username: Option<ByteString>,
+    /// The peer's address as its listener described it.
+    pub remote: Arc<str>,
+    /// The listener it came through.
+    pub listener: Arc<str>,
+    /// Its protocol level.
+    pub protocol: ProtocolVersion,
+    /// False while its session waits for it to come back (or to expire).
+    pub connected: bool,
+    /// Made by [`Broker::add_injected_client`]: it has no connection, packets are injected.
+    pub injected: bool,
 }
 
 pub(crate) fn report_notes(hooks: &Hooks, info: &SysInfo, id: &str, notes: Vec<Note>) {
@@ -343,6 +399,131 @@ impl Broker {
         self.clients.read().get(id).cloned()
     }
 
+    /// Every client known (connected, or away with a live session), as mochi's
+    /// `Clients.GetAll`: for an admin view or to pick clients to act on.
+    pub fn clients(&self) -> Vec<ClientSnapshot> {
+        let handles: Vec<_> = self.clients.read().values().cloned().collect();
+        handles.iter().map(|h| h.snapshot()).collect()
+    }
+
+    /// The clients that came through listener `listener` (mochi's `Clients.GetByListener`).
+    pub fn clients_on_listener(&self, listener: &str) -> Vec<ClientSnapshot> {
+        let handles: Vec<_> = self
+            .clients
+            .read()
+            .values()
+            .filter(|h| &*h.info.listener == listener)
+            .cloned()
+            .collect();
+        handles.iter().map(|h| h.snapshot()).collect()
+    }
+
+    /// Disconnects client `id` from the server's side (mochi's `DisconnectClient`): a v5
+    /// client gets DISCONNECT with `reason` (e.g. 0x98 administrative action), a v3 client a
+    /// plain close; its will and session then go as for any disconnection. Returns false if
+    /// it was not connected.
+    pub fn disconnect_client(&self, id: &str, reason: ReasonCode) -> Result<bool, Error> {
+        let h = self.client(id).ok_or(Error::NoSuchClient)?;
+        if !h.state.lock().is_connected() {
+            return Ok(false);
+        }
+        h.close(reason);
+        // A connection's driver reports its end; an injected client has none.
+        self.end_injected(&h);
+        Ok(true)
+    }
+
+    /// Removes client `id`'s subscription to `filter` without an UNSUBSCRIBE from it (as
+    /// mochi's `UnsubscribeClient`, for one filter); `OnUnsubscribed` runs, so a storage hook
+    /// forgets it too. Returns whether it existed.
+    pub fn unsubscribe_client(&self, id: &str, filter: &str) -> Result<bool, Error> {
+        let h = self.client(id).ok_or(Error::NoSuchClient)?;
+        let existed = self.router.unsubscribe(&h.info.id, filter);
+        self.routes_changed();
+        h.forget_subscription(filter);
+        if existed {
+            let unsub = Unsubscribe {
+                packet_id: 0,
+                filters: vec![ByteString::from(filter)],
+                properties: Default::default(),
+            };
+            self.hooks.on_unsubscribed(&h.info, &unsub);
+        }
+        Ok(existed)
+    }
+
+    /// Registers a client that has no connection (mochi's `NewClient` + `Clients.Add`), so
+    /// that the embedding program can act as it with
+    /// [`Server::inject_packet`](crate::Server::inject_packet) and read what the broker sends
+    /// it with [`Broker::take_injected_output`]. It connects as a v5 client with a clean
+    /// session through the same hooks as any CONNECT (remote `injected`, listener
+    /// `listener`), taking over a client with the same id; a refusal is
+    /// [`Error::Refused`].
+    pub fn add_injected_client(
+        &self,
+        id: &str,
+        listener: &str,
+    ) -> Result<Arc<ClientHandle>, Error> {
+        let mut c = Connect::new(ProtocolVersion::V5, id);
+        c.keep_alive = 0;
+        let outcome = self.connect(
+            Instant::now(),
+            &c,
+            Arc::from("injected"),
+            Arc::from(listener),
+        );
+        match outcome {
+            ConnectOutcome::Accepted(h) => {
+                h.injected.store(true, Ordering::Relaxed);
+                Ok(h)
+            }
+            ConnectOutcome::Refused(ack) => Err(Error::Refused(ack.reason_code)),
+        }
+    }
+
+    /// Takes what the broker has to send to injected client `id`, as packets, in order
+    /// (its CONNACK, acknowledgements, deliveries with their packet ids); what is not taken
+    /// waits in its queues, bounded as any client's.
+    pub fn take_injected_output(&self, id: &str) -> Result<Vec<Packet>, Error> {
+        let h = self.client(id).ok_or(Error::NoSuchClient)?;
+        if !h.injected.load(Ordering::Relaxed) {
+            return Err(Error::NotInjected);
+        }
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut st = h.state.lock();
+        while let Some(t) = st.poll_transmit(now) {
+            out.push(match t {
+                crate::state::Transmit::Packet(p) => p,
+                crate::state::Transmit::Publish {
+                    delivery,
+                    packet_id,
+                    dup,
+                    alias,
+                } => Packet::Publish(
+                    delivery
+                        .msg
+                        .to_publish(&delivery.params(dup, packet_id, alias), now),
+                ),
+            });
+        }
+        let notes = st.take_notes();
+        drop(st);
+        report_notes(&self.hooks, &self.info, &h.info.id, notes);
+        Ok(out)
+    }
+
+    /// Ends injected client `h` as a connection's driver would when it closes (once).
+    pub(crate) fn end_injected(&self, h: &Arc<ClientHandle>) {
+        if h.injected.swap(false, Ordering::Relaxed) {
+            if h.taken_over.load(Ordering::Relaxed) {
+                self.info.clients_connected.fetch_sub(1, Ordering::Relaxed);
+            } else {
+                self.disconnected(Instant::now(), h);
+            }
+        }
+    }
+
     /// Number of clients known (connected or with a live session).
     pub fn client_count(&self) -> usize {
         self.clients.read().len()
@@ -501,6 +682,7 @@ impl Broker {
             let mut session = None;
             if let Some(old) = clients.remove(&client_id) {
                 old.taken_over.store(true, Ordering::Relaxed);
+                self.end_injected(&old);
                 let mut st = old.state.lock();
                 let was_connected = st.is_connected();
                 if was_connected {
@@ -541,6 +723,7 @@ impl Broker {
             session.expiry_interval = expiry;
             let mut st = ClientState::new(client_id.clone(), limits, session, now);
             st.set_note_completions(self.hooks.provides(crate::hooks::Event::OnQosComplete));
+            st.set_inherit_ack_properties(!caps.compatibilities.no_inherited_properties_on_ack);
 
             let mut props = ConnAckProperties::default();
             if v5 {
@@ -606,11 +789,17 @@ impl Broker {
                 trim: AtomicBool::new(false),
                 flow: Default::default(),
                 idle: Default::default(),
+                // A resumed session's subscriptions are checked until asked again for this
+                // connection (below): the hooks' answers may depend on who connected.
+                acl_read: AtomicBool::new(session_present),
+                injected: AtomicBool::new(false),
             });
             clients.insert(client_id.clone(), handle.clone());
             (handle, session_present)
         };
-        let _ = session_present;
+        if session_present {
+            self.refresh_acl(&handle);
+        }
         if let Some(old_session) = ended {
             self.drop_session(&client_id, old_session);
         }
@@ -818,13 +1007,18 @@ impl Broker {
         if let Some(cache) = cached {
             self.deliver_inline(now, msg);
             let mut to_report = Vec::new();
+            let mut n = 0;
             for t in &cache.targets {
+                // Read live, not cached: a cached route never skips the check.
+                if t.handle.checks_reads() && !self.may_read(&t.handle, msg) {
+                    continue;
+                }
                 let sub = (t.qos, t.retain_as_published, t.sub_ids.clone());
                 if self.deliver_to(now, msg, &t.handle, sub, &mut to_report) {
                     wait_for(cache.publisher_handle.as_ref(), &t.handle);
                 }
+                n += 1;
             }
-            let n = cache.targets.len();
             ROUTE_CACHE.set(Some(cache));
             self.report(to_report);
             return n;
@@ -850,6 +1044,9 @@ impl Broker {
         });
         let mut n = 0;
         let mut to_report = Vec::new();
+        // Subscribers whose deliveries the ACL hooks must see, checked once the registry's
+        // lock is released (no hook runs under a lock). Allocates only when there are some.
+        let mut to_check = Vec::new();
         for t in targets.drain(..) {
             let Some(h) = clients.get(&t.client_id) else {
                 continue;
@@ -863,17 +1060,97 @@ impl Broker {
                 });
             }
             let sub = (t.qos, t.retain_as_published, t.sub_ids);
+            if h.checks_reads() {
+                to_check.push((h.clone(), sub));
+                continue;
+            }
             if self.deliver_to(now, msg, h, sub, &mut to_report) {
                 wait_for(publisher(), h);
             }
             n += 1;
         }
+        let publisher = if to_check.is_empty() {
+            None
+        } else {
+            publisher().cloned()
+        };
         drop(clients);
+        for (h, sub) in to_check {
+            if !self.may_read(&h, msg) {
+                continue;
+            }
+            if self.deliver_to(now, msg, &h, sub, &mut to_report) {
+                wait_for(publisher.as_ref(), &h);
+            }
+            n += 1;
+        }
         if let Some(c) = cache {
             ROUTE_CACHE.set(Some(Box::new(c)));
         }
         self.report(to_report);
         n
+    }
+
+    /// The per-delivery ACL check (as mochi's `publishToClient`): may `h` read `msg`'s topic?
+    /// A refused delivery is skipped, not counted as dropped.
+    #[cold]
+    fn may_read(&self, h: &ClientHandle, msg: &Message) -> bool {
+        self.hooks.on_acl_check(&h.info, &msg.topic, Access::Read)
+    }
+
+    /// Asks the hooks again which of `h`'s subscriptions may be denied a delivery, for the
+    /// client `h` is now (its session's filters against its info).
+    fn refresh_acl(&self, h: &ClientHandle) {
+        let filters: Vec<ByteString> = h
+            .state
+            .lock()
+            .session
+            .subscriptions
+            .keys()
+            .cloned()
+            .collect();
+        let answers: Vec<(ByteString, bool)> = filters
+            .into_iter()
+            .map(|f| {
+                let may_deny = self.hooks.acl_may_deny_within(&h.info, &f);
+                (f, may_deny)
+            })
+            .collect();
+        let mut st = h.state.lock();
+        let session = &mut st.session;
+        for (f, may_deny) in answers {
+            // Unsubscribed meanwhile: nothing to keep.
+            if may_deny && session.subscriptions.contains_key(&f) {
+                session.acl_checked.insert(f);
+            } else {
+                session.acl_checked.remove(&f);
+            }
+        }
+        h.acl_read
+            .store(!session.acl_checked.is_empty(), Ordering::Relaxed);
+    }
+
+    /// Asks the hooks again, for every subscription of every client, whether an ACL hook may
+    /// deny one of its deliveries: call it once what an ACL hook answers has changed (the
+    /// `moco` binary does after reloading its ledger on SIGHUP), so that a new deny covers
+    /// existing subscriptions too. Until it returns, a subscription judged undeniable before
+    /// the change is delivered unchecked. Messages already queued are not checked again.
+    ///
+    /// ```
+    /// use moco_engine::{AllowAll, Broker, Hooks, Options};
+    /// use std::sync::Arc;
+    ///
+    /// let mut hooks = Hooks::new();
+    /// hooks.add(Arc::new(AllowAll));
+    /// let broker = Broker::new(Options::default(), hooks);
+    /// // ... the ACL hook's rules change (e.g. `SharedLedger::reload`), then:
+    /// broker.acl_changed();
+    /// ```
+    pub fn acl_changed(&self) {
+        let handles: Vec<_> = self.clients.read().values().cloned().collect();
+        for h in handles {
+            self.refresh_acl(&h);
+        }
     }
 
     /// Queues `msg` for subscriber `h` with its subscription's (QoS, retain-as-published,
@@ -998,7 +1275,7 @@ impl Broker {
         let sub_id = sub.properties.subscription_identifier;
         let mut codes = Vec::with_capacity(sub.filters.len());
         let mut retained: Vec<Delivery> = Vec::new();
-        let mut added: Vec<(ByteString, moco_topic::SubscriptionOptions)> = Vec::new();
+        let mut added: Vec<(ByteString, moco_topic::SubscriptionOptions, bool)> = Vec::new();
         for (filter, opts) in &sub.filters {
             let code = (|| {
                 let Ok(f) = moco_topic::parse_filter(filter) else {
@@ -1015,6 +1292,12 @@ impl Broker {
                 }
                 if !self.hooks.on_acl_check(info, filter, Access::Read) {
                     return obscure(&self.options, ReasonCode::NotAuthorized);
+                }
+                // Whether each delivery on it must be checked: known before the router has
+                // it, so that no message slips through unchecked.
+                let check_reads = self.hooks.acl_may_deny_within(info, filter);
+                if check_reads {
+                    handle.acl_read.store(true, Ordering::Relaxed);
                 }
                 let granted = (opts.qos as u8).min(caps.maximum_qos);
                 let topts = moco_topic::SubscriptionOptions {
@@ -1038,7 +1321,7 @@ impl Broker {
                 };
                 self.routes_changed();
                 // A copy: a slice would pin the connection's read buffer (see connect_with).
-                added.push((ByteString::from(&**filter), topts));
+                added.push((ByteString::from(&**filter), topts, check_reads));
                 let send_retained = !f.is_shared()
                     && caps.retain_available
                     && match topts.retain_handling {
@@ -1047,8 +1330,8 @@ impl Broker {
                         moco_topic::RetainHandling::DoNotSend => false,
                     };
                 if send_retained {
-                    let r = self.retained.read();
-                    r.for_each_match(f.filter, |m| {
+                    let from = retained.len();
+                    self.retained.read().for_each_match(f.filter, |m| {
                         if !m.is_expired(now) {
                             retained.push(Delivery {
                                 msg: m.clone(),
@@ -1058,6 +1341,15 @@ impl Broker {
                             });
                         }
                     });
+                    if check_reads {
+                        // The same per-topic check as live messages, outside the lock.
+                        let matched = retained.split_off(from);
+                        retained.extend(
+                            matched
+                                .into_iter()
+                                .filter(|d| self.may_read(handle, &d.msg)),
+                        );
+                    }
                 }
                 match granted {
                     0 => ReasonCode::GrantedQoS0,
@@ -1069,9 +1361,17 @@ impl Broker {
         }
         {
             let mut st = handle.state.lock();
-            for (f, o) in added {
+            for (f, o, check_reads) in added {
+                if check_reads {
+                    st.session.acl_checked.insert(f.clone());
+                } else {
+                    st.session.acl_checked.remove(&f);
+                }
                 st.session.subscriptions.insert(f, o);
             }
+            handle
+                .acl_read
+                .store(!st.session.acl_checked.is_empty(), Ordering::Relaxed);
             st.send(Packet::SubAck(SubAck {
                 packet_id: sub.packet_id,
                 reason_codes: codes.clone(),
@@ -1120,7 +1420,7 @@ impl Broker {
         for f in &unsub.filters {
             let existed = self.router.unsubscribe(&info.id, f);
             self.routes_changed();
-            handle.state.lock().session.subscriptions.remove(f);
+            handle.forget_subscription(f);
             codes.push(if existed {
                 ReasonCode::Success
             } else {
@@ -1309,14 +1609,25 @@ impl Broker {
         pending: &[(Publish, QoS)],
     ) -> Result<(), Error> {
         let id = ByteString::from(client_id);
+        let info = ClientInfo {
+            id: id.clone(),
+            username: None,
+            remote: Arc::from("restored"),
+            listener: Arc::from("storage"),
+            protocol: ProtocolVersion::V5,
+        };
         let mut session = Session::new(expiry_interval);
         for (filter, opts) in subscriptions {
+            if self.hooks.acl_may_deny_within(&info, filter) {
+                session.acl_checked.insert(filter.clone());
+            }
             self.router
                 .subscribe(&id, filter, *opts)
                 .map_err(Error::Topic)?;
             self.routes_changed();
             session.subscriptions.insert(filter.clone(), *opts);
         }
+        let acl_read = !session.acl_checked.is_empty();
         let limits = ConnLimits {
             version: ProtocolVersion::V5,
             keep_alive: 0,
@@ -1351,13 +1662,7 @@ impl Broker {
         }
         let deadline = now.checked_add(Duration::from_secs(u64::from(expiry_interval)));
         let handle = Arc::new(ClientHandle {
-            info: ClientInfo {
-                id: id.clone(),
-                username: None,
-                remote: Arc::from("restored"),
-                listener: Arc::from("storage"),
-                protocol: ProtocolVersion::V5,
-            },
+            info,
             state: Mutex::new(st),
             notify: Notify::new(),
             closing: Notify::new(),
@@ -1367,6 +1672,8 @@ impl Broker {
             trim: AtomicBool::new(false),
             flow: Default::default(),
             idle: Default::default(),
+            acl_read: AtomicBool::new(acl_read),
+            injected: AtomicBool::new(false),
         });
         if let Some(t) = deadline {
             self.session_deadlines.lock().insert((t, id.clone()));
@@ -1695,6 +2002,232 @@ mod tests {
             (2, 2),
             "a shared group's pick was cached"
         );
+    }
+
+    /// Denies reading `secret/…` to everyone and `updates/…` to user `guest` (and, once
+    /// `deny_all_updates` is set, to everyone); counts the read checks per topic.
+    #[derive(Default)]
+    struct Rules {
+        deny_all_updates: AtomicBool,
+        reads: Mutex<Vec<String>>,
+    }
+
+    impl Rules {
+        fn denies(&self, client: &ClientInfo, topic: &str) -> bool {
+            let guest = client.username.as_deref() == Some("guest");
+            topic.starts_with("secret/")
+                || (topic.starts_with("updates/")
+                    && (guest || self.deny_all_updates.load(Ordering::Relaxed)))
+        }
+        fn reads(&self) -> usize {
+            self.reads.lock().len()
+        }
+    }
+
+    struct Acl(Arc<Rules>);
+
+    impl crate::Hook for Acl {
+        fn id(&self) -> &str {
+            "acl"
+        }
+        fn provides(&self, e: crate::Event) -> bool {
+            matches!(
+                e,
+                crate::Event::OnConnectAuthenticate | crate::Event::OnAclCheck
+            )
+        }
+        fn on_connect_authenticate(&self, _: &ClientInfo, _: &Connect) -> bool {
+            true
+        }
+        fn on_acl_check(&self, c: &ClientInfo, topic: &str, a: Access) -> bool {
+            if a == Access::Read && !topic.contains(['+', '#']) {
+                self.0.reads.lock().push(topic.to_owned());
+            }
+            !(a == Access::Read && self.0.denies(c, topic))
+        }
+        fn acl_may_deny_within(&self, c: &ClientInfo, filter: &str) -> bool {
+            let f = moco_topic::parse_filter(filter).unwrap().filter;
+            ["secret/x", "updates/x"]
+                .iter()
+                .any(|t| moco_topic::filter_matches(f, t) && self.0.denies(c, t))
+        }
+    }
+
+    fn acl_broker() -> (Broker, Arc<Rules>) {
+        let rules = Arc::new(Rules::default());
+        let mut hooks = Hooks::new();
+        hooks.add(Arc::new(Acl(rules.clone())));
+        (Broker::new(Options::default(), hooks), rules)
+    }
+
+    fn msg(topic: &str) -> Publish {
+        Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: topic.into(),
+            packet_id: None,
+            payload: Bytes::from_static(b"m"),
+            properties: Default::default(),
+        }
+    }
+
+    /// Topics of the messages queued for `h` (taken out).
+    fn topics(h: &ClientHandle) -> Vec<String> {
+        let mut st = h.state.lock();
+        let mut out: Vec<String> = st
+            .session
+            .retained
+            .drain(..)
+            .map(|d| d.msg.topic.to_string())
+            .collect();
+        out.extend(
+            st.session
+                .pending
+                .drain(..)
+                .map(|d| d.msg.topic.to_string()),
+        );
+        out
+    }
+
+    /// A deny inside a granted subscription is enforced per delivered topic, on the cached
+    /// route of a read batch too; a subscription no rule can deny is never checked.
+    #[test]
+    fn reads_are_checked_per_delivery_only_where_a_deny_is_possible() {
+        let (b, rules) = acl_broker();
+        let t0 = Instant::now();
+        let (wide, narrow, p) = (
+            connect(&b, t0, "wide", 0),
+            connect(&b, t0, "narrow", 0),
+            connect(&b, t0, "p", 0),
+        );
+        b.subscribe(t0, &wide, sub("#"));
+        b.subscribe(t0, &narrow, sub("pub/#"));
+        let before = rules.reads();
+        for _ in 0..2 {
+            // Outside a batch, then twice on the same topic inside one (the cached route).
+            let _batch = WakeBatch::open(4096);
+            for t in ["pub/a", "pub/a", "secret/a", "secret/a"] {
+                b.publish(t0, &p.info, msg(t));
+            }
+        }
+        assert_eq!(topics(&wide), ["pub/a"; 4]);
+        assert_eq!(topics(&narrow), ["pub/a"; 4]);
+        // One check per message to `wide` (8), none for `narrow`.
+        assert_eq!(rules.reads() - before, 8);
+        let n = b.publish(t0, &p.info, msg("secret/b"));
+        assert_eq!(
+            n,
+            ReasonCode::NoMatchingSubscribers,
+            "a denied delivery is not counted"
+        );
+        // Unsubscribing the deniable filter ends the checks.
+        b.unsubscribe(
+            &wide,
+            Unsubscribe {
+                packet_id: 2,
+                filters: vec!["#".into()],
+                properties: Default::default(),
+            },
+        );
+        b.subscribe(t0, &wide, sub("pub/#"));
+        let before = rules.reads();
+        b.publish(t0, &p.info, msg("pub/z"));
+        assert_eq!(rules.reads(), before);
+        assert_eq!(topics(&wide), ["pub/z"]);
+    }
+
+    #[test]
+    fn retained_messages_on_subscribe_pass_the_same_check() {
+        let (b, _rules) = acl_broker();
+        let t0 = Instant::now();
+        for t in ["secret/r", "pub/r"] {
+            let mut m = msg(t);
+            m.retain = true;
+            b.publish_internal(t0, &m);
+        }
+        let c = connect(&b, t0, "c", 0);
+        b.subscribe(t0, &c, sub("#"));
+        assert_eq!(topics(&c), ["pub/r"]);
+    }
+
+    /// After the rules change, `acl_changed` makes existing subscriptions follow them.
+    #[test]
+    fn acl_changed_reaches_existing_subscriptions() {
+        let (b, rules) = acl_broker();
+        let t0 = Instant::now();
+        let (c, p) = (connect(&b, t0, "c", 0), connect(&b, t0, "p", 0));
+        b.subscribe(t0, &c, sub("updates/#"));
+        b.publish(t0, &p.info, msg("updates/1"));
+        rules.deny_all_updates.store(true, Ordering::Relaxed);
+        // Judged undeniable at SUBSCRIBE: delivered unchecked until told.
+        b.publish(t0, &p.info, msg("updates/2"));
+        b.acl_changed();
+        b.publish(t0, &p.info, msg("updates/3"));
+        assert_eq!(topics(&c), ["updates/1", "updates/2"]);
+        rules.deny_all_updates.store(false, Ordering::Relaxed);
+        b.acl_changed();
+        let before = rules.reads();
+        b.publish(t0, &p.info, msg("updates/4"));
+        assert_eq!(topics(&c), ["updates/4"]);
+        assert_eq!(
+            rules.reads(),
+            before,
+            "checked again after the deny went away"
+        );
+    }
+
+    /// A resumed session is judged again for the client that resumed it.
+    #[test]
+    fn a_resumed_session_is_judged_for_who_resumed_it() {
+        let (b, rules) = acl_broker();
+        let t0 = Instant::now();
+        let p = connect(&b, t0, "p", 0);
+        let login = |user: &str| {
+            let mut c = Connect::new(ProtocolVersion::V5, "r");
+            c.username = Some(user.into());
+            c.clean_start = false;
+            c.properties.session_expiry_interval = Some(60);
+            match b.connect(t0, &c, Arc::from("t"), Arc::from("t")) {
+                ConnectOutcome::Accepted(h) => h,
+                ConnectOutcome::Refused(a) => panic!("{a:?}"),
+            }
+        };
+        let admin = login("admin");
+        b.subscribe(t0, &admin, sub("updates/#"));
+        b.subscribe(t0, &admin, sub("pub/#"));
+        b.publish(t0, &p.info, msg("updates/1"));
+        assert_eq!(topics(&admin), ["updates/1"]);
+        b.disconnected(t0, &admin);
+        let guest = login("guest");
+        b.publish(t0, &p.info, msg("updates/2"));
+        b.publish(t0, &p.info, msg("pub/2"));
+        assert_eq!(topics(&guest), ["pub/2"]);
+        // And back to a user no rule denies: no check at all.
+        b.disconnected(t0, &guest);
+        let admin = login("admin");
+        let before = rules.reads();
+        b.publish(t0, &p.info, msg("updates/3"));
+        assert_eq!(topics(&admin), ["updates/3"]);
+        assert_eq!(rules.reads(), before);
+    }
+
+    /// A shared group's member that may not read the topic does not get the message.
+    #[test]
+    fn a_denied_shared_member_gets_nothing() {
+        let (b, _rules) = acl_broker();
+        let t0 = Instant::now();
+        let p = connect(&b, t0, "p", 0);
+        let (s1, s2) = (connect(&b, t0, "s1", 0), connect(&b, t0, "s2", 0));
+        b.subscribe(t0, &s1, sub("$share/g/#"));
+        b.subscribe(t0, &s2, sub("$share/g/#"));
+        for t in ["secret/1", "secret/2", "pub/1", "pub/2"] {
+            b.publish(t0, &p.info, msg(t));
+        }
+        let mut got = topics(&s1);
+        got.extend(topics(&s2));
+        got.sort();
+        assert_eq!(got, ["pub/1", "pub/2"]);
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub enum Error {
     /// No client has this id.
     #[error("no such client")]
     NoSuchClient,
+    /// The client has a connection: only an injected client's output may be taken.
+    #[error("not an injected client")]
+    NotInjected,
     /// A hook failed to initialize or to load stored state.
     #[error("hook {id}: {source}")]
     Hook {

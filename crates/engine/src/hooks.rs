@@ -302,6 +302,19 @@ pub trait Hook: Send + Sync + 'static {
         false
     }
 
+    /// Whether [`on_acl_check`](Hook::on_acl_check) could deny `client` reading some topic
+    /// that `filter` matches (a subscription the hooks just allowed, plain or `$share/…`).
+    ///
+    /// Read access is checked again for each delivered message, as mochi and Mosquitto do;
+    /// the broker asks this once per subscription (and again on
+    /// [`Broker::acl_changed`](crate::Broker::acl_changed)) so that a subscription no rule
+    /// could deny costs nothing per message. Never answer no when a denial is possible.
+    /// The default, yes, has every delivery checked: keep it for a hook whose answers may
+    /// change without `acl_changed` being called.
+    fn acl_may_deny_within(&self, client: &ClientInfo, filter: &str) -> bool {
+        true
+    }
+
     /// A valid CONNECT arrived, before authentication (mochi's order). Returning an error
     /// refuses the client with that code in CONNACK.
     fn on_connect(&self, client: &ClientInfo, connect: &Connect) -> Result<(), ReasonCode> {
@@ -600,6 +613,14 @@ impl Hooks {
             .any(|h| h.on_acl_check(client, topic, access))
     }
 
+    /// Whether [`Hooks::on_acl_check`] could deny `client` reading a topic that `filter`
+    /// matches: only if every hook providing [`Event::OnAclCheck`] may deny (any one hook's
+    /// yes allows). With no such hook every delivery is denied, so this says yes too.
+    pub fn acl_may_deny_within(&self, client: &ClientInfo, filter: &str) -> bool {
+        self.each(Event::OnAclCheck)
+            .all(|h| h.acl_may_deny_within(client, filter))
+    }
+
     /// Calls [`Hook::on_connect`]; the first refusal wins.
     pub fn on_connect(&self, client: &ClientInfo, connect: &Connect) -> Result<(), ReasonCode> {
         self.each(Event::OnConnect)
@@ -863,6 +884,10 @@ impl Hook for AllowAll {
 
     fn on_acl_check(&self, _: &ClientInfo, _: &str, _: Access) -> bool {
         true
+    }
+
+    fn acl_may_deny_within(&self, _: &ClientInfo, _: &str) -> bool {
+        false
     }
 }
 

@@ -27,7 +27,7 @@ pub mod state;
 pub mod store;
 pub mod sys;
 
-pub use broker::{Broker, ClientHandle, ConnectOutcome, InlineHandler};
+pub use broker::{Broker, ClientHandle, ClientSnapshot, ConnectOutcome, InlineHandler};
 pub use debug_hook::{DebugHook, DebugOptions};
 pub use driver::{inject_packet, run_connection};
 pub use error::Error;

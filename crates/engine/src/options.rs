@@ -107,7 +107,12 @@ pub struct Compatibilities {
     pub always_return_response_info: bool,
     /// Restore `$SYS` counters from storage on restart (used by the storage hook).
     pub restore_sys_info_on_restart: bool,
-    /// Do not copy the client's user properties onto acknowledgements.
+    /// Do not copy the user properties of a client's PUBLISH onto its PUBACK / PUBREC (nor
+    /// those of its PUBREC onto the PUBREL, of its PUBREL onto the PUBCOMP). Off by default,
+    /// as in mochi, whose acknowledgements inherit the packet's properties (only user
+    /// properties are valid in an acknowledgement; none are copied where they would exceed
+    /// the client's maximum packet size). Set it for clients that do not expect them (mochi
+    /// sets it for the paho test suite).
     pub no_inherited_properties_on_ack: bool,
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use moco_codec::{Packet, Publish, QoS};
+use moco_codec::{Packet, Publish, QoS, ReasonCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, ClientSnapshot};
 use crate::driver::{inject_packet, run_connection};
 use crate::error::Error;
 use crate::hooks::{Hook, Hooks};
@@ -258,9 +258,149 @@ impl Server {
 
     /// Processes `packet` as though the connected client `client_id` had sent it (mochi's
     /// `InjectPacket`): the same hooks, ACL checks and acknowledgements (which go to the
-    /// client). Returns whether its connection is still open.
+    /// client). Returns whether its connection is still open; an injected client
+    /// ([`Server::add_injected_client`]) whose packet closed it (a DISCONNECT, a protocol
+    /// error) is disconnected as a connection would be.
     pub fn inject_packet(&self, client_id: &str, packet: Packet) -> Result<bool, Error> {
-        inject_packet(&self.broker, client_id, packet)
+        let open = inject_packet(&self.broker, client_id, packet)?;
+        if !open {
+            if let Some(h) = self.broker.client(client_id) {
+                self.broker.end_injected(&h);
+            }
+        }
+        Ok(open)
+    }
+
+    /// Asks the hooks again which existing subscriptions need each delivery checked: call
+    /// it after the rules of an ACL hook changed (e.g. `moco_auth::SharedLedger::reload`),
+    /// so that a new deny reaches existing subscriptions. See [`Broker::acl_changed`].
+    ///
+    /// ```
+    /// let server = moco_engine::Server::builder().hook(moco_engine::AllowAll).build();
+    /// server.acl_changed();
+    /// ```
+    pub fn acl_changed(&self) {
+        self.broker.acl_changed();
+    }
+
+    /// Every client known, connected or away with a live session (mochi's
+    /// `Clients.GetAll`).
+    ///
+    /// ```
+    /// let server = moco_engine::Server::builder().hook(moco_engine::AllowAll).build();
+    /// server.add_injected_client("probe", "local")?;
+    /// assert_eq!(server.clients().len(), 1);
+    /// # Ok::<(), moco_engine::Error>(())
+    /// ```
+    pub fn clients(&self) -> Vec<ClientSnapshot> {
+        self.broker.clients()
+    }
+
+    /// The clients that came through the listener named `listener` (mochi's
+    /// `Clients.GetByListener`).
+    ///
+    /// ```
+    /// let server = moco_engine::Server::builder().hook(moco_engine::AllowAll).build();
+    /// server.add_injected_client("probe", "local")?;
+    /// assert_eq!(server.clients_on_listener("local").len(), 1);
+    /// assert!(server.clients_on_listener("tcp").is_empty());
+    /// # Ok::<(), moco_engine::Error>(())
+    /// ```
+    pub fn clients_on_listener(&self, listener: &str) -> Vec<ClientSnapshot> {
+        self.broker.clients_on_listener(listener)
+    }
+
+    /// Client `id`, if the broker knows it: who it is, where it came from, whether it is
+    /// connected.
+    ///
+    /// ```
+    /// let server = moco_engine::Server::builder().hook(moco_engine::AllowAll).build();
+    /// server.add_injected_client("probe", "local")?;
+    /// let c = server.client("probe").unwrap();
+    /// assert!(c.connected && c.injected);
+    /// assert_eq!(&*c.listener, "local");
+    /// assert!(server.client("nobody").is_none());
+    /// # Ok::<(), moco_engine::Error>(())
+    /// ```
+    pub fn client(&self, id: &str) -> Option<ClientSnapshot> {
+        self.broker.client(id).map(|h| h.snapshot())
+    }
+
+    /// Disconnects client `id` from the server's side (mochi's `DisconnectClient`): v5
+    /// clients get DISCONNECT with `reason`, v3 clients a close. Returns false if it was not
+    /// connected. See [`Broker::disconnect_client`].
+    ///
+    /// ```
+    /// use moco_engine::codec::ReasonCode;
+    /// let server = moco_engine::Server::builder().hook(moco_engine::AllowAll).build();
+    /// server.add_injected_client("probe", "local")?;
+    /// assert!(server.disconnect_client("probe", ReasonCode::AdministrativeAction)?);
+    /// assert!(server.client("probe").is_none()); // its clean session ended
+    /// # Ok::<(), moco_engine::Error>(())
+    /// ```
+    pub fn disconnect_client(&self, id: &str, reason: ReasonCode) -> Result<bool, Error> {
+        self.broker.disconnect_client(id, reason)
+    }
+
+    /// Removes client `id`'s subscription to `filter`, as if it had unsubscribed (mochi's
+    /// `UnsubscribeClient`, for one filter). Returns whether it existed.
+    ///
+    /// ```
+    /// use moco_engine::codec::{Packet, QoS, Subscribe, SubscriptionOptions};
+    /// let server = moco_engine::Server::builder().hook(moco_engine::AllowAll).build();
+    /// server.add_injected_client("probe", "local")?;
+    /// let opts = SubscriptionOptions { qos: QoS::AtMostOnce, ..Default::default() };
+    /// let sub = Subscribe { packet_id: 1, filters: vec![("a/#".into(), opts)], properties: Default::default() };
+    /// server.inject_packet("probe", Packet::Subscribe(sub))?;
+    /// assert!(server.unsubscribe_client("probe", "a/#")?);
+    /// assert!(!server.unsubscribe_client("probe", "a/#")?);
+    /// # Ok::<(), moco_engine::Error>(())
+    /// ```
+    pub fn unsubscribe_client(&self, id: &str, filter: &str) -> Result<bool, Error> {
+        self.broker.unsubscribe_client(id, filter)
+    }
+
+    /// Registers client `id` without a connection (mochi's `NewClient` + `InjectPacket`):
+    /// the embedding program then speaks for it with [`Server::inject_packet`] and reads
+    /// what it is sent with [`Server::take_injected_output`]. It connects through the hooks
+    /// like any v5 client with a clean session. See [`Broker::add_injected_client`].
+    ///
+    /// ```
+    /// use moco_engine::codec::{Bytes, Packet, Publish, QoS, Subscribe, SubscriptionOptions};
+    /// let server = moco_engine::Server::builder().hook(moco_engine::AllowAll).build();
+    /// server.add_injected_client("probe", "local")?;
+    /// let opts = SubscriptionOptions { qos: QoS::AtMostOnce, ..Default::default() };
+    /// let sub = Subscribe { packet_id: 1, filters: vec![("a/#".into(), opts)], properties: Default::default() };
+    /// server.inject_packet("probe", Packet::Subscribe(sub))?;
+    /// let publish = Publish {
+    ///     dup: false, qos: QoS::AtMostOnce, retain: false, topic: "a/1".into(),
+    ///     packet_id: None, payload: Bytes::from_static(b"hi"), properties: Default::default(),
+    /// };
+    /// server.inject_packet("probe", Packet::Publish(publish))?;
+    /// let out = server.take_injected_output("probe")?; // CONNACK, SUBACK, then the message
+    /// assert!(matches!(&out[..], [Packet::ConnAck(_), Packet::SubAck(_), Packet::Publish(p)] if &p.payload[..] == b"hi"));
+    /// # Ok::<(), moco_engine::Error>(())
+    /// ```
+    pub fn add_injected_client(&self, id: &str, listener: &str) -> Result<ClientSnapshot, Error> {
+        self.broker
+            .add_injected_client(id, listener)
+            .map(|h| h.snapshot())
+    }
+
+    /// Takes what the broker has sent injected client `id` since the last call, as packets
+    /// (see [`Server::add_injected_client`]); [`Error::NotInjected`] for a client with a
+    /// connection.
+    ///
+    /// ```
+    /// use moco_engine::codec::Packet;
+    /// let server = moco_engine::Server::builder().hook(moco_engine::AllowAll).build();
+    /// server.add_injected_client("probe", "local")?;
+    /// assert!(matches!(&server.take_injected_output("probe")?[..], [Packet::ConnAck(_)]));
+    /// assert!(server.take_injected_output("probe")?.is_empty());
+    /// # Ok::<(), moco_engine::Error>(())
+    /// ```
+    pub fn take_injected_output(&self, id: &str) -> Result<Vec<Packet>, Error> {
+        self.broker.take_injected_output(id)
     }
 
     /// Adds a bound TCP listener under the name `id`; it accepts once [`Server::serve`] runs

@@ -119,6 +119,10 @@ pub struct Session {
     pub inbound_qos2: HashSet<u16, moco_topic::SeededState>,
     /// Session expiry interval in seconds (0 = ends with the connection).
     pub expiry_interval: u32,
+    /// The subscriptions (keys of `subscriptions`) on which an ACL hook may deny a delivery:
+    /// each message to this client is checked while there is one (see
+    /// [`Hook::acl_may_deny_within`](crate::Hook::acl_may_deny_within)).
+    pub acl_checked: HashSet<ByteString, moco_topic::SeededState>,
     next_packet_id: u16,
 }
 
@@ -360,6 +364,11 @@ pub struct ClientState {
     notes: Vec<Note>,
     /// Whether completed QoS flows are noted (someone listens to `OnQosComplete`).
     note_completions: bool,
+    /// Whether a v5 acknowledgement carries the user properties of the packet it answers
+    /// (mochi's default; see [`Compatibilities`](crate::Compatibilities)).
+    inherit_ack_props: bool,
+    /// The user properties of the PUBLISH being routed, for its PUBACK / PUBREC.
+    ack_props: Option<Box<moco_codec::UserProperties>>,
     close: Option<ReasonCode>,
     disconnect_queued: bool,
     connected: bool,
@@ -387,6 +396,8 @@ impl ClientState {
             resend,
             notes: Vec::new(),
             note_completions: true,
+            inherit_ack_props: false,
+            ack_props: None,
             close: None,
             disconnect_queued: false,
             connected: true,
@@ -456,6 +467,35 @@ impl ClientState {
         self.note_completions = on;
     }
 
+    /// Whether acknowledgements copy the user properties of the packet they answer (mochi's
+    /// default, which [`Compatibilities::no_inherited_properties_on_ack`] turns off). Off
+    /// unless set.
+    ///
+    /// [`Compatibilities::no_inherited_properties_on_ack`]: crate::Compatibilities
+    pub fn set_inherit_ack_properties(&mut self, on: bool) {
+        self.inherit_ack_props = on;
+    }
+
+    /// The user properties an acknowledgement of a packet carrying `props` copies: none
+    /// unless inherited (v5 only), and none if they could make the acknowledgement larger
+    /// than the client's maximum packet size (MQTT-3.4.2-3 and its twins).
+    fn inherited(&self, props: &moco_codec::UserProperties) -> moco_codec::UserProperties {
+        if !self.inherit_ack_props || props.is_empty() || !self.version().is_v5() {
+            return Vec::new();
+        }
+        let max = self.limits.client_maximum_packet_size as usize;
+        // Fixed header, packet id, reason code, property length: at most 12 bytes.
+        let size = 12
+            + props
+                .iter()
+                .map(|(k, v)| 5 + k.len() + v.len())
+                .sum::<usize>();
+        if max > 0 && size > max {
+            return Vec::new();
+        }
+        props.clone()
+    }
+
     /// Takes the notes (drops, completed and abandoned flows) since the last call.
     pub fn take_notes(&mut self) -> Vec<Note> {
         std::mem::take(&mut self.notes)
@@ -484,10 +524,14 @@ impl ClientState {
                 } else {
                     ReasonCode::PacketIdentifierNotFound
                 };
+                let properties = moco_codec::AckProperties {
+                    user_properties: self.inherited(&r.properties.user_properties),
+                    ..Default::default()
+                };
                 self.control.push_back(Packet::PubComp(PubComp {
                     packet_id: r.packet_id,
                     reason_code: code,
-                    properties: Default::default(),
+                    properties,
                 }));
                 None
             }
@@ -566,10 +610,14 @@ impl ClientState {
                 let pid = p.packet_id.unwrap_or(0);
                 if self.session.inbound_qos2.contains(&pid) {
                     // A repeated PUBLISH before PUBREL: acknowledge again, do not route again.
+                    let properties = moco_codec::AckProperties {
+                        user_properties: self.inherited(&p.properties.user_properties),
+                        ..Default::default()
+                    };
                     self.control.push_back(Packet::PubRec(PubRec {
                         packet_id: pid,
                         reason_code: ReasonCode::Success,
-                        properties: Default::default(),
+                        properties,
                     }));
                     return None;
                 }
@@ -580,17 +628,25 @@ impl ClientState {
                 self.session.inbound_qos2.insert(pid);
             }
         }
+        if p.qos != QoS::AtMostOnce {
+            let props = self.inherited(&p.properties.user_properties);
+            self.ack_props = (!props.is_empty()).then(|| Box::new(props));
+        }
         Some(AppEvent::Publish(p))
     }
 
     /// Acknowledges an inbound QoS 1/2 PUBLISH once the broker has routed (or refused) it.
     pub fn publish_done(&mut self, qos: QoS, packet_id: u16, reason: ReasonCode) {
+        let mut properties = moco_codec::AckProperties::default();
+        if let Some(p) = self.ack_props.take() {
+            properties.user_properties = *p;
+        }
         match qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => self.control.push_back(Packet::PubAck(PubAck {
                 packet_id,
                 reason_code: reason,
-                properties: Default::default(),
+                properties,
             })),
             QoS::ExactlyOnce => {
                 if reason.is_error() {
@@ -599,7 +655,7 @@ impl ClientState {
                 self.control.push_back(Packet::PubRec(PubRec {
                     packet_id,
                     reason_code: reason,
-                    properties: Default::default(),
+                    properties,
                 }));
             }
         }
@@ -628,10 +684,14 @@ impl ClientState {
                     }
                 } else {
                     self.session.inflight[i].stage = Stage::AwaitPubComp;
+                    let properties = moco_codec::AckProperties {
+                        user_properties: self.inherited(&r.properties.user_properties),
+                        ..Default::default()
+                    };
                     self.control.push_back(Packet::PubRel(PubRel {
                         packet_id: r.packet_id,
                         reason_code: ReasonCode::Success,
-                        properties: Default::default(),
+                        properties,
                     }));
                 }
             }

@@ -88,6 +88,10 @@ impl<H: Hook> Hook for LoggedAuth<H> {
     fn on_acl_check(&self, client: &ClientInfo, topic: &str, access: moco_engine::Access) -> bool {
         self.0.on_acl_check(client, topic, access)
     }
+
+    fn acl_may_deny_within(&self, client: &ClientInfo, filter: &str) -> bool {
+        self.0.acl_may_deny_within(client, filter)
+    }
 }
 
 fn refused(client: &ClientInfo, reason: ReasonCode) {

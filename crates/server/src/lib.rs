@@ -407,6 +407,8 @@ impl Broker {
         match (&self.auth, ledger_of(&fresh.config, dir.as_deref())) {
             (AuthState::Ledger(shared), Ok(Some(ledger))) => {
                 shared.store(ledger);
+                // Existing subscriptions: which of them a deny may now reach.
+                self.server.acl_changed();
                 info!(config = %path.display(), "auth ledger reloaded");
             }
             (_, Err(e)) => {

@@ -250,6 +250,71 @@ async fn sighup_reloads_the_ledger_file_and_keeps_clients() {
     assert_eq!(m.wait_exit(Duration::from_secs(8)).code(), Some(0));
 }
 
+/// A SIGHUP that adds a deny inside a granted filter stops deliveries on a subscription
+/// made before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_deny_reaches_an_existing_subscription() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = "auth:\n  - {username: watcher, password: pw, allow: true}\n  - {username: writer, password: pw, allow: true}\n";
+    let ledger = write(
+        dir.path(),
+        "ledger.yaml",
+        &format!("{users}acl:\n  - filters: {{\"#\": readwrite}}\n"),
+    );
+    let config = write(
+        dir.path(),
+        "moco.yaml",
+        "listeners:\n  - type: tcp\n    address: 127.0.0.1:0\nhooks:\n  auth:\n    ledger_file: ledger.yaml\n",
+    );
+    let mut m = Moco::start(&["--config", &config]);
+    m.wait_for_log("moco serving");
+    let mut watcher = v4(with_login(v4_opts("watcher", m.addr), "watcher"))
+        .await
+        .unwrap();
+    watcher.round_trip("updates/1", "before").await;
+    watcher
+        .client
+        .subscribe("#", rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    watcher
+        .next_where(|p| matches!(p, rumqttc::Packet::SubAck(_)))
+        .await;
+    let writer = v4(with_login(v4_opts("writer", m.addr), "writer"))
+        .await
+        .unwrap();
+
+    std::fs::write(
+        &ledger,
+        format!("{users}acl:\n  - username: watcher\n    filters: {{\"updates/#\": deny}}\n  - filters: {{\"#\": readwrite}}\n"),
+    )
+    .unwrap();
+    let from = m.log_len();
+    m.signal("HUP");
+    m.wait_for_log_after(from, "auth ledger reloaded");
+    for (topic, payload) in [("updates/2", "denied"), ("other/2", "allowed")] {
+        writer
+            .client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+    // QoS 1 from one publisher keeps its order: `updates/2` would have come first.
+    let p = watcher
+        .next_where(|p| matches!(p, rumqttc::Packet::Publish(_)))
+        .await;
+    let rumqttc::Packet::Publish(p) = p else {
+        unreachable!()
+    };
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..]),
+        ("other/2", &b"allowed"[..])
+    );
+
+    m.signal("TERM");
+    assert_eq!(m.wait_exit(Duration::from_secs(8)).code(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_an_inline_ledger_and_reports_restart_only_changes() {
     let dir = tempfile::tempdir().unwrap();
