@@ -260,6 +260,12 @@ class Client:
     def ack(self, m: Msg) -> None:
         self.c.ack(m.mid, m.qos)
 
+    def wait_written(self, timeout: float = DEFAULT_WAIT) -> None:
+        """Waits until paho's network thread has written every queued packet to the socket:
+        subscribe() and publish() return before that, so without it two clients' packets leave
+        in an order the broker cannot know."""
+        self._wait(lambda: not self.c._out_packet, timeout, "queued packets written")
+
     def expect(self, pred: Callable[[Msg], bool] | None = None, timeout: float = DEFAULT_WAIT,
                what: str = "a message") -> Msg:
         """Takes the first received message that matches pred, waiting up to timeout."""

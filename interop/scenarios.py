@@ -9,13 +9,16 @@ the scenario accepts every allowed choice and checks only the MUSTs.
 
 from __future__ import annotations
 
+import select
+import struct
 import time
 
 from paho.mqtt.packettypes import PacketTypes as PT
+from paho.mqtt.properties import VariableByteIntegers
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from harness import (DISCONNECT, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK,
-                     Client, Closed, check, props)
+                     Client, Closed, Fail, check, props)
 
 REGISTRY: list = []
 BOTH = (3, 5)
@@ -1081,3 +1084,122 @@ def s_flow_control_client_to_server(t):
     check(len(refused) == 1 and not discs, what)
     t.deviation("mosquitto", what)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# The way third-party test suites drive a broker: clients reused from step to step, no wait
+# for SUBACK before another client publishes, clients that flood without reading.
+
+
+@scenario()
+def s_subscribe_then_publish_without_suback(t):
+    """Two quiet clients, reused for every try: B subscribes and does not wait for the SUBACK,
+    A publishes 1 ms later. The SUBSCRIBE was read first, so it is in effect for the PUBLISH
+    (request/response loses replies otherwise)."""
+    a, b = connected(t), connected(t)
+    tries = 8
+    for i in range(tries):
+        topic = t.topic(f"req{i}")
+        if t.version == 5:
+            # A is subscribed itself, with no-local, as a requester listening to its topic.
+            a.subscribe([(topic, SubscribeOptions(qos=1, noLocal=True))])
+        time.sleep(0.5)  # both connections quiet, the broker's workers asleep
+        if t.version == 5:
+            b.c.subscribe([(topic, SubscribeOptions(qos=2, noLocal=True))])
+        else:
+            b.c.subscribe(topic, 2)
+        b.wait_written()  # in the socket, not acknowledged
+        time.sleep(0.001)
+        a.publish(topic, f"m{i}".encode(), 1, wait=False)
+        b.expect(lambda m, topic=topic: m.topic == topic, timeout=3,
+                 what=f"try {i + 1}/{tries}: message published 1 ms after the SUBSCRIBE")
+
+
+@scenario()
+def s_reused_clients_across_steps(t):
+    """One publisher and one subscriber go through QoS 0/1/2, unsubscribe, resubscribe and a
+    retained message without reconnecting, never waiting for SUBACK or UNSUBACK (only for
+    paho's network thread to have written them)."""
+    pub, sub = connected(t), connected(t)
+    for qos in (0, 1, 2):
+        topic = t.topic(f"q{qos}")
+        sub.c.subscribe(topic, qos)
+        sub.wait_written()
+        pub.publish(topic, f"q{qos}".encode(), qos, wait=False)
+        m = sub.expect_topic(topic)
+        check(m.payload == f"q{qos}".encode() and m.qos == qos, f"step QoS {qos}: {m!r}")
+    topic = t.topic("q1")
+    sub.c.unsubscribe(topic)
+    sub.wait_written()
+    pub.publish(topic, b"after unsubscribe", 1)
+    sub.expect_none(lambda m: m.payload == b"after unsubscribe", 0.5,
+                    "message after an UNSUBSCRIBE read before it")
+    sub.c.subscribe(topic, 1)
+    sub.wait_written()
+    pub.publish(topic, b"again", 1, wait=False)
+    check(sub.expect_topic(topic).payload == b"again", "resubscribed client missed a message")
+    rt = t.retain(t.topic("retained"))
+    pub.publish(rt, b"kept", 1, retain=True)
+    sub.c.subscribe(rt, 1)
+    m = sub.expect_topic(rt)
+    check(m.retain and m.payload == b"kept", f"retained message on a reused client: {m!r}")
+
+
+@scenario(5)
+def s_flood_reads_server_disconnect(t):
+    """A client floods QoS 2 PUBLISHes past the Receive Maximum without reading, looking for
+    what the broker sent only between two writes (as a single-threaded client does): it must
+    read DISCONNECT 0x93, not have its writes fail with a reset first."""
+    r = t.raw()
+    ack = r.connect(t.new_cid())
+    rm = ack.p("ReceiveMaximum", 65535)
+    if rm > 5000:
+        t.note(f"server Receive Maximum {rm}: flood not exercised")
+        return
+    topic = t.topic()
+    r.sock.setblocking(False)
+    deadline = time.monotonic() + 5
+    pid, out, found = 0, b"", None
+    try:
+        while found is None and time.monotonic() < deadline:
+            if not out:
+                pid = pid % 65535 + 1
+                body = (struct.pack("!H", len(topic)) + topic.encode() + struct.pack("!H", pid)
+                        + b"\x00" + b"x" * 64)
+                out = bytes([0x34]) + VariableByteIntegers.encode(len(body)) + body
+            _, w, _ = select.select([], [r.sock], [], 0.01)
+            if w:
+                out = out[r.sock.send(out):]
+            try:
+                data = r.sock.recv(65536)
+                if not data:
+                    break
+                r.buf += data
+            except BlockingIOError:
+                pass
+            while (p := r._parse()) is not None:
+                if p.type == DISCONNECT:
+                    found = p
+    except OSError as e:
+        raise Fail(f"the flood's write or read failed before a DISCONNECT: {e!r}") from e
+    finally:
+        r.sock.setblocking(True)
+    if found is None:
+        what = f"no DISCONNECT within 5 s of flooding past Receive Maximum {rm}"
+        # Mosquitto 2.0.11 answers with PUBREC 0x97 and keeps the connection (see
+        # s_flow_control_client_to_server).
+        t.deviation("mosquitto", what)
+        return
+    check(found.rc == 0x93, f"DISCONNECT {found.rc:#04x}, expected 0x93")
+
+
+@scenario(3)
+def s_v3_keepalive_above_maximum(t):
+    """The suite's brokers cap keep-alive at 60 s. A v3.1.1 client cannot be told a server
+    keep-alive; one asking for 0 (none) or 120 is accepted and held to the cap, as Mosquitto's
+    max_keepalive does, not refused."""
+    for ka in (0, 61, 120):
+        c = t.client()
+        ack = c.connect(keepalive=ka)
+        check(ack.rc == 0, f"v3.1.1 CONNECT with keep-alive {ka}: refused with {ack.rc}")
+        c.disconnect()
