@@ -328,17 +328,14 @@ fn disconnect_reason(p: &Packet) -> Option<ReasonCode> {
     }
 }
 
-/// Issue 16.2: a client floods QoS 2 PUBLISHes past the receive maximum without reading (so
-/// without PUBREL): it reads DISCONNECT 0x93, then the end of the stream, never a reset.
-#[test]
-fn receive_maximum_exceeded_reaches_a_client_that_keeps_writing() {
-    let broker = Broker::start(Options {
-        capabilities: Capabilities {
-            receive_maximum: 10,
-            ..Default::default()
-        },
-        ..Default::default()
-    });
+/// [`flood_until`] with 100 v5 clients that connect and then flood `flood` packets until they
+/// read a DISCONNECT, which must carry `code`.
+fn flood_until_disconnect(
+    options: Options,
+    flood: impl Fn(u16) -> Packet + Sync,
+    code: ReasonCode,
+) {
+    let broker = Broker::start(options);
     let ends = flood_until(
         broker.addr,
         V5,
@@ -351,43 +348,46 @@ fn receive_maximum_exceeded_reaches_a_client_that_keeps_writing() {
                 true,
             ))]
         },
-        |n| Packet::Publish(common::publish("flood", 2, Some(n), &[0u8; 64])),
+        flood,
         |p| matches!(p, Packet::Disconnect(_)),
     );
-    assert_all(&ends, "DISCONNECT 0x93", |p| {
-        disconnect_reason(p) == Some(ReasonCode::ReceiveMaximumExceeded)
+    assert_all(&ends, &format!("DISCONNECT {code:?}"), |p| {
+        disconnect_reason(p) == Some(code)
     });
+}
+
+/// Issue 16.2: a client floods QoS 2 PUBLISHes past the receive maximum without reading (so
+/// without PUBREL): it reads DISCONNECT 0x93, then the end of the stream, never a reset.
+#[test]
+fn receive_maximum_exceeded_reaches_a_client_that_keeps_writing() {
+    flood_until_disconnect(
+        Options {
+            capabilities: Capabilities {
+                receive_maximum: 10,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        |n| Packet::Publish(common::publish("flood", 2, Some(n), &[0u8; 64])),
+        ReasonCode::ReceiveMaximumExceeded,
+    );
 }
 
 /// Issue 16.2: a client keeps writing PUBLISHes over the maximum packet size: it reads
 /// DISCONNECT 0x95 (packet too large).
 #[test]
 fn packet_too_large_reaches_a_client_that_keeps_writing() {
-    let broker = Broker::start(Options {
-        capabilities: Capabilities {
-            maximum_packet_size: 1000,
+    flood_until_disconnect(
+        Options {
+            capabilities: Capabilities {
+                maximum_packet_size: 1000,
+                ..Default::default()
+            },
             ..Default::default()
         },
-        ..Default::default()
-    });
-    let ends = flood_until(
-        broker.addr,
-        V5,
-        100,
-        |i| {
-            vec![Packet::from(common::connect_packet(
-                &format!("large-{i}"),
-                V5,
-                30,
-                true,
-            ))]
-        },
         |_| Packet::Publish(common::publish("large", 0, None, &[7u8; 2000])),
-        |p| matches!(p, Packet::Disconnect(_)),
+        ReasonCode::PacketTooLarge,
     );
-    assert_all(&ends, "DISCONNECT 0x95", |p| {
-        disconnect_reason(p) == Some(ReasonCode::PacketTooLarge)
-    });
 }
 
 /// Issue 16.2: a CONNECT that is refused, followed at once by more packets (the client does
