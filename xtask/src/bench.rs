@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// Brokers to compare, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "moco,mosquitto,rumqttd")]
     brokers: Vec<BrokerKind>,
+    /// Serve moco's clients through an auth ledger of this many ACL rules (none of which can
+    /// deny the bench's topics) instead of `allow_all`: what a rule ledger costs on routing.
+    #[arg(long, default_value_t = 0)]
+    moco_acl_rules: usize,
 }
 
 /// A broker under test.
@@ -68,9 +72,9 @@ impl BrokerKind {
 /// THE one place that says how the harness starts moco: `moco --tcp 127.0.0.1:PORT`, like
 /// mochi's `--tcp` flag. Everything else moco needs for a fair run (anonymous clients allowed,
 /// nothing persisted) must be its default with no configuration file.
-fn moco_command(bin: &Path, addr: SocketAddr, dir: &Path) -> Result<Command> {
+fn moco_command(bin: &Path, addr: SocketAddr, dir: &Path, acl_rules: usize) -> Result<Command> {
     let conf = dir.join("moco.yaml");
-    fs::write(&conf, MOCO_CONFIG)?;
+    fs::write(&conf, moco_config(acl_rules))?;
     let mut cmd = Command::new(bin);
     cmd.arg("--config").arg(conf);
     cmd.arg("--tcp").arg(addr.to_string());
@@ -81,9 +85,21 @@ fn moco_command(bin: &Path, addr: SocketAddr, dir: &Path) -> Result<Command> {
 
 /// moco's configuration: anonymous clients as the peers have, and the per-client queue raised
 /// to Mosquitto's `max_queued_messages` below, so no broker drops where another would queue.
-const MOCO_CONFIG: &str = "# written by cargo xtask bench\n\
-hooks: {auth: {allow_all: true}}\n\
-options: {capabilities: {maximum_client_writes_pending: 1000000}}\n";
+/// With `acl_rules`, a ledger instead of `allow_all`: every client may connect, and as many ACL
+/// rules, each for every client, deny topics outside the bench's `mb/` tree.
+fn moco_config(acl_rules: usize) -> String {
+    let mut conf = String::from("# written by cargo xtask bench\n");
+    if acl_rules == 0 {
+        conf.push_str("hooks: {auth: {allow_all: true}}\n");
+    } else {
+        conf.push_str("hooks:\n  auth:\n    ledger:\n      auth: [{allow: true}]\n      acl:\n");
+        for i in 0..acl_rules {
+            conf.push_str(&format!("        - filters: {{\"other/{i}/#\": deny}}\n"));
+        }
+    }
+    conf.push_str("options: {capabilities: {maximum_client_writes_pending: 1000000}}\n");
+    conf
+}
 
 /// Mosquitto's configuration: what it needs to match the others, and no more.
 fn mosquitto_config(addr: SocketAddr) -> String {
@@ -482,6 +498,8 @@ impl Drop for Guard {
 #[derive(Debug)]
 struct Broker {
     kind: BrokerKind,
+    /// moco only: the ACL rules of its ledger (see [`moco_config`]).
+    acl_rules: usize,
     /// Binary, or why the broker cannot run.
     bin: std::result::Result<PathBuf, String>,
     version: String,
@@ -509,7 +527,7 @@ impl Broker {
         let dir = work.join(format!("{}-{}", self.kind.name(), addr.port()));
         fs::create_dir_all(&dir)?;
         let mut cmd = match self.kind {
-            BrokerKind::Moco => moco_command(bin, addr, &dir)?,
+            BrokerKind::Moco => moco_command(bin, addr, &dir, self.acl_rules)?,
             BrokerKind::Mosquitto => {
                 let conf = dir.join("mosquitto.conf");
                 fs::write(&conf, mosquitto_config(addr))?;
@@ -607,7 +625,7 @@ fn target_dir() -> PathBuf {
 }
 
 /// Builds moco in release; a failed build makes moco unavailable, not the bench.
-fn prepare_moco() -> Broker {
+fn prepare_moco(acl_rules: usize) -> Broker {
     let mut build = cargo();
     build.args(["build", "--release", "-p", "moco", "--bin", "moco"]);
     let bin = match run("bench: build moco", build) {
@@ -620,6 +638,7 @@ fn prepare_moco() -> Broker {
         .unwrap_or_default();
     Broker {
         kind: BrokerKind::Moco,
+        acl_rules,
         bin,
         version,
     }
@@ -645,6 +664,7 @@ fn prepare_mosquitto() -> Broker {
         .unwrap_or_default();
     Broker {
         kind: BrokerKind::Mosquitto,
+        acl_rules: 0,
         bin: found,
         version,
     }
@@ -668,6 +688,7 @@ fn prepare_rumqttd() -> Broker {
         .unwrap_or_default();
     Broker {
         kind: BrokerKind::Rumqttd,
+        acl_rules: 0,
         bin: found,
         version,
     }
@@ -849,7 +870,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let mut brokers: Vec<Broker> = kinds
         .iter()
         .map(|k| match k {
-            BrokerKind::Moco => prepare_moco(),
+            BrokerKind::Moco => prepare_moco(args.moco_acl_rules),
             BrokerKind::Mosquitto => prepare_mosquitto(),
             BrokerKind::Rumqttd => prepare_rumqttd(),
         })
@@ -939,6 +960,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
 
     let report = json!({
         "quick": args.quick,
+        "moco_acl_rules": args.moco_acl_rules,
         "rounds": rounds,
         "unix_time": std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

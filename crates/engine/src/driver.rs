@@ -302,7 +302,11 @@ fn poll_read_some<R: AsyncRead + Unpin>(
     let polled = match idle {
         Some(h) => {
             let waker = crate::order::idle_waker(h, cx.waker());
-            Pin::new(&mut *rd).poll_read(&mut Context::from_waker(&waker), &mut rb)
+            let r = Pin::new(&mut *rd).poll_read(&mut Context::from_waker(&waker), &mut rb);
+            if r.is_ready() {
+                crate::order::not_idle(h);
+            }
+            r
         }
         None => Pin::new(&mut *rd).poll_read(cx, &mut rb),
     };
