@@ -26,10 +26,10 @@ use tokio::time::{timeout, Sleep};
 use tokio_util::either::Either;
 use tracing::{debug, trace};
 
+use crate::broker::order::Ticket;
 use crate::broker::{report_notes, Broker, ClientHandle, ConnectOutcome};
 use crate::error::Error;
 use crate::hooks::{ClientInfo, Event};
-use crate::order::Ticket;
 use crate::state::{AppEvent, Transmit};
 
 /// How long a connection must be quiet (nothing read) before its control queue and its
@@ -259,7 +259,7 @@ impl ReadSize {
 /// was used up (in place when its packets are gone, a new one when they still share it).
 ///
 /// `idle`: the connected client's handle, which the wait for data from idle uses as its waker
-/// (see [`crate::order`]); none during the handshake.
+/// (see [`crate::broker::order`]); none during the handshake.
 fn read_some<'a, R: AsyncRead + Unpin>(
     rd: &'a mut R,
     buf: &'a mut BytesMut,
@@ -301,10 +301,10 @@ fn poll_read_some<R: AsyncRead + Unpin>(
     let mut rb = tokio::io::ReadBuf::new(&mut probe);
     let polled = match idle {
         Some(h) => {
-            let waker = crate::order::idle_waker(h, cx.waker());
+            let waker = crate::broker::order::idle_waker(h, cx.waker());
             let r = Pin::new(&mut *rd).poll_read(&mut Context::from_waker(&waker), &mut rb);
             if r.is_ready() {
-                crate::order::not_idle(h);
+                crate::broker::order::not_idle(h);
             }
             r
         }
@@ -744,13 +744,13 @@ where
     let result = loop {
         if Ticket::must_wait(handle) && holds_publish(buf) {
             // Woken from idle with a PUBLISH: the connections woken before this one are
-            // handled first (see `crate::order`). Boxed: only a reader that has to wait pays
+            // handled first (see `crate::broker::order`). Boxed: only a reader that has to wait pays
             // for the waiting future.
             Box::pin(Ticket::wait_turn(handle)).await;
         }
         let Batch { failed, paused } = handle_buffered(broker, handle, decoder, buf, size.get());
         // The ticket of a wake-up from idle stays with the handle until its packets are
-        // handled: handing it back lets later PUBLISHes through (see `crate::order`).
+        // handled: handing it back lets later PUBLISHes through (see `crate::broker::order`).
         Ticket::hand_back(handle);
         if let Some(e) = failed {
             handle.close(e.reason_code());
@@ -769,7 +769,7 @@ where
         }
         // Back-pressure: QoS 1/2 messages just routed may have left a subscriber that keeps
         // up, but slowly, with a long queue; wait for it before the next packet (bounded).
-        crate::flow::wait_for_subscribers(handle).await;
+        crate::broker::flow::wait_for_subscribers(handle).await;
         let deadline = {
             let st = handle.state.lock();
             if !st.is_connected() {
@@ -863,7 +863,7 @@ where
 }
 
 /// Whether the complete packets at the start of `buf` include a PUBLISH (only the first few
-/// are looked at): only a PUBLISH waits for its turn (see [`crate::order`]).
+/// are looked at): only a PUBLISH waits for its turn (see [`crate::broker::order`]).
 fn holds_publish(buf: &[u8]) -> bool {
     const LOOK: usize = 16;
     let mut at = 0;

@@ -2,6 +2,9 @@
 
 use moco_codec::{DecodeError, EncodeError, ReasonCode};
 
+/// The error a hook's `init`, `stop` or stored-state loader returns.
+pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a connection or an engine operation failed. Keeps apart the peer misbehaving
 /// ([`Error::Decode`], [`Error::Protocol`]), local policy ([`Error::Refused`]) and I/O.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +52,7 @@ pub enum Error {
         /// The hook's id.
         id: String,
         /// What went wrong.
-        source: crate::hooks::HookError,
+        source: HookError,
     },
     /// Socket I/O failed.
     #[error("i/o: {0}")]

@@ -209,20 +209,8 @@ pub struct DisconnectInfo {
     pub session_ends: bool,
 }
 
-/// Why a message to a client was dropped, for [`Hook::on_publish_dropped`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DropReason {
-    /// The client's outbound queue was full (QoS 0 dropped, or oldest evicted).
-    QueueFull,
-    /// The message expired before it could be delivered.
-    Expired,
-    /// The message exceeded the client's maximum packet size.
-    TooLarge,
-}
-
-/// The error a hook's [`init`](Hook::init), [`stop`](Hook::stop) or loader returns.
-pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::error::HookError;
+pub use crate::state::DropReason;
 
 /// A client session kept by a storage hook ([`Hook::stored_clients`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,6 +8,18 @@ use bytestring::ByteString;
 use moco_codec::{Packet, ProtocolVersion, Publish, PublishProperties, QoS, WillProperties};
 use parking_lot::Mutex;
 
+thread_local! {
+    /// The size of the read buffer whose packets are being handled on this thread (0: none).
+    static READ_BUFFER: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Says that the packets handled on this thread from now on were read into a buffer of `size`
+/// bytes (0: none): what a message made from one of them keeps alive (see `Pins` in
+/// [`crate::state`]). Set by the reader's batch (`broker::WakeBatch`).
+pub(crate) fn set_read_buffer_size(size: u32) {
+    READ_BUFFER.set(size);
+}
+
 /// A message being routed: one allocation shared by every subscriber it goes to.
 #[derive(Debug)]
 pub struct Message {
@@ -77,7 +89,7 @@ impl Message {
             plain: OnceLock::new(),
             cache: Mutex::new(Vec::new()),
             owned: false,
-            origin: crate::broker::read_buffer_size(),
+            origin: READ_BUFFER.get(),
         }
     }
 

@@ -31,10 +31,10 @@
 //!   `OnPublishDropped`. A client is never disconnected for a full queue: a subscriber that
 //!   reads slowly or not at all only loses its own messages.
 //! * Before the queue fills, a subscriber that keeps draining it holds up its QoS 1/2
-//!   publishers instead (back-pressure, [`crate::flow`]): when a QoS 1/2 delivery leaves the
+//!   publishers instead (back-pressure, [`crate::broker::flow`]): when a QoS 1/2 delivery leaves the
 //!   queue half full, the publisher's reader waits for it to drain to a quarter, for as long as
 //!   it makes progress. Fan-in to a slower subscriber so loses nothing; a subscriber that
-//!   makes no progress for [`crate::flow::STALL_AFTER`] is left to drop.
+//!   makes no progress for [`crate::broker::flow::STALL_AFTER`] is left to drop.
 //! * Retained messages sent on SUBSCRIBE do not go through the bounded queue: the SUBSCRIBE
 //!   puts references to them (no copies) in the backlog, and [`ClientState::poll_transmit`]
 //!   takes them from there, before the queue, as fast as the writer drains and the send quota
@@ -54,8 +54,19 @@ use moco_codec::{
     PubRel, Publish, QoS, ReasonCode, Subscribe, Unsubscribe,
 };
 
-use crate::hooks::DropReason;
 use crate::message::{Delivery, DeliveryParams, Message};
+
+/// Why a message to a client was dropped (reported to `Hook::on_publish_dropped`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// The client's outbound queue was full (QoS 0 dropped, or oldest evicted).
+    QueueFull,
+    /// The message expired before it could be delivered.
+    Expired,
+    /// The message exceeded the client's maximum packet size.
+    TooLarge,
+}
 
 /// A short human-readable text for a server DISCONNECT reason.
 fn reason_text(code: ReasonCode) -> &'static str {
@@ -1708,8 +1719,10 @@ mod tests {
         // Small buffers scattered over memory: one at the start of each 64 KiB region.
         let memory = Bytes::from(vec![7u8; 400 * PIN_REGION]);
         let from_small_buffer = |b: usize, at: usize, len: usize| {
-            let _batch = crate::broker::WakeBatch::open(SMALL);
-            delivery_from(&memory, b * PIN_REGION + at, len, QoS::AtMostOnce)
+            crate::message::set_read_buffer_size(SMALL as u32);
+            let d = delivery_from(&memory, b * PIN_REGION + at, len, QoS::AtMostOnce);
+            crate::message::set_read_buffer_size(0);
+            d
         };
         let owned = |st: &ClientState| {
             st.session

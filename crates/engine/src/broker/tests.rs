@@ -1,0 +1,475 @@
+//! Unit tests of the broker core, in virtual time.
+
+use super::*;
+use crate::hooks::AllowAll;
+
+fn broker() -> Broker {
+    let mut hooks = Hooks::new();
+    hooks.add(Arc::new(AllowAll));
+    Broker::new(Options::default(), hooks)
+}
+
+fn connect(b: &Broker, now: Instant, id: &str, expiry: u32) -> Arc<ClientHandle> {
+    let mut c = Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start: false,
+        keep_alive: 0,
+        client_id: id.into(),
+        username: None,
+        password: None,
+        will: None,
+        properties: Default::default(),
+    };
+    c.properties.session_expiry_interval = Some(expiry);
+    match b.connect(now, &c, Arc::from("t"), Arc::from("t")) {
+        ConnectOutcome::Accepted(h) => h,
+        ConnectOutcome::Refused(a) => panic!("{a:?}"),
+    }
+}
+
+#[test]
+fn v3_keep_alive_above_the_maximum_is_held_to_it_in_virtual_time() {
+    let opts = |refuse| Options {
+        capabilities: crate::Capabilities {
+            maximum_keep_alive: 60,
+            compatibilities: crate::Compatibilities {
+                refuse_v3_keep_alive_above_maximum: refuse,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut hooks = Hooks::new();
+    hooks.add(Arc::new(AllowAll));
+    let b = Broker::new(opts(false), hooks.clone());
+    let strict = Broker::new(opts(true), hooks);
+    let t0 = Instant::now();
+    for version in [ProtocolVersion::V311, ProtocolVersion::V3] {
+        for asked in [0u16, 61, 120] {
+            let c = Connect {
+                protocol: version,
+                clean_start: true,
+                keep_alive: asked,
+                client_id: format!("ka-{asked}").into(),
+                username: None,
+                password: None,
+                will: None,
+                properties: Default::default(),
+            };
+            let h = match b.connect(t0, &c, Arc::from("t"), Arc::from("t")) {
+                ConnectOutcome::Accepted(h) => h,
+                ConnectOutcome::Refused(a) => panic!("{version:?} {asked}: {a:?}"),
+            };
+            let mut st = h.state.lock();
+            let Some(crate::state::Transmit::Packet(Packet::ConnAck(ack))) = st.poll_transmit(t0)
+            else {
+                panic!("no CONNACK");
+            };
+            assert_eq!(ack.properties.server_keep_alive, None, "v3 cannot be told");
+            // Held to 60 s: closed at 1.5 x 60 s of silence, not before.
+            assert_eq!(st.poll_timeout(), Some(t0 + Duration::from_secs(90)));
+            st.handle_timeout(t0 + Duration::from_millis(89_999));
+            assert!(st.is_connected(), "{version:?} {asked}");
+            st.handle_timeout(t0 + Duration::from_secs(90));
+            assert_eq!(st.close_reason(), Some(ReasonCode::KeepAliveTimeout));
+            drop(st);
+            match strict.connect(t0, &c, Arc::from("t"), Arc::from("t")) {
+                ConnectOutcome::Refused(a) => {
+                    assert_eq!(a.reason_code, ReasonCode::ClientIdentifierNotValid)
+                }
+                ConnectOutcome::Accepted(_) => panic!("{version:?} {asked}: accepted"),
+            }
+        }
+    }
+}
+
+#[test]
+fn retained_message_expires_in_virtual_time() {
+    let b = broker();
+    let t0 = Instant::now();
+    let mut p = Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: true,
+        topic: "r".into(),
+        packet_id: None,
+        payload: Bytes::from_static(b"x"),
+        properties: Default::default(),
+    };
+    p.properties.message_expiry_interval = Some(10);
+    b.publish_internal(t0, &p);
+    assert_eq!(b.retained_count(), 1);
+    b.handle_timeout(t0 + Duration::from_secs(9));
+    assert_eq!(b.retained_count(), 1);
+    b.handle_timeout(t0 + Duration::from_secs(10));
+    assert_eq!(b.retained_count(), 0);
+}
+
+#[test]
+fn offline_session_expires_in_virtual_time_unless_resumed() {
+    let b = broker();
+    let t0 = Instant::now();
+    let h = connect(&b, t0, "a", 30);
+    b.disconnected(t0, &h);
+    assert!(b.client("a").is_some());
+    // Resumed at 20 s, gone again at 25 s: the first deadline (30 s) no longer applies.
+    let h2 = connect(&b, t0 + Duration::from_secs(20), "a", 30);
+    b.disconnected(t0 + Duration::from_secs(25), &h2);
+    b.handle_timeout(t0 + Duration::from_secs(31));
+    assert!(b.client("a").is_some(), "expired by a stale deadline");
+    b.handle_timeout(t0 + Duration::from_secs(55));
+    assert!(b.client("a").is_none());
+}
+
+fn sub(filter: &str) -> Subscribe {
+    Subscribe {
+        packet_id: 1,
+        filters: vec![(filter.into(), moco_codec::SubscriptionOptions::default())],
+        properties: Default::default(),
+    }
+}
+
+/// Messages taken by `h` so far (queued for its writer).
+fn got(h: &ClientHandle) -> usize {
+    h.state.lock().session.pending.len()
+}
+
+/// Within a reader's batch the targets of a topic are cached; every change of
+/// subscriptions or clients made meanwhile is seen by the next message all the same, and a
+/// shared group still takes turns.
+#[test]
+fn routes_cached_in_a_batch_follow_every_change() {
+    let b = broker();
+    let t0 = Instant::now();
+    let (a, c) = (connect(&b, t0, "a", 0), connect(&b, t0, "c", 0));
+    let p = connect(&b, t0, "p", 0);
+    b.subscribe(t0, &a, sub("t"));
+    let publish = |n: u8| {
+        let msg = Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: "t".into(),
+            packet_id: None,
+            payload: Bytes::from(vec![n]),
+            properties: Default::default(),
+        };
+        b.publish(t0, &p.info, msg)
+    };
+    let _batch = WakeBatch::open(4096);
+    publish(1);
+    publish(2);
+    assert_eq!((got(&a), got(&c)), (2, 0));
+    b.subscribe(t0, &c, sub("t"));
+    publish(3);
+    assert_eq!((got(&a), got(&c)), (3, 1), "a new subscriber is missed");
+    b.unsubscribe(
+        &a,
+        Unsubscribe {
+            packet_id: 2,
+            filters: vec!["t".into()],
+            properties: Default::default(),
+        },
+    );
+    publish(4);
+    assert_eq!(
+        (got(&a), got(&c)),
+        (3, 2),
+        "an unsubscribed client still gets messages"
+    );
+    // A new connection takes "c" over (a clean session, taken out of the old handle): the
+    // old handle gets nothing more.
+    let c2 = connect(&b, t0, "c", 0);
+    b.subscribe(t0, &c2, sub("t"));
+    publish(5);
+    assert_eq!(
+        (got(&c), got(&c2)),
+        (0, 1),
+        "the taken-over handle still gets messages"
+    );
+    // A session resumed by a new connection keeps its subscriptions (nothing changes in
+    // the router): the new handle gets what follows.
+    let r = connect(&b, t0, "r", 60);
+    b.subscribe(t0, &r, sub("t"));
+    publish(6);
+    let r2 = connect(&b, t0, "r", 60);
+    let before = got(&r2);
+    publish(7);
+    assert_eq!(
+        got(&r2),
+        before + 1,
+        "the resumed session's new handle is missed"
+    );
+    // A shared group: its members take turns, message by message.
+    let (s1, s2) = (connect(&b, t0, "s1", 0), connect(&b, t0, "s2", 0));
+    b.subscribe(t0, &s1, sub("$share/g/u"));
+    b.subscribe(t0, &s2, sub("$share/g/u"));
+    for n in 0..4 {
+        b.publish(
+            t0,
+            &p.info,
+            Publish {
+                dup: false,
+                qos: QoS::AtMostOnce,
+                retain: false,
+                topic: "u".into(),
+                packet_id: None,
+                payload: Bytes::from(vec![n]),
+                properties: Default::default(),
+            },
+        );
+    }
+    assert_eq!(
+        (got(&s1), got(&s2)),
+        (2, 2),
+        "a shared group's pick was cached"
+    );
+}
+
+/// Denies reading `secret/…` to everyone and `updates/…` to user `guest` (and, once
+/// `deny_all_updates` is set, to everyone); counts the read checks per topic.
+#[derive(Default)]
+struct Rules {
+    deny_all_updates: AtomicBool,
+    reads: Mutex<Vec<String>>,
+}
+
+impl Rules {
+    fn denies(&self, client: &ClientInfo, topic: &str) -> bool {
+        let guest = client.username.as_deref() == Some("guest");
+        topic.starts_with("secret/")
+            || (topic.starts_with("updates/")
+                && (guest || self.deny_all_updates.load(Ordering::Relaxed)))
+    }
+    fn reads(&self) -> usize {
+        self.reads.lock().len()
+    }
+}
+
+struct Acl(Arc<Rules>);
+
+impl crate::Hook for Acl {
+    fn id(&self) -> &str {
+        "acl"
+    }
+    fn provides(&self, e: crate::Event) -> bool {
+        matches!(
+            e,
+            crate::Event::OnConnectAuthenticate | crate::Event::OnAclCheck
+        )
+    }
+    fn on_connect_authenticate(&self, _: &ClientInfo, _: &Connect) -> bool {
+        true
+    }
+    fn on_acl_check(&self, c: &ClientInfo, topic: &str, a: Access) -> bool {
+        if a == Access::Read && !topic.contains(['+', '#']) {
+            self.0.reads.lock().push(topic.to_owned());
+        }
+        !(a == Access::Read && self.0.denies(c, topic))
+    }
+    fn acl_may_deny_within(&self, c: &ClientInfo, filter: &str) -> bool {
+        let f = moco_topic::parse_filter(filter).unwrap().filter;
+        ["secret/x", "updates/x"]
+            .iter()
+            .any(|t| moco_topic::filter_matches(f, t) && self.0.denies(c, t))
+    }
+}
+
+fn acl_broker() -> (Broker, Arc<Rules>) {
+    let rules = Arc::new(Rules::default());
+    let mut hooks = Hooks::new();
+    hooks.add(Arc::new(Acl(rules.clone())));
+    (Broker::new(Options::default(), hooks), rules)
+}
+
+fn msg(topic: &str) -> Publish {
+    Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        topic: topic.into(),
+        packet_id: None,
+        payload: Bytes::from_static(b"m"),
+        properties: Default::default(),
+    }
+}
+
+/// Topics of the messages queued for `h` (taken out).
+fn topics(h: &ClientHandle) -> Vec<String> {
+    let mut st = h.state.lock();
+    let mut out: Vec<String> = st
+        .session
+        .retained
+        .drain(..)
+        .map(|d| d.msg.topic.to_string())
+        .collect();
+    out.extend(
+        st.session
+            .pending
+            .drain(..)
+            .map(|d| d.msg.topic.to_string()),
+    );
+    out
+}
+
+/// A deny inside a granted subscription is enforced per delivered topic, on the cached
+/// route of a read batch too; a subscription no rule can deny is never checked.
+#[test]
+fn reads_are_checked_per_delivery_only_where_a_deny_is_possible() {
+    let (b, rules) = acl_broker();
+    let t0 = Instant::now();
+    let (wide, narrow, p) = (
+        connect(&b, t0, "wide", 0),
+        connect(&b, t0, "narrow", 0),
+        connect(&b, t0, "p", 0),
+    );
+    b.subscribe(t0, &wide, sub("#"));
+    b.subscribe(t0, &narrow, sub("pub/#"));
+    let before = rules.reads();
+    for _ in 0..2 {
+        // Outside a batch, then twice on the same topic inside one (the cached route).
+        let _batch = WakeBatch::open(4096);
+        for t in ["pub/a", "pub/a", "secret/a", "secret/a"] {
+            b.publish(t0, &p.info, msg(t));
+        }
+    }
+    assert_eq!(topics(&wide), ["pub/a"; 4]);
+    assert_eq!(topics(&narrow), ["pub/a"; 4]);
+    // One check per message to `wide` (8), none for `narrow`.
+    assert_eq!(rules.reads() - before, 8);
+    let n = b.publish(t0, &p.info, msg("secret/b"));
+    assert_eq!(
+        n,
+        ReasonCode::NoMatchingSubscribers,
+        "a denied delivery is not counted"
+    );
+    // Unsubscribing the deniable filter ends the checks.
+    b.unsubscribe(
+        &wide,
+        Unsubscribe {
+            packet_id: 2,
+            filters: vec!["#".into()],
+            properties: Default::default(),
+        },
+    );
+    b.subscribe(t0, &wide, sub("pub/#"));
+    let before = rules.reads();
+    b.publish(t0, &p.info, msg("pub/z"));
+    assert_eq!(rules.reads(), before);
+    assert_eq!(topics(&wide), ["pub/z"]);
+}
+
+#[test]
+fn retained_messages_on_subscribe_pass_the_same_check() {
+    let (b, _rules) = acl_broker();
+    let t0 = Instant::now();
+    for t in ["secret/r", "pub/r"] {
+        let mut m = msg(t);
+        m.retain = true;
+        b.publish_internal(t0, &m);
+    }
+    let c = connect(&b, t0, "c", 0);
+    b.subscribe(t0, &c, sub("#"));
+    assert_eq!(topics(&c), ["pub/r"]);
+}
+
+/// After the rules change, `acl_changed` makes existing subscriptions follow them.
+#[test]
+fn acl_changed_reaches_existing_subscriptions() {
+    let (b, rules) = acl_broker();
+    let t0 = Instant::now();
+    let (c, p) = (connect(&b, t0, "c", 0), connect(&b, t0, "p", 0));
+    b.subscribe(t0, &c, sub("updates/#"));
+    b.publish(t0, &p.info, msg("updates/1"));
+    rules.deny_all_updates.store(true, Ordering::Relaxed);
+    // Judged undeniable at SUBSCRIBE: delivered unchecked until told.
+    b.publish(t0, &p.info, msg("updates/2"));
+    b.acl_changed();
+    b.publish(t0, &p.info, msg("updates/3"));
+    assert_eq!(topics(&c), ["updates/1", "updates/2"]);
+    rules.deny_all_updates.store(false, Ordering::Relaxed);
+    b.acl_changed();
+    let before = rules.reads();
+    b.publish(t0, &p.info, msg("updates/4"));
+    assert_eq!(topics(&c), ["updates/4"]);
+    assert_eq!(
+        rules.reads(),
+        before,
+        "checked again after the deny went away"
+    );
+}
+
+/// A resumed session is judged again for the client that resumed it.
+#[test]
+fn a_resumed_session_is_judged_for_who_resumed_it() {
+    let (b, rules) = acl_broker();
+    let t0 = Instant::now();
+    let p = connect(&b, t0, "p", 0);
+    let login = |user: &str| {
+        let mut c = Connect::new(ProtocolVersion::V5, "r");
+        c.username = Some(user.into());
+        c.clean_start = false;
+        c.properties.session_expiry_interval = Some(60);
+        match b.connect(t0, &c, Arc::from("t"), Arc::from("t")) {
+            ConnectOutcome::Accepted(h) => h,
+            ConnectOutcome::Refused(a) => panic!("{a:?}"),
+        }
+    };
+    let admin = login("admin");
+    b.subscribe(t0, &admin, sub("updates/#"));
+    b.subscribe(t0, &admin, sub("pub/#"));
+    b.publish(t0, &p.info, msg("updates/1"));
+    assert_eq!(topics(&admin), ["updates/1"]);
+    b.disconnected(t0, &admin);
+    let guest = login("guest");
+    b.publish(t0, &p.info, msg("updates/2"));
+    b.publish(t0, &p.info, msg("pub/2"));
+    assert_eq!(topics(&guest), ["pub/2"]);
+    // And back to a user no rule denies: no check at all.
+    b.disconnected(t0, &guest);
+    let admin = login("admin");
+    let before = rules.reads();
+    b.publish(t0, &p.info, msg("updates/3"));
+    assert_eq!(topics(&admin), ["updates/3"]);
+    assert_eq!(rules.reads(), before);
+}
+
+/// A shared group's member that may not read the topic does not get the message.
+#[test]
+fn a_denied_shared_member_gets_nothing() {
+    let (b, _rules) = acl_broker();
+    let t0 = Instant::now();
+    let p = connect(&b, t0, "p", 0);
+    let (s1, s2) = (connect(&b, t0, "s1", 0), connect(&b, t0, "s2", 0));
+    b.subscribe(t0, &s1, sub("$share/g/#"));
+    b.subscribe(t0, &s2, sub("$share/g/#"));
+    for t in ["secret/1", "secret/2", "pub/1", "pub/2"] {
+        b.publish(t0, &p.info, msg(t));
+    }
+    let mut got = topics(&s1);
+    got.extend(topics(&s2));
+    got.sort();
+    assert_eq!(got, ["pub/1", "pub/2"]);
+}
+
+#[test]
+fn session_expiry_is_capped_by_the_option() {
+    let mut hooks = Hooks::new();
+    hooks.add(Arc::new(AllowAll));
+    let b = Broker::new(
+        Options {
+            capabilities: crate::Capabilities {
+                maximum_session_expiry_interval: 5,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        hooks,
+    );
+    let t0 = Instant::now();
+    let h = connect(&b, t0, "c", 1000);
+    b.disconnected(t0, &h);
+    b.handle_timeout(t0 + Duration::from_secs(5));
+    assert!(b.client("c").is_none());
+}
