@@ -19,6 +19,7 @@ mod error;
 pub mod hooks;
 pub mod message;
 pub mod options;
+pub mod records;
 pub mod router;
 mod server;
 pub mod state;

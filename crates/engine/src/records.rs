@@ -1,0 +1,46 @@
+//! What a storage hook keeps of a session, read back when the server starts (the `Stored*`
+//! loaders of [`Hook`](crate::Hook)): the records the persistence seam exchanges.
+
+use std::time::SystemTime;
+
+use bytestring::ByteString;
+use moco_codec::{ProtocolVersion, Publish};
+
+/// A client session kept by a storage hook ([`Hook::stored_clients`](crate::Hook::stored_clients)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredClient {
+    /// The client identifier.
+    pub id: ByteString,
+    /// The user name it connected with.
+    pub username: Option<ByteString>,
+    /// The listener it came through.
+    pub listener: ByteString,
+    /// Its protocol level.
+    pub protocol: ProtocolVersion,
+    /// Its session expiry interval, in seconds.
+    pub session_expiry_interval: u32,
+    /// When it disconnected, if known: the session then expires `session_expiry_interval`
+    /// seconds after that instant rather than after the restart.
+    pub disconnected_at: Option<SystemTime>,
+}
+
+/// A subscription kept by a storage hook ([`Hook::stored_subscriptions`](crate::Hook::stored_subscriptions)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSubscription {
+    /// The subscribing client.
+    pub client_id: ByteString,
+    /// The filter (plain or `$share/…`).
+    pub filter: ByteString,
+    /// Its options as granted.
+    pub options: moco_topic::SubscriptionOptions,
+}
+
+/// An inflight QoS 1/2 message kept by a storage hook ([`Hook::stored_inflight_messages`](crate::Hook::stored_inflight_messages)),
+/// as [`Hook::on_qos_publish`] saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredInflight {
+    /// The client the message was sent to.
+    pub client_id: ByteString,
+    /// The PUBLISH as sent: its packet id, QoS, topic, payload and properties.
+    pub publish: Publish,
+}
