@@ -36,7 +36,7 @@ pub struct StoredSubscription {
 }
 
 /// An inflight QoS 1/2 message kept by a storage hook ([`Hook::stored_inflight_messages`](crate::Hook::stored_inflight_messages)),
-/// as [`Hook::on_qos_publish`] saw it.
+/// as [`Hook::on_qos_publish`](crate::Hook::on_qos_publish) saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredInflight {
     /// The client the message was sent to.
