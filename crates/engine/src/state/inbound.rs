@@ -1,0 +1,207 @@
+//! What a client sends: PUBLISH with its QoS flows (receive maximum, topic aliases, QoS 2
+//! duplicates), the acknowledgements of what was sent to it, DISCONNECT.
+
+use super::*;
+
+impl ClientState {
+    pub(super) fn handle_disconnect(&mut self, d: Disconnect) -> Option<AppEvent> {
+        if let Some(e) = d.properties.session_expiry_interval {
+            if self.limits.connect_expiry_zero && e != 0 {
+                self.close(ReasonCode::ProtocolError);
+                return None;
+            }
+            self.session.expiry_interval = e;
+        }
+        self.connected = false;
+        self.close = Some(d.reason_code);
+        // The client closed: nothing more is sent.
+        self.disconnect_queued = true;
+        Some(AppEvent::Disconnect {
+            reason: d.reason_code,
+        })
+    }
+
+    pub(super) fn handle_publish(&mut self, mut p: Publish) -> Option<AppEvent> {
+        if p.qos > self.limits.maximum_qos {
+            self.close(ReasonCode::QoSNotSupported);
+            return None;
+        }
+        if p.retain && !self.limits.retain_available {
+            self.close(ReasonCode::RetainNotSupported);
+            return None;
+        }
+        if let Some(alias) = p.properties.topic_alias {
+            if alias == 0 || alias > self.limits.topic_alias_maximum {
+                self.close(ReasonCode::TopicAliasInvalid);
+                return None;
+            }
+            if p.topic.is_empty() {
+                match self.in_aliases.get(&alias) {
+                    Some(t) => p.topic = t.clone(),
+                    None => {
+                        self.close(ReasonCode::ProtocolError);
+                        return None;
+                    }
+                }
+            } else {
+                self.in_aliases.insert(alias, p.topic.clone());
+            }
+            p.properties.topic_alias = None;
+        }
+        if moco_topic::validate_topic_name(&p.topic).is_err() {
+            self.close(ReasonCode::TopicNameInvalid);
+            return None;
+        }
+        match p.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => {}
+            QoS::ExactlyOnce => {
+                let pid = p.packet_id.unwrap_or(0);
+                if self.session.inbound_qos2.contains(&pid) {
+                    // A repeated PUBLISH before PUBREL: acknowledge again, do not route again.
+                    let properties = moco_codec::AckProperties {
+                        user_properties: self.inherited(&p.properties.user_properties),
+                        ..Default::default()
+                    };
+                    self.control.push_back(Packet::PubRec(PubRec {
+                        packet_id: pid,
+                        reason_code: ReasonCode::Success,
+                        properties,
+                    }));
+                    return None;
+                }
+                if self.session.inbound_qos2.len() >= usize::from(self.limits.receive_maximum) {
+                    self.close(ReasonCode::ReceiveMaximumExceeded);
+                    return None;
+                }
+                self.session.inbound_qos2.insert(pid);
+            }
+        }
+        if p.qos != QoS::AtMostOnce {
+            let props = self.inherited(&p.properties.user_properties);
+            self.ack_props = (!props.is_empty()).then(|| Box::new(props));
+        }
+        Some(AppEvent::Publish(p))
+    }
+
+    /// Acknowledges an inbound QoS 1/2 PUBLISH once the broker has routed (or refused) it.
+    pub fn publish_done(&mut self, qos: QoS, packet_id: u16, reason: ReasonCode) {
+        let mut properties = moco_codec::AckProperties::default();
+        if let Some(p) = self.ack_props.take() {
+            properties.user_properties = *p;
+        }
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.control.push_back(Packet::PubAck(PubAck {
+                packet_id,
+                reason_code: reason,
+                properties,
+            })),
+            QoS::ExactlyOnce => {
+                if reason.is_error() {
+                    self.session.inbound_qos2.remove(&packet_id);
+                }
+                self.control.push_back(Packet::PubRec(PubRec {
+                    packet_id,
+                    reason_code: reason,
+                    properties,
+                }));
+            }
+        }
+    }
+
+    /// Where the inflight message with `packet_id` is. Ids are given in sequence and mostly
+    /// acknowledged in order, so its distance from the front's id is tried first; a scan
+    /// covers the rest.
+    pub(super) fn inflight_index(&self, packet_id: u16) -> Option<usize> {
+        let q = &self.session.inflight;
+        let guess = usize::from(packet_id.wrapping_sub(q.front()?.packet_id));
+        if q.get(guess).is_some_and(|i| i.packet_id == packet_id) {
+            return Some(guess);
+        }
+        q.iter().position(|i| i.packet_id == packet_id)
+    }
+
+    pub(super) fn handle_pubrec(&mut self, r: PubRec) {
+        let pos = self.inflight_index(r.packet_id);
+        match pos {
+            Some(i) if self.session.inflight[i].stage == Stage::AwaitPubRec => {
+                if r.reason_code.is_error() {
+                    self.remove_inflight(i);
+                    if self.note_completions {
+                        self.notes.push(Note::QosComplete(r.packet_id));
+                    }
+                } else {
+                    self.session.inflight[i].stage = Stage::AwaitPubComp;
+                    let properties = moco_codec::AckProperties {
+                        user_properties: self.inherited(&r.properties.user_properties),
+                        ..Default::default()
+                    };
+                    self.control.push_back(Packet::PubRel(PubRel {
+                        packet_id: r.packet_id,
+                        reason_code: ReasonCode::Success,
+                        properties,
+                    }));
+                }
+            }
+            Some(_) => {
+                // PUBREC again after PUBREL was sent: send PUBREL again.
+                self.control.push_back(Packet::PubRel(PubRel {
+                    packet_id: r.packet_id,
+                    reason_code: ReasonCode::Success,
+                    properties: Default::default(),
+                }));
+            }
+            None => self.control.push_back(Packet::PubRel(PubRel {
+                packet_id: r.packet_id,
+                reason_code: ReasonCode::PacketIdentifierNotFound,
+                properties: Default::default(),
+            })),
+        }
+    }
+
+    pub(super) fn complete(&mut self, packet_id: u16, stage: Stage) {
+        // (Packet ids in flight are distinct.)
+        if let Some(i) = self
+            .inflight_index(packet_id)
+            .filter(|&i| self.session.inflight[i].stage == stage)
+        {
+            self.remove_inflight(i);
+            if self.note_completions {
+                self.notes.push(Note::QosComplete(packet_id));
+            }
+        }
+    }
+
+    /// Whether acknowledgements copy the user properties of the packet they answer (mochi's
+    /// default, which [`Compatibilities::no_inherited_properties_on_ack`] turns off). Off
+    /// unless set.
+    ///
+    /// [`Compatibilities::no_inherited_properties_on_ack`]: crate::Compatibilities
+    pub fn set_inherit_ack_properties(&mut self, on: bool) {
+        self.inherit_ack_props = on;
+    }
+
+    /// The user properties an acknowledgement of a packet carrying `props` copies: none
+    /// unless inherited (v5 only), and none if they could make the acknowledgement larger
+    /// than the client's maximum packet size (MQTT-3.4.2-3 and its twins).
+    pub(super) fn inherited(
+        &self,
+        props: &moco_codec::UserProperties,
+    ) -> moco_codec::UserProperties {
+        if !self.inherit_ack_props || props.is_empty() || !self.version().is_v5() {
+            return Vec::new();
+        }
+        let max = self.limits.client_maximum_packet_size as usize;
+        // Fixed header, packet id, reason code, property length: at most 12 bytes.
+        let size = 12
+            + props
+                .iter()
+                .map(|(k, v)| 5 + k.len() + v.len())
+                .sum::<usize>();
+        if max > 0 && size > max {
+            return Vec::new();
+        }
+        props.clone()
+    }
+}
