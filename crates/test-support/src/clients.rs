@@ -21,6 +21,26 @@ pub fn v5_opts(id: &str, addr: SocketAddr) -> rumqttc::v5::MqttOptions {
     o
 }
 
+/// The first packet from `rx` that `pick` maps to `Some`, skipping the others;
+/// each wait is bounded by [`WAIT`], and a timeout or the end of the event loop panics with
+/// `what` and how the wait ended.
+async fn next_of<P: std::fmt::Debug, T>(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<P>,
+    what: &str,
+    pick: impl Fn(P) -> Option<T>,
+) -> T {
+    loop {
+        match tokio::time::timeout(WAIT, rx.recv()).await {
+            Ok(Some(p)) => {
+                if let Some(t) = pick(p) {
+                    return t;
+                }
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}
+
 /// A v3.1.1 client whose event loop runs in a task; incoming packets arrive on the channel.
 pub struct V4 {
     /// The client that sends.
@@ -88,24 +108,16 @@ pub async fn try_v4(opts: rumqttc::MqttOptions) -> Result<V4, rumqttc::Connectio
 impl V4 {
     /// Next incoming PUBLISH (skipping acks), within [`WAIT`].
     pub async fn next_publish(&mut self) -> rumqttc::Publish {
-        loop {
-            match tokio::time::timeout(WAIT, self.rx.recv()).await {
-                Ok(Some(rumqttc::Packet::Publish(p))) => return p,
-                Ok(Some(_)) => continue,
-                other => panic!("no publish: {other:?}"),
-            }
-        }
+        next_of(&mut self.rx, "no publish", |p| match p {
+            rumqttc::Packet::Publish(p) => Some(p),
+            _ => None,
+        })
+        .await
     }
 
     /// Next packet matching `f`, within [`WAIT`].
     pub async fn next_where(&mut self, f: impl Fn(&rumqttc::Packet) -> bool) -> rumqttc::Packet {
-        loop {
-            match tokio::time::timeout(WAIT, self.rx.recv()).await {
-                Ok(Some(p)) if f(&p) => return p,
-                Ok(Some(_)) => continue,
-                other => panic!("no matching packet: {other:?}"),
-            }
-        }
+        next_of(&mut self.rx, "no matching packet", |p| f(&p).then_some(p)).await
     }
 
     /// Subscribes to `topic` at QoS 1, publishes `payload` to it and expects it back.
@@ -189,24 +201,16 @@ pub async fn v5(opts: rumqttc::v5::MqttOptions) -> V5 {
 impl V5 {
     /// Next incoming PUBLISH, within [`WAIT`].
     pub async fn next_publish(&mut self) -> p5::Publish {
-        loop {
-            match tokio::time::timeout(WAIT, self.rx.recv()).await {
-                Ok(Some(p5::Packet::Publish(p))) => return p,
-                Ok(Some(_)) => continue,
-                other => panic!("no publish: {other:?}"),
-            }
-        }
+        next_of(&mut self.rx, "no publish", |p| match p {
+            p5::Packet::Publish(p) => Some(p),
+            _ => None,
+        })
+        .await
     }
 
     /// Next packet matching `f`, within [`WAIT`].
     pub async fn next_where(&mut self, f: impl Fn(&p5::Packet) -> bool) -> p5::Packet {
-        loop {
-            match tokio::time::timeout(WAIT, self.rx.recv()).await {
-                Ok(Some(p)) if f(&p) => return p,
-                Ok(Some(_)) => continue,
-                other => panic!("no matching packet: {other:?}"),
-            }
-        }
+        next_of(&mut self.rx, "no matching packet", |p| f(&p).then_some(p)).await
     }
 }
 
