@@ -280,9 +280,7 @@ async fn sighup_deny_reaches_an_existing_subscription() {
         .subscribe("#", rumqttc::QoS::AtLeastOnce)
         .await
         .unwrap();
-    watcher
-        .next_where(|p| matches!(p, rumqttc::Packet::SubAck(_)))
-        .await;
+    watcher.next_suback().await;
     let writer = try_v4(with_login(v4_opts("writer", m.addr), "writer"))
         .await
         .unwrap();
@@ -303,12 +301,7 @@ async fn sighup_deny_reaches_an_existing_subscription() {
             .unwrap();
     }
     // QoS 1 from one publisher keeps its order: `updates/2` would have come first.
-    let p = watcher
-        .next_where(|p| matches!(p, rumqttc::Packet::Publish(_)))
-        .await;
-    let rumqttc::Packet::Publish(p) = p else {
-        unreachable!()
-    };
+    let p = watcher.next_publish().await;
     assert_eq!(
         (p.topic.as_str(), &p.payload[..]),
         ("other/2", &b"allowed"[..])
@@ -434,12 +427,7 @@ async fn interop_config_refuses_test_nosubscribe_with_0x80() {
         ])
         .await
         .unwrap();
-    let rumqttc::Packet::SubAck(ack) = c
-        .next_where(|p| matches!(p, rumqttc::Packet::SubAck(_)))
-        .await
-    else {
-        unreachable!()
-    };
+    let ack = c.next_suback().await;
     assert_eq!(
         ack.return_codes,
         vec![

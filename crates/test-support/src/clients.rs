@@ -115,6 +115,15 @@ impl V4 {
         .await
     }
 
+    /// Next incoming SUBACK (skipping other packets), within [`WAIT`].
+    pub async fn next_suback(&mut self) -> rumqttc::SubAck {
+        next_of(&mut self.rx, "no SUBACK", |p| match p {
+            rumqttc::Packet::SubAck(a) => Some(a),
+            _ => None,
+        })
+        .await
+    }
+
     /// Next packet matching `f`, within [`WAIT`].
     pub async fn next_where(&mut self, f: impl Fn(&rumqttc::Packet) -> bool) -> rumqttc::Packet {
         next_of(&mut self.rx, "no matching packet", |p| f(&p).then_some(p)).await
@@ -126,12 +135,7 @@ impl V4 {
             .subscribe(topic, rumqttc::QoS::AtLeastOnce)
             .await
             .unwrap();
-        let ack = self
-            .next_where(|p| matches!(p, rumqttc::Packet::SubAck(_)))
-            .await;
-        let rumqttc::Packet::SubAck(ack) = ack else {
-            unreachable!()
-        };
+        let ack = self.next_suback().await;
         assert_eq!(
             ack.return_codes,
             vec![rumqttc::SubscribeReasonCode::Success(
@@ -142,12 +146,7 @@ impl V4 {
             .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.to_owned())
             .await
             .unwrap();
-        let p = self
-            .next_where(|p| matches!(p, rumqttc::Packet::Publish(_)))
-            .await;
-        let rumqttc::Packet::Publish(p) = p else {
-            unreachable!()
-        };
+        let p = self.next_publish().await;
         assert_eq!(p.topic, topic);
         assert_eq!(&p.payload[..], payload.as_bytes());
     }
