@@ -12,18 +12,15 @@ use std::time::Duration;
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
 use moco_auth::{AllowAllHook, LedgerHook, SharedLedger};
-use moco_engine::codec::{
-    self, BytesMut, Connect, Decoder, Packet, ProtocolVersion, QoS, ReasonCode,
-};
+use moco_engine::codec::{self, BytesMut, Connect, Packet, ProtocolVersion, QoS, ReasonCode};
 use moco_engine::{Capabilities, Compatibilities, Options, Server};
+use moco_test_support::{serve, Raw, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const V4: ProtocolVersion = ProtocolVersion::V311;
 
-/// Bound on any wait.
-const WAIT: Duration = Duration::from_secs(10);
 /// How long to wait for something that must not arrive.
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -66,13 +63,6 @@ fn shared(yaml: &str) -> Arc<SharedLedger> {
     Arc::new(SharedLedger::new(ledger))
 }
 
-async fn serve(mut server: Server) -> (Server, SocketAddr) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = server.add_tcp_listener("tcp", l).unwrap();
-    server.serve();
-    (server, addr)
-}
-
 async fn start(ledger: &Arc<SharedLedger>, options: Options) -> (Server, SocketAddr) {
     serve(
         Server::builder()
@@ -91,75 +81,34 @@ fn connect(version: ProtocolVersion, id: &str, user: Option<&str>, pass: Option<
     c
 }
 
-/// A hand-driven client over a raw socket.
-struct Raw {
-    stream: TcpStream,
-    dec: Decoder,
-    buf: BytesMut,
-    version: ProtocolVersion,
+/// Connects and returns the client with the CONNACK's reason code (v3: mapped from the
+/// return code by the decoder).
+async fn connect_code(addr: SocketAddr, c: Connect) -> (Raw, ReasonCode) {
+    let (r, ack) = Raw::connect(addr, c).await;
+    (r, ack.reason_code)
 }
 
-impl Raw {
-    async fn open(addr: SocketAddr, version: ProtocolVersion) -> Raw {
-        Raw {
-            stream: TcpStream::connect(addr).await.unwrap(),
-            dec: Decoder::with_version(0, version),
-            buf: BytesMut::new(),
-            version,
-        }
-    }
-
-    /// Connects and returns the client with the CONNACK's reason code (v3: mapped from
-    /// the return code by the decoder).
-    async fn connect(addr: SocketAddr, c: Connect) -> (Raw, ReasonCode) {
-        let mut r = Raw::open(addr, c.protocol).await;
-        r.send(Packet::from(c)).await;
-        match r.recv().await {
-            Some(Packet::ConnAck(a)) => (r, a.reason_code),
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
-    }
-
-    /// Connects and expects success.
-    async fn ok(addr: SocketAddr, c: Connect) -> Raw {
-        let (r, code) = Raw::connect(addr, c).await;
-        assert_eq!(code, ReasonCode::Success);
-        r
-    }
-
-    async fn send(&mut self, p: Packet) {
-        let mut out = BytesMut::new();
-        p.encode(self.version, &mut out).unwrap();
-        self.stream.write_all(&out).await.unwrap();
-    }
-
-    /// Next packet, or `None` once the server closed the connection.
-    async fn recv(&mut self) -> Option<Packet> {
-        tokio::time::timeout(WAIT, self.recv_inner())
-            .await
-            .expect("server did not answer in time")
-    }
-
-    async fn recv_inner(&mut self) -> Option<Packet> {
-        loop {
-            if let Some(p) = self.dec.decode(&mut self.buf).unwrap() {
-                return Some(p);
-            }
-            match self.stream.read_buf(&mut self.buf).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-        }
-    }
-
+/// What these tests do with the shared raw client.
+trait RawExt {
+    /// Subscribes to one filter at QoS 1; returns the SUBACK's reason code.
+    async fn subscribe(&mut self, pid: u16, filter: &str) -> ReasonCode;
+    /// Sends a PUBLISH.
+    async fn publish(&mut self, topic: &str, qos: QoS, pid: Option<u16>, payload: &'static [u8]);
+    /// Publishes at QoS 1; returns the PUBACK's reason code.
+    async fn publish_qos1(&mut self, topic: &str, pid: u16, payload: &'static [u8]) -> ReasonCode;
+    /// The next PUBLISH's topic and payload (acknowledging it if QoS 1).
+    async fn next_publish(&mut self) -> (String, Vec<u8>);
     /// Asserts nothing arrives for [`QUIET`] (and the connection stays open).
+    async fn quiet(&mut self);
+}
+
+impl RawExt for Raw {
     async fn quiet(&mut self) {
-        if let Ok(p) = tokio::time::timeout(QUIET, self.recv_inner()).await {
+        if let Ok(p) = tokio::time::timeout(QUIET, self.read_packet()).await {
             panic!("expected nothing, got {p:?}");
         }
     }
 
-    /// Subscribes to one filter at QoS 1; returns the SUBACK's reason code.
     async fn subscribe(&mut self, pid: u16, filter: &str) -> ReasonCode {
         let mut s = codec::Subscribe {
             packet_id: pid,
@@ -196,7 +145,6 @@ impl Raw {
         .await;
     }
 
-    /// Publishes at QoS 1; returns the PUBACK's reason code.
     async fn publish_qos1(&mut self, topic: &str, pid: u16, payload: &'static [u8]) -> ReasonCode {
         self.publish(topic, QoS::AtLeastOnce, Some(pid), payload)
             .await;
@@ -209,7 +157,6 @@ impl Raw {
         }
     }
 
-    /// The next PUBLISH's topic and payload (acknowledging it if QoS 1).
     async fn next_publish(&mut self) -> (String, Vec<u8>) {
         loop {
             match self.recv().await {
@@ -295,7 +242,7 @@ async fn v5_connect_refusals_say_why() {
         ),
     ];
     for (id, user, pass, want) in cases {
-        let (mut r, code) = Raw::connect(addr, connect(V5, id, user, pass)).await;
+        let (mut r, code) = connect_code(addr, connect(V5, id, user, pass)).await;
         assert_eq!(code, want, "{id} {user:?} {pass:?}");
         if want != ReasonCode::Success {
             assert!(r.recv().await.is_none(), "{id}: not closed after refusal");
@@ -419,14 +366,14 @@ async fn argon2_password_over_the_wire() {
     );
     let ledger = shared(&yaml);
     let (server, addr) = start(&ledger, Options::default()).await;
-    let (_a, code) = Raw::connect(addr, connect(V5, "c1", Some("carol"), Some("hashed-pw"))).await;
+    let (_a, code) = connect_code(addr, connect(V5, "c1", Some("carol"), Some("hashed-pw"))).await;
     assert_eq!(code, ReasonCode::Success);
-    let (_b, code) = Raw::connect(addr, connect(V5, "c2", Some("carol"), Some("hashed"))).await;
+    let (_b, code) = connect_code(addr, connect(V5, "c2", Some("carol"), Some("hashed"))).await;
     assert_eq!(code, ReasonCode::BadUserNameOrPassword);
     // The hash string itself is not a password.
-    let (_c, code) = Raw::connect(addr, connect(V5, "c3", Some("carol"), Some(&ARGON2))).await;
+    let (_c, code) = connect_code(addr, connect(V5, "c3", Some("carol"), Some(&ARGON2))).await;
     assert_eq!(code, ReasonCode::BadUserNameOrPassword);
-    let (_d, code) = Raw::connect(addr, connect(V4, "c4", Some("dave"), Some("dave-pw"))).await;
+    let (_d, code) = connect_code(addr, connect(V4, "c4", Some("dave"), Some("dave-pw"))).await;
     assert_eq!(code, ReasonCode::Success);
     server.shutdown().await;
 }
@@ -437,14 +384,14 @@ async fn argon2_password_over_the_wire() {
 async fn denied_subscribe_gets_87_in_v5_and_80_in_v3() {
     let ledger = shared(LEDGER);
     let (server, addr) = start(&ledger, Options::default()).await;
-    let mut a5 = Raw::ok(addr, connect(V5, "s5", Some("alice"), Some("secret"))).await;
+    let mut a5 = Raw::connect_ok(addr, connect(V5, "s5", Some("alice"), Some("secret"))).await;
     assert_eq!(a5.subscribe(1, "sensors/#").await, ReasonCode::GrantedQoS1);
     assert_eq!(a5.subscribe(2, "secret/#").await, ReasonCode::NotAuthorized);
     // `sensors/#` does not cover `#`.
     assert_eq!(a5.subscribe(3, "#").await, ReasonCode::NotAuthorized);
 
     // v3.1.1: the SUBACK return code is the failure byte 0x80.
-    let mut a4 = Raw::ok(addr, connect(V4, "s4", Some("alice"), Some("secret"))).await;
+    let mut a4 = Raw::connect_ok(addr, connect(V4, "s4", Some("alice"), Some("secret"))).await;
     let mut s = BytesMut::new();
     Packet::Subscribe(codec::Subscribe {
         packet_id: 7,
@@ -518,12 +465,12 @@ async fn rumqttc_subscribe_is_refused_per_filter() {
 async fn denied_publishes_are_not_routed() {
     let ledger = shared(LEDGER);
     let (server, addr) = start(&ledger, Options::default()).await;
-    let mut sub = Raw::ok(addr, connect(V5, "sub", Some("alice"), Some("secret"))).await;
+    let mut sub = Raw::connect_ok(addr, connect(V5, "sub", Some("alice"), Some("secret"))).await;
     assert_eq!(sub.subscribe(1, "sensors/#").await, ReasonCode::GrantedQoS1);
     assert_eq!(sub.subscribe(2, "alerts/#").await, ReasonCode::GrantedQoS1);
 
     // v5 publisher: QoS 1 denied gets PUBACK 0x87; QoS 0 denied is dropped silently.
-    let mut p5 = Raw::ok(addr, connect(V5, "p5", Some("pub"), Some("secret"))).await;
+    let mut p5 = Raw::connect_ok(addr, connect(V5, "p5", Some("pub"), Some("secret"))).await;
     assert_eq!(
         p5.publish_qos1("sensors/t", 1, b"denied-1").await,
         ReasonCode::NotAuthorized
@@ -540,7 +487,7 @@ async fn denied_publishes_are_not_routed() {
 
     // v3.1.1 publisher: no reason code exists; a denied QoS 1 gets a plain PUBACK (MQTT 3.1.1
     // §3.3.5 allows a positive acknowledgement) and is dropped; the connection stays open.
-    let mut p4 = Raw::ok(addr, connect(V4, "p4", Some("pub"), Some("secret"))).await;
+    let mut p4 = Raw::connect_ok(addr, connect(V4, "p4", Some("pub"), Some("secret"))).await;
     p4.publish_qos1("sensors/t", 3, b"denied-v3").await;
     p4.publish("sensors/t", QoS::AtMostOnce, None, b"denied-v3-0")
         .await;
@@ -572,7 +519,7 @@ async fn obscure_not_authorized_turns_87_into_80_for_subscribe_and_publish() {
         ..Default::default()
     };
     let (server, addr) = start(&ledger, options).await;
-    let mut p = Raw::ok(addr, connect(V5, "o1", Some("pub"), Some("secret"))).await;
+    let mut p = Raw::connect_ok(addr, connect(V5, "o1", Some("pub"), Some("secret"))).await;
     assert_eq!(
         p.subscribe(1, "secret/#").await,
         ReasonCode::UnspecifiedError
@@ -585,9 +532,9 @@ async fn obscure_not_authorized_turns_87_into_80_for_subscribe_and_publish() {
     assert_eq!(p.subscribe(3, "alerts/#").await, ReasonCode::GrantedQoS1);
     // The engine's option covers SUBACK and PUBACK only: a CONNECT refused by a hook keeps
     // its code (0x87 for a barred client, 0x86 for bad credentials), as in mochi.
-    let (_r, code) = Raw::connect(addr, connect(V5, "o2", Some("mallory"), Some("secret"))).await;
+    let (_r, code) = connect_code(addr, connect(V5, "o2", Some("mallory"), Some("secret"))).await;
     assert_eq!(code, ReasonCode::NotAuthorized);
-    let (_r, code) = Raw::connect(addr, connect(V5, "o3", Some("alice"), Some("bad"))).await;
+    let (_r, code) = connect_code(addr, connect(V5, "o3", Some("alice"), Some("bad"))).await;
     assert_eq!(code, ReasonCode::BadUserNameOrPassword);
     server.shutdown().await;
 }
@@ -611,8 +558,8 @@ acl:
     );
     let (server, addr) = start(&ledger, Options::default()).await;
     let dev = |id| connect(V5, id, Some("device"), Some("device-pw"));
-    let mut d1 = Raw::ok(addr, dev("d1")).await;
-    let mut d2 = Raw::ok(addr, dev("d2")).await;
+    let mut d1 = Raw::connect_ok(addr, dev("d1")).await;
+    let mut d2 = Raw::connect_ok(addr, dev("d2")).await;
     assert_eq!(
         d1.subscribe(1, "devices/d1/#").await,
         ReasonCode::GrantedQoS1
@@ -735,7 +682,8 @@ acl:
     });
     alice.subscribe("a/#", Q5::AtLeastOnce).await.unwrap();
     assert!(matches!(next5(&mut rx).await, P5::SubAck(_)));
-    let mut alice_raw = Raw::ok(addr, connect(V5, "alice-2", Some("alice"), Some("secret"))).await;
+    let mut alice_raw =
+        Raw::connect_ok(addr, connect(V5, "alice-2", Some("alice"), Some("secret"))).await;
     assert_eq!(
         alice_raw.publish_qos1("b/1", 1, b"before").await,
         ReasonCode::NoMatchingSubscribers
@@ -756,9 +704,9 @@ acl:
 
     // New connections follow the new file.
     let (_r, code) =
-        Raw::connect(addr, connect(V5, "alice-3", Some("alice"), Some("secret"))).await;
+        connect_code(addr, connect(V5, "alice-3", Some("alice"), Some("secret"))).await;
     assert_eq!(code, ReasonCode::BadUserNameOrPassword);
-    let mut bob = Raw::ok(addr, connect(V5, "bob", Some("bob"), Some("bob-pw"))).await;
+    let mut bob = Raw::connect_ok(addr, connect(V5, "bob", Some("bob"), Some("bob-pw"))).await;
 
     // Existing connections stay up: alice's subscription still delivers and she still
     // publishes where the new file lets her ...
@@ -790,7 +738,7 @@ acl:
     // A reload that fails keeps the ledger in force.
     write_file(&path, "auth: [{username: eve, allow: maybe}]\n");
     assert!(ledger.reload().is_err());
-    let (_r, code) = Raw::connect(addr, connect(V5, "bob-2", Some("bob"), Some("bob-pw"))).await;
+    let (_r, code) = connect_code(addr, connect(V5, "bob-2", Some("bob"), Some("bob-pw"))).await;
     assert_eq!(code, ReasonCode::Success);
 
     server.shutdown().await;
@@ -810,10 +758,10 @@ async fn allow_all_stacked_with_a_ledger_defeats_its_acl_but_not_its_connect() {
     )
     .await;
     // CONNECT: the ledger's refusal is a veto, AllowAll cannot override it.
-    let (_r, code) = Raw::connect(addr, connect(V5, "x1", Some("alice"), Some("wrong"))).await;
+    let (_r, code) = connect_code(addr, connect(V5, "x1", Some("alice"), Some("wrong"))).await;
     assert_eq!(code, ReasonCode::BadUserNameOrPassword);
     // ACL: any hook that allows wins, so what the ledger denies is allowed.
-    let mut p = Raw::ok(addr, connect(V5, "x2", Some("pub"), Some("secret"))).await;
+    let mut p = Raw::connect_ok(addr, connect(V5, "x2", Some("pub"), Some("secret"))).await;
     assert_eq!(p.subscribe(1, "secret/#").await, ReasonCode::GrantedQoS1);
     assert_eq!(
         p.publish_qos1("sensors/t", 2, b"x").await,
@@ -825,7 +773,7 @@ async fn allow_all_stacked_with_a_ledger_defeats_its_acl_but_not_its_connect() {
 #[tokio::test]
 async fn allow_all_hook_allows_everything() {
     let (server, addr) = serve(Server::builder().hook(AllowAllHook::allow_all()).build()).await;
-    let mut p = Raw::ok(addr, connect(V5, "any", None, None)).await;
+    let mut p = Raw::connect_ok(addr, connect(V5, "any", None, None)).await;
     assert_eq!(p.subscribe(1, "#").await, ReasonCode::GrantedQoS1);
     assert_eq!(
         p.publish_qos1("any/thing", 2, b"x").await,
@@ -850,13 +798,13 @@ acl:
 "##,
     );
     let (server, addr) = start(&ledger, Options::default()).await;
-    let mut reader = Raw::ok(addr, connect(V5, "reader", None, None)).await;
+    let mut reader = Raw::connect_ok(addr, connect(V5, "reader", None, None)).await;
     assert_eq!(
         reader.subscribe(1, "secret/#").await,
         ReasonCode::NotAuthorized
     );
     assert_eq!(reader.subscribe(2, "#").await, ReasonCode::GrantedQoS1);
-    let mut writer = Raw::ok(addr, connect(V5, "writer", None, None)).await;
+    let mut writer = Raw::connect_ok(addr, connect(V5, "writer", None, None)).await;
     assert_eq!(
         writer.publish_qos1("secret/plans", 1, b"s").await,
         ReasonCode::NoMatchingSubscribers
@@ -897,11 +845,12 @@ acl:
 async fn mochi_readme_ledger_keeps_updates_from_melons_wide_subscription() {
     let ledger = shared(MOCHI_README);
     let (server, addr) = start(&ledger, Options::default()).await;
-    let mut melon = Raw::ok(addr, connect(V5, "m", Some("melon"), Some("password2"))).await;
-    let mut peach = Raw::ok(addr, connect(V5, "p", Some("peach"), Some("password1"))).await;
+    let mut melon = Raw::connect_ok(addr, connect(V5, "m", Some("melon"), Some("password2"))).await;
+    let mut peach = Raw::connect_ok(addr, connect(V5, "p", Some("peach"), Some("password1"))).await;
     assert_eq!(melon.subscribe(1, "#").await, ReasonCode::GrantedQoS1);
     assert_eq!(peach.subscribe(1, "#").await, ReasonCode::GrantedQoS1);
-    let mut writer = Raw::ok(addr, connect(V5, "w", Some("melon"), Some("password2"))).await;
+    let mut writer =
+        Raw::connect_ok(addr, connect(V5, "w", Some("melon"), Some("password2"))).await;
     assert_eq!(
         writer.publish_qos1("updates/x", 1, b"u").await,
         ReasonCode::Success
@@ -934,9 +883,9 @@ async fn a_reload_that_adds_a_deny_reaches_existing_subscriptions() {
     let open = "auth: [{allow: true}]\nacl: [{filters: {\"#\": readwrite}}]\n";
     let ledger = shared(open);
     let (server, addr) = start(&ledger, Options::default()).await;
-    let mut reader = Raw::ok(addr, connect(V5, "reader", None, None)).await;
+    let mut reader = Raw::connect_ok(addr, connect(V5, "reader", None, None)).await;
     assert_eq!(reader.subscribe(1, "#").await, ReasonCode::GrantedQoS1);
-    let mut writer = Raw::ok(addr, connect(V5, "writer", None, None)).await;
+    let mut writer = Raw::connect_ok(addr, connect(V5, "writer", None, None)).await;
     writer.publish_qos1("updates/1", 1, b"before").await;
     assert_eq!(
         reader.next_publish().await,
@@ -1004,9 +953,9 @@ async fn an_allow_all_ledger_is_not_asked_per_delivery() {
             .build(),
     )
     .await;
-    let mut reader = Raw::ok(addr, connect(V5, "reader", None, None)).await;
+    let mut reader = Raw::connect_ok(addr, connect(V5, "reader", None, None)).await;
     assert_eq!(reader.subscribe(1, "#").await, ReasonCode::GrantedQoS1);
-    let mut writer = Raw::ok(addr, connect(V5, "writer", None, None)).await;
+    let mut writer = Raw::connect_ok(addr, connect(V5, "writer", None, None)).await;
     const TOPICS: [&str; 5] = ["a", "b/c", "updates/x", "d/e/f", "a"];
     for (i, t) in TOPICS.iter().enumerate() {
         assert_eq!(

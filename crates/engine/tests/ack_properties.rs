@@ -2,11 +2,9 @@
 //! acknowledgement carries the user properties of the packet it answers; the option turns
 //! that off.
 
-mod common;
-
-use common::{connect_packet, publish, start, Raw};
 use moco_codec::{Packet, ProtocolVersion, PubRel, ReasonCode};
 use moco_engine::{Capabilities, Compatibilities, Options};
+use moco_test_support::{connect_packet, publish, start, Raw};
 
 fn user_props() -> moco_codec::UserProperties {
     vec![("trace".into(), "42".into())]

@@ -6,19 +6,18 @@
 //! - A server DISCONNECT, or a refusing CONNACK, reaches a client that is still writing
 //!   (issue 16.2; see `linger` in the driver).
 
-mod common;
-
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use moco_codec::{
-    Decoder, Packet, ProtocolVersion, QoS, ReasonCode, RetainHandling, Subscribe,
-    SubscriptionOptions,
+    Packet, ProtocolVersion, QoS, ReasonCode, RetainHandling, Subscribe, SubscriptionOptions,
 };
 use moco_engine::{Capabilities, Options, Server};
+use moco_test_support::blocking::{Client, End};
+use moco_test_support::{connect_packet, publish, start, WAIT};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
@@ -45,7 +44,7 @@ impl Broker {
             .enable_all()
             .build()
             .unwrap();
-        let (server, addr) = rt.block_on(common::start(options));
+        let (server, addr) = rt.block_on(start(options));
         Broker {
             rt,
             server: Some(server),
@@ -59,96 +58,6 @@ impl Drop for Broker {
     fn drop(&mut self) {
         if let Some(s) = self.server.take() {
             self.rt.block_on(s.shutdown());
-        }
-    }
-}
-
-/// A blocking client that encodes and decodes with moco-codec.
-struct Client {
-    s: TcpStream,
-    dec: Decoder,
-    buf: BytesMut,
-    version: ProtocolVersion,
-}
-
-/// How a read ended when it brought no packet.
-#[derive(Debug, PartialEq)]
-enum End {
-    Timeout,
-    Closed,
-    Reset(std::io::ErrorKind),
-}
-
-impl Client {
-    fn open(addr: SocketAddr, version: ProtocolVersion) -> Client {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_nodelay(true).unwrap();
-        Client {
-            s,
-            dec: Decoder::with_version(0, version),
-            buf: BytesMut::new(),
-            version,
-        }
-    }
-
-    fn connect(addr: SocketAddr, id: &str) -> Client {
-        let mut c = Client::open(addr, V5);
-        c.send(&Packet::from(common::connect_packet(id, V5, 30, true)));
-        match c.recv(common::WAIT) {
-            Ok(Packet::ConnAck(a)) => assert_eq!(a.reason_code, ReasonCode::Success),
-            other => panic!("{id}: expected CONNACK, got {other:?}"),
-        }
-        c
-    }
-
-    fn bytes(&self, p: &Packet) -> BytesMut {
-        let mut out = BytesMut::new();
-        p.encode(self.version, &mut out).unwrap();
-        out
-    }
-
-    fn send(&mut self, p: &Packet) {
-        let out = self.bytes(p);
-        self.s.write_all(&out).unwrap();
-    }
-
-    fn recv(&mut self, timeout: Duration) -> Result<Packet, End> {
-        let deadline = Instant::now() + timeout;
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            if let Some(p) = self.dec.decode(&mut self.buf).unwrap() {
-                return Ok(p);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(End::Timeout);
-            }
-            self.s.set_read_timeout(Some(left)).unwrap();
-            match self.s.read(&mut chunk) {
-                Ok(0) => return Err(End::Closed),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => return Err(End::Reset(e.kind())),
-            }
-        }
-    }
-
-    /// Reads until a packet `want` accepts; the packets before it are skipped.
-    fn recv_until(
-        &mut self,
-        timeout: Duration,
-        want: impl Fn(&Packet) -> bool,
-    ) -> Result<Packet, End> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let p = self.recv(deadline.saturating_duration_since(Instant::now()))?;
-            if want(&p) {
-                return Ok(p);
-            }
         }
     }
 }
@@ -190,17 +99,12 @@ fn a_subscribe_written_first_is_in_effect_for_a_later_publish_from_a_quiet_conne
                     let mut b = Client::connect(addr, &format!("b-{round}-{i}"));
                     // A is subscribed itself (no-local), as in a request/response exchange.
                     a.send(&no_local_subscribe(1, &topic, QoS::AtLeastOnce));
-                    assert!(matches!(a.recv(common::WAIT), Ok(Packet::SubAck(_))));
+                    assert!(matches!(a.recv(WAIT), Ok(Packet::SubAck(_))));
                     quiet.wait();
                     std::thread::sleep(Duration::from_millis(600));
                     b.send(&no_local_subscribe(1, &topic, QoS::ExactlyOnce));
                     std::thread::sleep(Duration::from_millis(1));
-                    a.send(&Packet::Publish(common::publish(
-                        &topic,
-                        1,
-                        Some(7),
-                        b"request",
-                    )));
+                    a.send(&Packet::Publish(publish(&topic, 1, Some(7), b"request")));
                     let got =
                         b.recv_until(Duration::from_secs(5), |p| matches!(p, Packet::Publish(_)));
                     (topic, got.is_ok())
@@ -254,7 +158,7 @@ fn flood_until(
                         let got = flood_and_look(&mut c, out, flood, want);
                         c.s.set_nonblocking(false).unwrap();
                         // The packet, then the end of the stream (not a reset).
-                        got.and_then(|p| match c.recv_until(common::WAIT, |_| false) {
+                        got.and_then(|p| match c.recv_until(WAIT, |_| false) {
                             Err(End::Closed) => Ok(p),
                             Err(other) => Err(other),
                             Ok(_) => unreachable!("nothing is wanted"),
@@ -268,14 +172,14 @@ fn flood_until(
     ends
 }
 
-/// The loop of [`flood_until`] on a non-blocking socket, bounded by [`common::WAIT`].
+/// The loop of [`flood_until`] on a non-blocking socket, bounded by [`WAIT`].
 fn flood_and_look(
     c: &mut Client,
     mut out: BytesMut,
     flood: impl Fn(u16) -> Packet,
     want: impl Fn(&Packet) -> bool,
 ) -> Result<Packet, End> {
-    let deadline = Instant::now() + common::WAIT;
+    let deadline = Instant::now() + WAIT;
     let mut chunk = [0u8; 16 * 1024];
     let mut n = 0u16;
     while Instant::now() < deadline {
@@ -341,7 +245,7 @@ fn flood_until_disconnect(
         V5,
         100,
         |i| {
-            vec![Packet::from(common::connect_packet(
+            vec![Packet::from(connect_packet(
                 &format!("flood-{i}"),
                 V5,
                 30,
@@ -368,7 +272,7 @@ fn receive_maximum_exceeded_reaches_a_client_that_keeps_writing() {
             },
             ..Default::default()
         },
-        |n| Packet::Publish(common::publish("flood", 2, Some(n), &[0u8; 64])),
+        |n| Packet::Publish(publish("flood", 2, Some(n), &[0u8; 64])),
         ReasonCode::ReceiveMaximumExceeded,
     );
 }
@@ -385,7 +289,7 @@ fn packet_too_large_reaches_a_client_that_keeps_writing() {
             },
             ..Default::default()
         },
-        |_| Packet::Publish(common::publish("large", 0, None, &[7u8; 2000])),
+        |_| Packet::Publish(publish("large", 0, None, &[7u8; 2000])),
         ReasonCode::PacketTooLarge,
     );
 }
@@ -406,13 +310,13 @@ fn a_refusing_connack_reaches_a_client_that_keeps_writing() {
             version,
             100,
             |_| {
-                let mut c = common::connect_packet("", version, 30, version == V5);
+                let mut c = connect_packet("", version, 30, version == V5);
                 if version == V5 {
                     c.properties.authentication_method = Some("nobody-knows".into());
                 }
                 vec![Packet::from(c)]
             },
-            |n| Packet::Publish(common::publish("refused", 1, Some(n), &[1u8; 64])),
+            |n| Packet::Publish(publish("refused", 1, Some(n), &[1u8; 64])),
             |p| matches!(p, Packet::ConnAck(_)),
         );
         assert_all(

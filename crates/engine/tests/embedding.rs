@@ -2,11 +2,9 @@
 //! with a reason code, removing a client's subscription, and an injected client that has no
 //! socket.
 
-mod common;
-
-use common::{connect_packet, publish, subscribe, Raw};
 use moco_codec::{Packet, ProtocolVersion, PubAck, QoS, ReasonCode};
 use moco_engine::{AllowAll, Error, Server};
+use moco_test_support::{connect_packet, publish, subscribe, Raw};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const V3: ProtocolVersion = ProtocolVersion::V311;

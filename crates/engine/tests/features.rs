@@ -1,13 +1,11 @@
 //! Protocol features end to end over TCP: retained, wills, subscription options, shared
 //! subscriptions, properties, offline queue, expiry, ordering, v3/v5 downgrade.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use moco_codec::{LastWill, Packet, ProtocolVersion, Publish, ReasonCode, RetainHandling};
 use moco_engine::{Capabilities, Options};
+use moco_test_support::*;
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const V4: ProtocolVersion = ProtocolVersion::V311;
@@ -340,19 +338,7 @@ async fn offline_queue_is_bounded_oldest_dropped() {
     sub(&mut s, 1, subscribe(1, "off/#", 1)).await;
     drop(s);
     // Wait until the broker has seen the close.
-    for _ in 0..100 {
-        if !server
-            .broker()
-            .client("off")
-            .unwrap()
-            .state
-            .lock()
-            .is_connected()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_disconnected(&server, "off", 100).await;
     let (mut p, _) = Raw::connect(addr, connect_packet("offp", V4, 0, true)).await;
     for (i, body) in [&b"1"[..], b"2", b"3"].into_iter().enumerate() {
         let mut m = publish("off/x", 1, Some(i as u16 + 1), b"");
@@ -401,19 +387,7 @@ async fn expired_messages_are_not_delivered_from_the_offline_queue() {
     let (mut s, _) = Raw::connect(addr, c.clone()).await;
     sub(&mut s, 1, subscribe(1, "mexp", 1)).await;
     drop(s);
-    for _ in 0..100 {
-        if !server
-            .broker()
-            .client("mexp")
-            .unwrap()
-            .state
-            .lock()
-            .is_connected()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_disconnected(&server, "mexp", 100).await;
     let (mut p, _) = Raw::connect(addr, connect_packet("mexpp", V5, 0, true)).await;
     let mut short = publish("mexp", 0, None, b"short");
     short.properties.message_expiry_interval = Some(1);
@@ -668,19 +642,7 @@ async fn delayed_will_goes_out_when_a_clean_start_ends_the_session() {
     let (w, _) = Raw::connect(addr, c).await;
     drop(w);
     // Wait until the broker noticed the close (the will is now pending for 100 s).
-    for _ in 0..100 {
-        if !server
-            .broker()
-            .client("cw")
-            .unwrap()
-            .state
-            .lock()
-            .is_connected()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_disconnected(&server, "cw", 100).await;
     expect_quiet(&mut s).await;
     let (_w, ack) = Raw::connect(addr, connect_packet("cw", V5, 0, true)).await;
     assert!(!ack.session_present);

@@ -2,13 +2,10 @@
 //! with the right data; for every event that may change a value, the change reaches the wire
 //! or the routing.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::*;
 use moco_codec::{
     Auth, Connect, Packet, PacketType, ProtocolVersion, PubAck, Publish, QoS, ReasonCode,
     Subscribe, Unsubscribe,
@@ -16,6 +13,7 @@ use moco_codec::{
 use moco_engine::hooks::{Access, ClientInfo, DisconnectInfo, DropReason, Event, HookError};
 use moco_engine::message::Will;
 use moco_engine::{Capabilities, Hook, Options, Server, SysSnapshot, Target};
+use moco_test_support::*;
 use parking_lot::Mutex;
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -340,21 +338,19 @@ struct Fixture {
 
 async fn fixture(options: Options) -> Fixture {
     let log = Arc::new(Log::default());
-    let mut server = Server::builder()
-        .options(options)
-        .hook(Probe(log.clone()))
-        .hook(Rewriter)
-        .build();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = server.add_tcp_listener("tcp", l).unwrap();
-    server.serve();
+    let (server, addr) = serve(
+        Server::builder()
+            .options(options)
+            .hook(Probe(log.clone()))
+            .hook(Rewriter)
+            .build(),
+    )
+    .await;
     Fixture { server, addr, log }
 }
 
 async fn client(addr: std::net::SocketAddr, id: &str) -> Raw {
-    let (r, ack) = Raw::connect(addr, connect_packet(id, V5, 0, true)).await;
-    assert_eq!(ack.reason_code, ReasonCode::Success);
-    r
+    Raw::connect_ok(addr, connect_packet(id, V5, 0, true)).await
 }
 
 async fn sub(r: &mut Raw, filter: &str, qos: u8) -> Vec<ReasonCode> {
@@ -590,10 +586,7 @@ impl Hook for AuthB {
 
 #[tokio::test]
 async fn on_auth_packet_chains_and_the_answer_reaches_the_wire() {
-    let mut server = Server::builder().hook(AuthA).hook(AuthB).build();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = server.add_tcp_listener("tcp", l).unwrap();
-    server.serve();
+    let (server, addr) = serve(Server::builder().hook(AuthA).hook(AuthB).build()).await;
     let mut c = connect_packet("ea", V5, 0, true);
     c.properties.authentication_method = Some("m".into());
     c.properties.authentication_data = Some(Bytes::from_static(b"let me in"));
@@ -947,22 +940,22 @@ async fn on_packet_id_exhausted_when_every_id_is_in_flight() {
     store.clients.lock().push(stored_client("full"));
     store.subs.lock().push(stored_sub("full", "ex", 1));
     let log = Arc::new(Log::default());
-    let mut server = Server::builder()
-        .options(Options {
-            inline_client: true,
-            capabilities: Capabilities {
-                maximum_inflight: u16::MAX,
-                maximum_client_writes_pending: 200_000,
+    let (server, addr) = serve(
+        Server::builder()
+            .options(Options {
+                inline_client: true,
+                capabilities: Capabilities {
+                    maximum_inflight: u16::MAX,
+                    maximum_client_writes_pending: 200_000,
+                    ..Default::default()
+                },
                 ..Default::default()
-            },
-            ..Default::default()
-        })
-        .hook(StoreHook(store.clone()))
-        .hook(Exhausted(log.clone()))
-        .build();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = server.add_tcp_listener("tcp", l).unwrap();
-    server.serve();
+            })
+            .hook(StoreHook(store.clone()))
+            .hook(Exhausted(log.clone()))
+            .build(),
+    )
+    .await;
     let mut c = connect_packet("full", V5, 0, false);
     c.properties.session_expiry_interval = Some(60);
     c.properties.receive_maximum = Some(u16::MAX);
@@ -1192,23 +1185,22 @@ impl Hook for StoreHook {
 }
 
 async fn store_server(store: &Arc<Stored>) -> (Server, std::net::SocketAddr) {
-    let mut server = Server::builder()
-        .options(Options {
-            capabilities: Capabilities {
-                compatibilities: moco_engine::Compatibilities {
-                    restore_sys_info_on_restart: true,
+    serve(
+        Server::builder()
+            .options(Options {
+                capabilities: Capabilities {
+                    compatibilities: moco_engine::Compatibilities {
+                        restore_sys_info_on_restart: true,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 ..Default::default()
-            },
-            ..Default::default()
-        })
-        .hook(StoreHook(store.clone()))
-        .build();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = server.add_tcp_listener("tcp", l).unwrap();
-    server.serve();
-    (server, addr)
+            })
+            .hook(StoreHook(store.clone()))
+            .build(),
+    )
+    .await
 }
 
 #[tokio::test]

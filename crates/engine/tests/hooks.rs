@@ -1,28 +1,18 @@
 //! The security default and the hook stack over TCP.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::*;
 use moco_codec::{Connect, Packet, ProtocolVersion, ReasonCode};
 use moco_engine::hooks::{Access, ClientInfo, DisconnectInfo, Event};
 use moco_engine::{Capabilities, Compatibilities, Hook, Options, Server};
+use moco_test_support::*;
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
-async fn start_with(server: Server) -> (Server, std::net::SocketAddr) {
-    let mut server = server;
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = server.add_tcp_listener("tcp", l).unwrap();
-    server.serve();
-    (server, addr)
-}
-
 #[tokio::test]
 async fn without_hooks_everyone_is_refused() {
-    let (server, addr) = start_with(Server::builder().build()).await;
+    let (server, addr) = serve(Server::builder().build()).await;
     let (mut r, ack) = Raw::connect(addr, connect_packet("x", V5, 0, true)).await;
     assert_eq!(ack.reason_code, ReasonCode::BadUserNameOrPassword);
     assert!(r.recv().await.is_none());
@@ -61,7 +51,7 @@ impl Hook for Policy {
 #[tokio::test]
 async fn hooks_authenticate_and_authorize() {
     let disconnects = Arc::new(AtomicUsize::new(0));
-    let (server, addr) = start_with(
+    let (server, addr) = serve(
         Server::builder()
             .hook(Policy {
                 disconnects: disconnects.clone(),
@@ -107,7 +97,7 @@ async fn hooks_authenticate_and_authorize() {
 
 #[tokio::test]
 async fn obscure_not_authorized_answers_unspecified() {
-    let (server, addr) = start_with(
+    let (server, addr) = serve(
         Server::builder()
             .options(Options {
                 capabilities: Capabilities {
@@ -205,7 +195,7 @@ fn auth(reason: ReasonCode, data: &'static [u8]) -> Packet {
 
 #[tokio::test]
 async fn enhanced_authentication_exchange_and_reauthentication() {
-    let (server, addr) = start_with(Server::builder().hook(Toy).build()).await;
+    let (server, addr) = serve(Server::builder().hook(Toy).build()).await;
     let mut r = Raw::open(addr, V5).await;
     r.send(Packet::from(auth_connect("toy1"))).await;
     match r.recv().await {
@@ -331,8 +321,7 @@ impl Hook for RecorderHook {
 #[tokio::test]
 async fn hook_events_fire() {
     let rec = Arc::new(Recorder::default());
-    let (server, addr) =
-        start_with(Server::builder().hook(RecorderHook(rec.clone())).build()).await;
+    let (server, addr) = serve(Server::builder().hook(RecorderHook(rec.clone())).build()).await;
     let (mut hidden, _) = Raw::connect(addr, connect_packet("hidden", V5, 0, true)).await;
     hidden.send(Packet::Subscribe(subscribe(1, "ev", 1))).await;
     assert!(matches!(hidden.recv().await, Some(Packet::SubAck(_))));
@@ -463,7 +452,7 @@ async fn hooks_may_call_back_into_the_broker() {
     }
     server.add_hook(Shared(cell.clone())).unwrap();
     let _ = cell.0.set(server.broker().clone());
-    let (server, addr) = start_with(server).await;
+    let (server, addr) = serve(server).await;
     // An offline persistent subscriber with a one-message queue: the second message drops
     // the first (OnPublishDropped runs while routing).
     let mut c = connect_packet("away", V5, 0, true);
@@ -472,19 +461,7 @@ async fn hooks_may_call_back_into_the_broker() {
     s.send(Packet::Subscribe(subscribe(1, "re/#", 1))).await;
     assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
     drop(s);
-    for _ in 0..200 {
-        if !server
-            .broker()
-            .client("away")
-            .unwrap()
-            .state
-            .lock()
-            .is_connected()
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    wait_disconnected(&server, "away", 200).await;
     let (mut p, _) = Raw::connect(addr, connect_packet("rp", V5, 0, true)).await;
     for i in 1..=3 {
         p.send(Packet::Publish(publish("re/x", 1, Some(i), b"x")))

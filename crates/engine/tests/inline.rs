@@ -1,12 +1,10 @@
 //! The inline client: publish and subscribe from the embedding program.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use moco_codec::{Packet, ProtocolVersion, QoS};
 use moco_engine::{Error, Options};
+use moco_test_support::*;
 
 #[tokio::test]
 async fn inline_publish_and_subscribe() {

@@ -8,16 +8,15 @@
 //! The tests count the whole process's heap, so they run one at a time (`SERIAL`).
 #![allow(unsafe_code)]
 
-mod common;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use bytes::BytesMut;
-use common::*;
 use moco_codec::{Packet, ProtocolVersion};
 use moco_engine::Options;
+use moco_test_support::blocking::read_until;
+use moco_test_support::*;
 
 struct Tracking;
 
@@ -138,25 +137,10 @@ fn subscriber(
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     s.write_all(&out).unwrap();
-    read_until(&mut s, |p| matches!(p, Packet::SubAck(_)));
+    read_until(&mut s, ProtocolVersion::V5, |p| {
+        matches!(p, Packet::SubAck(_))
+    });
     s
-}
-
-/// Reads packets from `s` until one that `done` accepts.
-fn read_until(s: &mut std::net::TcpStream, done: impl Fn(&Packet) -> bool) {
-    let mut dec = moco_codec::Decoder::with_version(0, ProtocolVersion::V5);
-    let mut buf = BytesMut::new();
-    let mut chunk = vec![0u8; 1 << 16];
-    loop {
-        while let Some(p) = dec.decode(&mut buf).unwrap() {
-            if done(&p) {
-                return;
-            }
-        }
-        let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0, "broker closed the connection");
-        buf.extend_from_slice(&chunk[..n]);
-    }
 }
 
 fn is_publish_of(p: &Packet, payload: &[u8]) -> bool {
@@ -193,7 +177,9 @@ async fn messages_held_for_a_stuck_subscriber_do_not_pin_read_buffers() {
         p.write_all(&out).unwrap();
         p.write_all(&encoded("pin/b", 0, b"ready".to_vec()))
             .unwrap();
-        read_until(&mut all, |p| is_publish_of(p, b"ready"));
+        read_until(&mut all, ProtocolVersion::V5, |p| {
+            is_publish_of(p, b"ready")
+        });
         std::thread::sleep(std::time::Duration::from_millis(200));
         let before = LIVE.load(Ordering::Relaxed);
         // Each ~64 KiB write: 63 messages for the reader of everything, 1 for the stuck one.
@@ -206,7 +192,7 @@ async fn messages_held_for_a_stuck_subscriber_do_not_pin_read_buffers() {
             p.write_all(&batch).unwrap();
         }
         p.write_all(&encoded("pin/b", 0, b"done".to_vec())).unwrap();
-        read_until(&mut all, |p| is_publish_of(p, b"done"));
+        read_until(&mut all, ProtocolVersion::V5, |p| is_publish_of(p, b"done"));
         std::thread::sleep(std::time::Duration::from_millis(200));
         let grown = LIVE.load(Ordering::Relaxed) - before;
         drop((stuck, all, p));

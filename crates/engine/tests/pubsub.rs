@@ -1,11 +1,9 @@
 //! Publish/subscribe over real TCP with rumqttc v4 and v5 clients.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use moco_engine::Options;
+use moco_test_support::*;
 use rumqttc::QoS;
 
 #[tokio::test]

@@ -1,13 +1,11 @@
 //! Hand-written packets over raw sockets: server-initiated DISCONNECT reason codes, CONNACK
 //! contents, malformed input, keep-alive, connect timeout, redelivery with DUP.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use moco_codec::{Packet, ProtocolVersion, PubAck, ReasonCode};
 use moco_engine::{Capabilities, Options};
+use moco_test_support::*;
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const V4: ProtocolVersion = ProtocolVersion::V311;

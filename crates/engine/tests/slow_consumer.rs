@@ -1,12 +1,10 @@
 //! A subscriber that never reads does not hold up delivery to 100 others.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use moco_codec::{Packet, ProtocolVersion};
 use moco_engine::Options;
+use moco_test_support::*;
 
 const N: usize = 128;
 const PAYLOAD: usize = 64 * 1024;

@@ -1,14 +1,12 @@
 //! `$SYS` topics, the inline client through `Server`, and the debug hook.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use moco_codec::{Packet, ProtocolVersion, Publish, QoS};
 use moco_engine::hooks::{ClientInfo, Event, Hook};
 use moco_engine::{AllowAll, DebugHook, DebugOptions, Error, Options, Server};
+use moco_test_support::*;
 use parking_lot::Mutex;
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -138,16 +136,16 @@ impl Hook for Seen {
 async fn server_inline_client_callbacks_by_id_bypass_acl_and_run_publish_hooks() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     // No ACL hook at all: a network client could not publish, the inline client can.
-    let mut server = Server::builder()
-        .options(Options {
-            inline_client: true,
-            ..Default::default()
-        })
-        .hook(Seen(seen.clone()))
-        .build();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    server.add_tcp_listener("tcp", l).unwrap();
-    server.serve();
+    let (server, _) = serve(
+        Server::builder()
+            .options(Options {
+                inline_client: true,
+                ..Default::default()
+            })
+            .hook(Seen(seen.clone()))
+            .build(),
+    )
+    .await;
     let got = Arc::new(Mutex::new(Vec::new()));
     for id in [1u32, 2] {
         let got = got.clone();
@@ -252,16 +250,16 @@ async fn debug_hook_logs_the_packet_flow() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let mut server = Server::builder()
-        .hook(AllowAll)
-        .hook(DebugHook::new(DebugOptions {
-            show_packet_data: true,
-            ..Default::default()
-        }))
-        .build();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = server.add_tcp_listener("tcp", l).unwrap();
-    server.serve();
+    let (server, addr) = serve(
+        Server::builder()
+            .hook(AllowAll)
+            .hook(DebugHook::new(DebugOptions {
+                show_packet_data: true,
+                ..Default::default()
+            }))
+            .build(),
+    )
+    .await;
     let mut c = connect_packet("dbg", V5, 0, true);
     c.password = Some(bytes::Bytes::from_static(b"secret"));
     let (mut r, _) = Raw::connect(addr, c).await;

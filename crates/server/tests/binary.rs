@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use moco_test_support::{try_v4, v4_opts, v5_bare, v5_opts, WAIT};
 
 #[test]
 fn help_lists_config_and_examples_and_version_prints() {
@@ -48,7 +49,9 @@ async fn no_config_start_round_trip_and_connection_log() {
     );
     assert!(m.addr.ip().is_loopback());
 
-    let mut c = v4(v4_opts("round-trip", m.addr)).await.expect("connect");
+    let mut c = try_v4(v4_opts("round-trip", m.addr))
+        .await
+        .expect("connect");
     c.round_trip("a/b", "hello").await;
     let connected = m.wait_for_log("client connected");
     for field in ["round-trip", "remote=127.0.0.1:", "protocol=3.1.1"] {
@@ -150,7 +153,7 @@ async fn sigterm_sends_0x8b_to_every_v5_client_and_exits_0() {
     let mut m = Moco::start(&["--tcp", "127.0.0.1:0"]);
     let mut clients = Vec::new();
     for i in 0..3 {
-        clients.push(v5(v5_opts(&format!("v5-{i}"), m.addr)).await);
+        clients.push(v5_bare(v5_opts(&format!("v5-{i}"), m.addr)).await);
     }
     m.signal("TERM");
     for c in clients {
@@ -198,10 +201,10 @@ async fn sighup_reloads_the_ledger_file_and_keeps_clients() {
     let mut m = Moco::start(&["--config", &config]);
     assert!(m.wait_for_log("moco serving").contains("auth=\"a ledger\""));
 
-    let mut alice = v4(with_login(v4_opts("alice-1", m.addr), "alice"))
+    let mut alice = try_v4(with_login(v4_opts("alice-1", m.addr), "alice"))
         .await
         .expect("alice may connect");
-    assert!(v4(with_login(v4_opts("bob-1", m.addr), "bob"))
+    assert!(try_v4(with_login(v4_opts("bob-1", m.addr), "bob"))
         .await
         .is_err());
     let refused = m.wait_for_log("client refused");
@@ -219,13 +222,13 @@ async fn sighup_reloads_the_ledger_file_and_keeps_clients() {
     m.signal("HUP");
     m.wait_for_log_after(from, "auth ledger reloaded");
 
-    let refused = v4(with_login(v4_opts("alice-2", m.addr), "alice")).await;
+    let refused = try_v4(with_login(v4_opts("alice-2", m.addr), "alice")).await;
     assert!(
         matches!(refused, Err(rumqttc::ConnectionError::ConnectionRefused(_))),
         "alice must be refused after the reload: {:?}",
         refused.err()
     );
-    let mut bob = v4(with_login(v4_opts("bob-2", m.addr), "bob"))
+    let mut bob = try_v4(with_login(v4_opts("bob-2", m.addr), "bob"))
         .await
         .expect("bob may connect after the reload");
     // The client connected before the reload is still there and works.
@@ -241,7 +244,7 @@ async fn sighup_reloads_the_ledger_file_and_keeps_clients() {
         why.contains("ledger.yaml") && why.contains("line 3"),
         "{why}"
     );
-    v4(with_login(v4_opts("bob-3", m.addr), "bob"))
+    try_v4(with_login(v4_opts("bob-3", m.addr), "bob"))
         .await
         .expect("the old ledger stays after a failed reload");
     bob.round_trip("bob/t", "x").await;
@@ -268,7 +271,7 @@ async fn sighup_deny_reaches_an_existing_subscription() {
     );
     let mut m = Moco::start(&["--config", &config]);
     m.wait_for_log("moco serving");
-    let mut watcher = v4(with_login(v4_opts("watcher", m.addr), "watcher"))
+    let mut watcher = try_v4(with_login(v4_opts("watcher", m.addr), "watcher"))
         .await
         .unwrap();
     watcher.round_trip("updates/1", "before").await;
@@ -277,10 +280,8 @@ async fn sighup_deny_reaches_an_existing_subscription() {
         .subscribe("#", rumqttc::QoS::AtLeastOnce)
         .await
         .unwrap();
-    watcher
-        .next_where(|p| matches!(p, rumqttc::Packet::SubAck(_)))
-        .await;
-    let writer = v4(with_login(v4_opts("writer", m.addr), "writer"))
+    watcher.next_suback().await;
+    let writer = try_v4(with_login(v4_opts("writer", m.addr), "writer"))
         .await
         .unwrap();
 
@@ -300,12 +301,7 @@ async fn sighup_deny_reaches_an_existing_subscription() {
             .unwrap();
     }
     // QoS 1 from one publisher keeps its order: `updates/2` would have come first.
-    let p = watcher
-        .next_where(|p| matches!(p, rumqttc::Packet::Publish(_)))
-        .await;
-    let rumqttc::Packet::Publish(p) = p else {
-        unreachable!()
-    };
+    let p = watcher.next_publish().await;
     assert_eq!(
         (p.topic.as_str(), &p.payload[..]),
         ("other/2", &b"allowed"[..])
@@ -329,7 +325,7 @@ async fn sighup_reloads_an_inline_ledger_and_reports_restart_only_changes() {
     let mut m = Moco::start(&["--config", &config]);
     let mut o = v4_opts("carol", m.addr);
     o.set_credentials("carol", "");
-    let _carol = v4(o).await.expect("carol may connect");
+    let _carol = try_v4(o).await.expect("carol may connect");
 
     std::fs::write(&config, text("dave", 200)).unwrap();
     let from = m.log_len();
@@ -339,10 +335,10 @@ async fn sighup_reloads_an_inline_ledger_and_reports_restart_only_changes() {
     assert!(note.contains("options"), "{note}");
     let mut o = v4_opts("dave", m.addr);
     o.set_credentials("dave", "");
-    v4(o).await.expect("dave may connect after the reload");
+    try_v4(o).await.expect("dave may connect after the reload");
     let mut o = v4_opts("carol-2", m.addr);
     o.set_credentials("carol", "");
-    assert!(v4(o).await.is_err());
+    assert!(try_v4(o).await.is_err());
 
     // A broken file keeps everything as it was.
     std::fs::write(&config, "listeners:\n  - type: tcp\n    adress: x\n").unwrap();
@@ -355,7 +351,7 @@ async fn sighup_reloads_an_inline_ledger_and_reports_restart_only_changes() {
     );
     let mut o = v4_opts("dave-2", m.addr);
     o.set_credentials("dave", "");
-    v4(o).await.expect("dave still may connect");
+    try_v4(o).await.expect("dave still may connect");
 
     m.signal("TERM");
     assert_eq!(m.wait_exit(Duration::from_secs(8)).code(), Some(0));
@@ -376,7 +372,7 @@ async fn config_from_env_json_logs_and_deny_all_by_default() {
     assert!(line.contains("moco.json"), "{line}");
     m.wait_for_log("every client is refused");
     // A file without hooks.auth refuses everyone.
-    assert!(v4(v4_opts("nobody", m.addr)).await.is_err());
+    assert!(try_v4(v4_opts("nobody", m.addr)).await.is_err());
     m.signal("TERM");
     assert_eq!(m.wait_exit(Duration::from_secs(8)).code(), Some(0));
 }
@@ -403,7 +399,9 @@ async fn fixed_tcp_port_as_the_bench_uses_it() {
         .port();
     let m = Moco::start(&["--tcp", &format!("127.0.0.1:{port}")]);
     assert_eq!(m.addr.port(), port);
-    let mut c = v4(v4_opts("bench-like", m.addr)).await.expect("connect");
+    let mut c = try_v4(v4_opts("bench-like", m.addr))
+        .await
+        .expect("connect");
     c.round_trip("bench/t", "hi").await;
 }
 
@@ -419,7 +417,9 @@ async fn interop_config_refuses_test_nosubscribe_with_0x80() {
     let config = write(dir.path(), "interop.yaml", &text);
     let m = Moco::start(&["--config", &config]);
 
-    let mut c = v4(v4_opts("interop-v4", m.addr)).await.expect("anonymous");
+    let mut c = try_v4(v4_opts("interop-v4", m.addr))
+        .await
+        .expect("anonymous");
     c.client
         .subscribe_many([
             rumqttc::SubscribeFilter::new("ok/t".into(), rumqttc::QoS::AtLeastOnce),
@@ -427,12 +427,7 @@ async fn interop_config_refuses_test_nosubscribe_with_0x80() {
         ])
         .await
         .unwrap();
-    let rumqttc::Packet::SubAck(ack) = c
-        .next_where(|p| matches!(p, rumqttc::Packet::SubAck(_)))
-        .await
-    else {
-        unreachable!()
-    };
+    let ack = c.next_suback().await;
     assert_eq!(
         ack.return_codes,
         vec![

@@ -1,5 +1,6 @@
-//! Helpers for tests that run the real `moco` binary: start it, read its log, signal it, and
-//! MQTT clients (rumqttc) that talk to it. Everything is on loopback and bounded in time.
+//! Helpers for tests that run the real `moco` binary: start it, read its log, signal it; the
+//! MQTT clients (rumqttc) that talk to it come from moco-test-support. Everything is on
+//! loopback and bounded in time.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -9,8 +10,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// Bound on any wait in these tests.
-pub const WAIT: Duration = Duration::from_secs(10);
+use moco_test_support::WAIT;
 
 /// The `moco` binary built for these tests.
 pub fn moco() -> Command {
@@ -201,130 +201,4 @@ pub fn write(dir: &Path, name: &str, text: &str) -> String {
 /// The repository root.
 pub fn repo_root() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-// ------------------------------------------------------------------------------------------
-// MQTT clients
-// ------------------------------------------------------------------------------------------
-
-/// v3.1.1 client options.
-pub fn v4_opts(id: &str, addr: SocketAddr) -> rumqttc::MqttOptions {
-    let mut o = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
-    o.set_keep_alive(Duration::from_secs(30));
-    o
-}
-
-/// v5 client options.
-pub fn v5_opts(id: &str, addr: SocketAddr) -> rumqttc::v5::MqttOptions {
-    let mut o = rumqttc::v5::MqttOptions::new(id, addr.ip().to_string(), addr.port());
-    o.set_keep_alive(Duration::from_secs(30));
-    o
-}
-
-/// A v3.1.1 client whose event loop runs in a task.
-pub struct V4 {
-    pub client: rumqttc::AsyncClient,
-    pub rx: tokio::sync::mpsc::UnboundedReceiver<rumqttc::Packet>,
-    pub task: tokio::task::JoinHandle<Option<rumqttc::ConnectionError>>,
-}
-
-/// Connects a v3.1.1 client: `Ok` after CONNACK accepted, `Err` with the connection error
-/// (e.g. refused) otherwise.
-pub async fn v4(opts: rumqttc::MqttOptions) -> Result<V4, rumqttc::ConnectionError> {
-    let (client, mut el) = rumqttc::AsyncClient::new(opts, 100);
-    let first = tokio::time::timeout(WAIT, el.poll())
-        .await
-        .expect("CONNACK in time")?;
-    assert!(
-        matches!(first, rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))),
-        "{first:?}"
-    );
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let task = tokio::spawn(async move {
-        loop {
-            match el.poll().await {
-                Ok(rumqttc::Event::Incoming(p)) => {
-                    if tx.send(p).is_err() {
-                        return None;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => return Some(e),
-            }
-        }
-    });
-    Ok(V4 { client, rx, task })
-}
-
-impl V4 {
-    /// Next packet matching `f`, within [`WAIT`].
-    pub async fn next_where(&mut self, f: impl Fn(&rumqttc::Packet) -> bool) -> rumqttc::Packet {
-        loop {
-            match tokio::time::timeout(WAIT, self.rx.recv()).await {
-                Ok(Some(p)) if f(&p) => return p,
-                Ok(Some(_)) => continue,
-                other => panic!("no matching packet: {other:?}"),
-            }
-        }
-    }
-
-    /// Subscribes to `topic` at QoS 1, publishes `payload` to it and expects it back.
-    pub async fn round_trip(&mut self, topic: &str, payload: &str) {
-        self.client
-            .subscribe(topic, rumqttc::QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        let ack = self
-            .next_where(|p| matches!(p, rumqttc::Packet::SubAck(_)))
-            .await;
-        let rumqttc::Packet::SubAck(ack) = ack else {
-            unreachable!()
-        };
-        assert_eq!(
-            ack.return_codes,
-            vec![rumqttc::SubscribeReasonCode::Success(
-                rumqttc::QoS::AtLeastOnce
-            )]
-        );
-        self.client
-            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.to_owned())
-            .await
-            .unwrap();
-        let p = self
-            .next_where(|p| matches!(p, rumqttc::Packet::Publish(_)))
-            .await;
-        let rumqttc::Packet::Publish(p) = p else {
-            unreachable!()
-        };
-        assert_eq!(p.topic, topic);
-        assert_eq!(&p.payload[..], payload.as_bytes());
-    }
-}
-
-/// A v5 client whose event loop runs in a task; the task returns the error that ended it.
-pub struct V5 {
-    pub client: rumqttc::v5::AsyncClient,
-    pub task: tokio::task::JoinHandle<Option<rumqttc::v5::ConnectionError>>,
-}
-
-/// Connects a v5 client and waits for its CONNACK.
-pub async fn v5(opts: rumqttc::v5::MqttOptions) -> V5 {
-    use rumqttc::v5::mqttbytes::v5::Packet;
-    let (client, mut el) = rumqttc::v5::AsyncClient::new(opts, 100);
-    let first = tokio::time::timeout(WAIT, el.poll())
-        .await
-        .expect("CONNACK in time")
-        .expect("connected");
-    assert!(
-        matches!(first, rumqttc::v5::Event::Incoming(Packet::ConnAck(_))),
-        "{first:?}"
-    );
-    let task = tokio::spawn(async move {
-        loop {
-            if let Err(e) = el.poll().await {
-                return Some(e);
-            }
-        }
-    });
-    V5 { client, task }
 }
