@@ -48,9 +48,8 @@ impl Listener for TcpListener {
     }
 }
 
-/// `a.b.c.d:port` for an IPv4 peer without `Display`'s formatting machinery, which cost ~1,700
-/// instructions per accepted connection (a twentieth of the broker's user-space work for a
-/// connect; callgrind).
+/// `a.b.c.d:port` for an IPv4 peer without `Display`'s formatting machinery, a noticeable part
+/// of the broker's work per connect.
 fn peer_string(peer: std::net::SocketAddr) -> String {
     match peer {
         std::net::SocketAddr::V4(a) => {
@@ -76,9 +75,8 @@ async fn accept_loop<L: Listener>(
     id: Arc<str>,
     mut listener: L,
 ) {
-    // A tracker, not a `JoinSet`: the set's entry per task and the wake-up of this loop at
-    // every connection's end (to reap it) cost ~2,900 instructions per connect (callgrind),
-    // and nothing needs a connection's result.
+    // A tracker, not a `JoinSet`: the set would keep an entry per task and wake this loop at
+    // every connection's end to reap it, and nothing needs a connection's result.
     let conns = TaskTracker::new();
     loop {
         tokio::select! {

@@ -29,9 +29,8 @@
 //!
 //! Matching cost does not grow with the number of subscriptions, but at a million
 //! subscriptions the trie is ~150 MB and a publish to a random device reads a handful of nodes
-//! that are in no cache: the time is then dominated by those memory reads (a dependent random
-//! read in 150 MB costs about 0.5 µs on the 2-core VM the benches ran on, against 30 ns in
-//! 2 MB). The benches (`benches/benches/topic.rs`) show both: publishes spread over all devices,
+//! that are in no cache: the time is then dominated by those memory reads, each an order of
+//! magnitude slower than one within a few MB. The benches (`benches/benches/topic.rs`) show both: publishes spread over all devices,
 //! and publishes over 1024 topics where the 1M trie matches within ~2x of the 10k one.
 //!
 //! # Locking

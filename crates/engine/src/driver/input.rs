@@ -17,10 +17,9 @@ pub(super) struct Input<'a, R> {
 /// the socket — and halves back while they bring in far less.
 ///
 /// Everything one read brings in is handled as one batch: each subscriber it reaches gets its
-/// share in one write and one wake-up. With 2 KiB reads a fan-out to 16 subscribers wrote
-/// ~2 KiB per syscall to each and its subscribers read as often; 64 KiB reads measured 1.7x the
-/// deliveries per second at half the broker CPU per delivery (fan-out 1→16, QoS 0, 16 B), and
-/// the clients' own syscalls fell tenfold. A connection that sends a packet now and then never
+/// share in one write and one wake-up, so small reads make small writes and many wake-ups on
+/// every subscriber's side too (docs/perf-log.md has the figures). A connection that sends a
+/// packet now and then never
 /// grows its reads, and an idle one holds no buffer at all (see [`read_some`]). Messages that
 /// wait (for a slow or absent subscriber) are copied out of the larger buffers they would pin:
 /// see `Pins` in [`crate::state`].
