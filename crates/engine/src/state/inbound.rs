@@ -12,10 +12,11 @@ impl ClientState {
             }
             self.session.expiry_interval = e;
         }
-        self.connected = false;
-        self.close = Some(d.reason_code);
         // The client closed: nothing more is sent.
-        self.disconnect_queued = true;
+        self.life = Lifecycle::Away {
+            ended: Some(d.reason_code),
+            disconnect_due: false,
+        };
         Some(AppEvent::Disconnect {
             reason: d.reason_code,
         })

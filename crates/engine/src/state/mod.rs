@@ -286,9 +286,57 @@ pub struct ClientState {
     inherit_ack_props: bool,
     /// The user properties of the PUBLISH being routed, for its PUBACK / PUBREC.
     ack_props: Option<Box<moco_codec::UserProperties>>,
-    close: Option<ReasonCode>,
-    disconnect_queued: bool,
-    connected: bool,
+    life: Lifecycle,
+}
+
+/// Where a connection is in its life. A client that is away keeps its state (its session
+/// waits for it), so "closed" and "away" are apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lifecycle {
+    /// A connection is attached and serving.
+    Open,
+    /// The broker ends the connection with this reason; for v5 its DISCONNECT is still to go.
+    Closing(ReasonCode),
+    /// The connection ended with this reason, still attached; nothing more is sent (the
+    /// DISCONNECT is out, or none is due for v3).
+    Closed(ReasonCode),
+    /// No connection is attached: it ended (why, if it did) or the session was restored.
+    /// `disconnect_due`: it was closing when the transport went, and its DISCONNECT is still
+    /// what the writer's last turn sends.
+    Away {
+        ended: Option<ReasonCode>,
+        disconnect_due: bool,
+    },
+}
+
+impl Lifecycle {
+    /// A connection is attached (serving or ending).
+    fn attached(self) -> bool {
+        matches!(
+            self,
+            Lifecycle::Open | Lifecycle::Closing(_) | Lifecycle::Closed(_)
+        )
+    }
+
+    fn reason(self) -> Option<ReasonCode> {
+        match self {
+            Lifecycle::Open => None,
+            Lifecycle::Closing(r) | Lifecycle::Closed(r) => Some(r),
+            Lifecycle::Away { ended, .. } => ended,
+        }
+    }
+
+    /// A DISCONNECT (v5) or the end of the connection is still to be sent.
+    fn disconnect_due(self) -> bool {
+        matches!(
+            self,
+            Lifecycle::Closing(_)
+                | Lifecycle::Away {
+                    disconnect_due: true,
+                    ..
+                }
+        )
+    }
 }
 
 impl ClientState {
@@ -315,9 +363,7 @@ impl ClientState {
             note_completions: true,
             inherit_ack_props: false,
             ack_props: None,
-            close: None,
-            disconnect_queued: false,
-            connected: true,
+            life: Lifecycle::Open,
         }
     }
 
@@ -330,28 +376,36 @@ impl ClientState {
     /// True while the connection is up (not closing).
     #[inline]
     pub fn is_connected(&self) -> bool {
-        self.connected && self.close.is_none()
+        self.life == Lifecycle::Open
     }
 
     /// The reason the connection is closing, if it is.
     #[inline]
     pub fn close_reason(&self) -> Option<ReasonCode> {
-        self.close
+        self.life.reason()
     }
 
     /// Marks the connection as gone (the transport closed); the session stays, and its
     /// messages, which may now wait for long, stop sharing their publishers' read buffers.
     pub fn detach(&mut self) {
-        self.connected = false;
+        self.life = Lifecycle::Away {
+            ended: self.life.reason(),
+            disconnect_due: self.life.disconnect_due(),
+        };
         self.unpin_held();
     }
 
     /// Closes the connection with `reason`: for v5 a DISCONNECT carrying it is the next and
     /// last thing [`ClientState::poll_transmit`] returns; for v3 the connection just closes.
     pub fn close(&mut self, reason: ReasonCode) {
-        if self.close.is_none() {
-            self.close = Some(reason);
-        }
+        self.life = match self.life {
+            Lifecycle::Open => Lifecycle::Closing(reason),
+            Lifecycle::Away { ended: None, .. } => Lifecycle::Away {
+                ended: Some(reason),
+                disconnect_due: true,
+            },
+            ended => ended,
+        };
     }
 
     /// Queues a control packet (CONNACK, SUBACK, UNSUBACK, AUTH, ...).
@@ -373,7 +427,7 @@ impl ClientState {
     /// Handles one packet from the client. Protocol violations close the connection with the
     /// right reason code; what needs the broker comes back as an [`AppEvent`].
     pub fn handle_packet(&mut self, now: Instant, packet: Packet) -> Option<AppEvent> {
-        if self.close.is_some() {
+        if self.life.reason().is_some() {
             return None;
         }
         self.last_received = now;

@@ -46,7 +46,7 @@ impl ClientState {
             return;
         }
         if self.session.pending.len() >= self.limits.max_pending.max(1) {
-            if self.connected {
+            if self.life.attached() {
                 self.notes
                     .push(Note::Dropped(delivery.msg, DropReason::QueueFull));
                 return;
@@ -57,7 +57,7 @@ impl ClientState {
             }
         }
         let mut delivery = delivery;
-        if !self.connected || self.unpin_all {
+        if !self.life.attached() || self.unpin_all {
             delivery.msg = delivery.msg.unpinned();
         } else if !delivery.msg.is_owned() && self.pins.get_or_insert_default().add(&delivery.msg) {
             self.pins = None;
@@ -115,7 +115,7 @@ impl ClientState {
     /// Whether all there is to send are replies of a quiet connection (CONNACK, PINGRESP, SUBACK,
     /// UNSUBACK, AUTH): no message, no acknowledgement of one, no DISCONNECT.
     pub fn only_replies_to_send(&self) -> bool {
-        self.close.is_none()
+        self.life.reason().is_none()
             && self.resend.is_empty()
             && self.session.retained.is_empty()
             && self.session.pending.is_empty()
@@ -133,13 +133,13 @@ impl ClientState {
 
     /// True if there is something to transmit.
     pub fn wants_transmit(&self) -> bool {
-        if self.close.is_some() {
-            return !self.disconnect_queued;
+        if self.life.reason().is_some() {
+            return self.life.disconnect_due();
         }
         if !self.control.is_empty() {
             return true;
         }
-        if !self.connected {
+        if !self.life.attached() {
             return false;
         }
         if !self.resend.is_empty() {
@@ -236,11 +236,17 @@ impl ClientState {
     }
 
     pub(super) fn next_transmit(&mut self, now: Instant) -> Option<Next> {
-        if let Some(reason) = self.close {
-            if self.disconnect_queued {
+        if let Some(reason) = self.life.reason() {
+            if !self.life.disconnect_due() {
                 return None;
             }
-            self.disconnect_queued = true;
+            self.life = match self.life {
+                Lifecycle::Away { ended, .. } => Lifecycle::Away {
+                    ended,
+                    disconnect_due: false,
+                },
+                _ => Lifecycle::Closed(reason),
+            };
             if self.version().is_v5() {
                 // A reason string is always allowed on DISCONNECT; it also makes the packet
                 // carry a property length, which some clients (rumqttc 0.25) need.
@@ -259,7 +265,7 @@ impl ClientState {
         if !self.control.is_empty() {
             return Some(Next::Control);
         }
-        if !self.connected {
+        if !self.life.attached() {
             return None;
         }
         while let Some(pid) = self.resend.pop_front() {
