@@ -3,8 +3,9 @@
 //! The file is YAML, or JSON when its extension is `.json` (or, with another extension, when
 //! its first non-blank byte is `{`). Every level is a struct with `#[serde(default,
 //! deny_unknown_fields)]`: a field left out keeps its default, an unknown field is an error.
-//! The defaults of the engine's options come from [`moco_engine::Options::default`], never
-//! restated here, so `options:` in a file only says what differs.
+//! `options:` deserializes straight into [`moco_engine::Options`] (the engine's `serde`
+//! feature): its fields, defaults and value forms are the engine's, never restated here, so
+//! `options:` in a file only says what differs.
 //!
 //! ```yaml
 //! listeners:                  # default: one TCP listener on 127.0.0.1:1883
@@ -30,11 +31,9 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use moco_auth::LedgerRules;
-use moco_engine::topic::ShareStrategy;
-use moco_engine::{Capabilities, Compatibilities, Options};
+use moco_engine::Options;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -48,9 +47,9 @@ pub struct Config {
     /// Authentication, storage and debug hooks.
     #[serde(deserialize_with = "null_is_default")]
     pub hooks: HooksConfig,
-    /// The engine's options.
+    /// The engine's options, in the form of its `serde` feature.
     #[serde(deserialize_with = "null_is_default")]
-    pub options: OptionsConfig,
+    pub options: Options,
     /// Log level and format.
     #[serde(deserialize_with = "null_is_default")]
     pub logging: LoggingConfig,
@@ -65,7 +64,7 @@ impl Default for Config {
                 DEFAULT_TCP_ADDRESS,
             )],
             hooks: HooksConfig::default(),
-            options: OptionsConfig::default(),
+            options: Options::default(),
             logging: LoggingConfig::default(),
         }
     }
@@ -85,7 +84,7 @@ impl Config {
 
     /// The engine options this configuration asks for.
     pub fn engine_options(&self) -> Options {
-        self.options.to_options()
+        self.options.clone()
     }
 }
 
@@ -301,261 +300,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// The engine's [`Options`], field by field; durations in whole seconds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OptionsConfig {
-    /// See [`Capabilities`].
-    #[serde(deserialize_with = "null_is_default")]
-    pub capabilities: CapabilitiesConfig,
-    /// [`Options::client_net_write_buffer_size`], bytes.
-    pub client_net_write_buffer_size: usize,
-    /// [`Options::client_net_read_buffer_size`], bytes.
-    pub client_net_read_buffer_size: usize,
-    /// [`Options::sys_topic_resend_interval`], seconds.
-    pub sys_topic_resend_interval: u64,
-    /// [`Options::inline_client`].
-    pub inline_client: bool,
-    /// [`Options::connect_timeout`], seconds.
-    pub connect_timeout: u64,
-    /// [`Options::response_information`].
-    pub response_information: String,
-}
-
-impl Default for OptionsConfig {
-    fn default() -> Self {
-        Self::from_options(&Options::default())
-    }
-}
-
-impl OptionsConfig {
-    /// Mirrors engine options (the source of every default).
-    pub fn from_options(o: &Options) -> Self {
-        // Destructured without `..`: a new engine option fails to compile here until the
-        // configuration offers it.
-        let Options {
-            capabilities,
-            client_net_write_buffer_size,
-            client_net_read_buffer_size,
-            sys_topic_resend_interval,
-            inline_client,
-            connect_timeout,
-            response_information,
-        } = o;
-        Self {
-            capabilities: CapabilitiesConfig::from_capabilities(capabilities),
-            client_net_write_buffer_size: *client_net_write_buffer_size,
-            client_net_read_buffer_size: *client_net_read_buffer_size,
-            sys_topic_resend_interval: sys_topic_resend_interval.as_secs(),
-            inline_client: *inline_client,
-            connect_timeout: connect_timeout.as_secs(),
-            response_information: response_information.clone(),
-        }
-    }
-
-    /// The engine options.
-    pub fn to_options(&self) -> Options {
-        Options {
-            capabilities: self.capabilities.to_capabilities(),
-            client_net_write_buffer_size: self.client_net_write_buffer_size,
-            client_net_read_buffer_size: self.client_net_read_buffer_size,
-            sys_topic_resend_interval: Duration::from_secs(self.sys_topic_resend_interval),
-            inline_client: self.inline_client,
-            connect_timeout: Duration::from_secs(self.connect_timeout),
-            response_information: self.response_information.clone(),
-        }
-    }
-}
-
-/// The engine's [`Capabilities`], field by field. Booleans also accept `0` and `1` (as
-/// mochi's configuration files write them).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[allow(missing_docs)] // each field is the engine's field of the same name
-pub struct CapabilitiesConfig {
-    pub maximum_clients: u64,
-    pub maximum_message_expiry_interval: u32,
-    pub maximum_client_writes_pending: u32,
-    pub maximum_session_expiry_interval: u32,
-    pub maximum_packet_size: u32,
-    pub receive_maximum: u16,
-    pub maximum_inflight: u16,
-    pub topic_alias_maximum: u16,
-    #[serde(deserialize_with = "flag")]
-    pub shared_sub_available: bool,
-    pub shared_sub_strategy: ShareStrategyConfig,
-    pub minimum_protocol_version: u8,
-    pub maximum_qos: u8,
-    #[serde(deserialize_with = "flag")]
-    pub retain_available: bool,
-    #[serde(deserialize_with = "flag")]
-    pub wildcard_sub_available: bool,
-    #[serde(deserialize_with = "flag")]
-    pub sub_id_available: bool,
-    pub maximum_keep_alive: u16,
-    #[serde(deserialize_with = "null_is_default")]
-    pub compatibilities: CompatibilitiesConfig,
-}
-
-impl Default for CapabilitiesConfig {
-    fn default() -> Self {
-        Self::from_capabilities(&Capabilities::default())
-    }
-}
-
-impl CapabilitiesConfig {
-    fn from_capabilities(c: &Capabilities) -> Self {
-        let Capabilities {
-            maximum_clients,
-            maximum_message_expiry_interval,
-            maximum_client_writes_pending,
-            maximum_session_expiry_interval,
-            maximum_packet_size,
-            receive_maximum,
-            maximum_inflight,
-            topic_alias_maximum,
-            shared_sub_available,
-            shared_sub_strategy,
-            minimum_protocol_version,
-            maximum_qos,
-            retain_available,
-            wildcard_sub_available,
-            sub_id_available,
-            maximum_keep_alive,
-            compatibilities,
-        } = c.clone();
-        Self {
-            maximum_clients,
-            maximum_message_expiry_interval,
-            maximum_client_writes_pending,
-            maximum_session_expiry_interval,
-            maximum_packet_size,
-            receive_maximum,
-            maximum_inflight,
-            topic_alias_maximum,
-            shared_sub_available,
-            shared_sub_strategy: ShareStrategyConfig::from_strategy(shared_sub_strategy),
-            minimum_protocol_version,
-            maximum_qos,
-            retain_available,
-            wildcard_sub_available,
-            sub_id_available,
-            maximum_keep_alive,
-            compatibilities: CompatibilitiesConfig::from_compatibilities(&compatibilities),
-        }
-    }
-
-    fn to_capabilities(&self) -> Capabilities {
-        Capabilities {
-            maximum_clients: self.maximum_clients,
-            maximum_message_expiry_interval: self.maximum_message_expiry_interval,
-            maximum_client_writes_pending: self.maximum_client_writes_pending,
-            maximum_session_expiry_interval: self.maximum_session_expiry_interval,
-            maximum_packet_size: self.maximum_packet_size,
-            receive_maximum: self.receive_maximum,
-            maximum_inflight: self.maximum_inflight,
-            topic_alias_maximum: self.topic_alias_maximum,
-            shared_sub_available: self.shared_sub_available,
-            shared_sub_strategy: self.shared_sub_strategy.to_strategy(),
-            minimum_protocol_version: self.minimum_protocol_version,
-            maximum_qos: self.maximum_qos,
-            retain_available: self.retain_available,
-            wildcard_sub_available: self.wildcard_sub_available,
-            sub_id_available: self.sub_id_available,
-            maximum_keep_alive: self.maximum_keep_alive,
-            compatibilities: self.compatibilities.to_compatibilities(),
-        }
-    }
-}
-
-/// How a shared subscription group picks the member that gets a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ShareStrategyConfig {
-    /// Members in turn.
-    RoundRobin,
-    /// A pseudo-random member per message.
-    Random,
-    /// The publisher's id hashed to a member.
-    StickyByPublisher,
-}
-
-impl ShareStrategyConfig {
-    fn from_strategy(s: ShareStrategy) -> Self {
-        match s {
-            ShareStrategy::Random => Self::Random,
-            ShareStrategy::StickyByPublisher => Self::StickyByPublisher,
-            // RoundRobin, and any strategy the configuration does not name yet.
-            _ => Self::RoundRobin,
-        }
-    }
-
-    fn to_strategy(self) -> ShareStrategy {
-        match self {
-            Self::RoundRobin => ShareStrategy::RoundRobin,
-            Self::Random => ShareStrategy::Random,
-            Self::StickyByPublisher => ShareStrategy::StickyByPublisher,
-        }
-    }
-}
-
-/// The engine's [`Compatibilities`], field by field (booleans, or `0`/`1`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[allow(missing_docs)] // each field is the engine's field of the same name
-pub struct CompatibilitiesConfig {
-    #[serde(deserialize_with = "flag")]
-    pub obscure_not_authorized: bool,
-    #[serde(deserialize_with = "flag")]
-    pub refuse_v3_keep_alive_above_maximum: bool,
-    #[serde(deserialize_with = "flag")]
-    pub passive_client_disconnect: bool,
-    #[serde(deserialize_with = "flag")]
-    pub always_return_response_info: bool,
-    #[serde(deserialize_with = "flag")]
-    pub restore_sys_info_on_restart: bool,
-    #[serde(deserialize_with = "flag")]
-    pub no_inherited_properties_on_ack: bool,
-}
-
-impl Default for CompatibilitiesConfig {
-    fn default() -> Self {
-        Self::from_compatibilities(&Compatibilities::default())
-    }
-}
-
-impl CompatibilitiesConfig {
-    fn from_compatibilities(c: &Compatibilities) -> Self {
-        let Compatibilities {
-            obscure_not_authorized,
-            refuse_v3_keep_alive_above_maximum,
-            passive_client_disconnect,
-            always_return_response_info,
-            restore_sys_info_on_restart,
-            no_inherited_properties_on_ack,
-        } = c.clone();
-        Self {
-            obscure_not_authorized,
-            refuse_v3_keep_alive_above_maximum,
-            passive_client_disconnect,
-            always_return_response_info,
-            restore_sys_info_on_restart,
-            no_inherited_properties_on_ack,
-        }
-    }
-
-    fn to_compatibilities(&self) -> Compatibilities {
-        Compatibilities {
-            obscure_not_authorized: self.obscure_not_authorized,
-            refuse_v3_keep_alive_above_maximum: self.refuse_v3_keep_alive_above_maximum,
-            passive_client_disconnect: self.passive_client_disconnect,
-            always_return_response_info: self.always_return_response_info,
-            restore_sys_info_on_restart: self.restore_sys_info_on_restart,
-            no_inherited_properties_on_ack: self.no_inherited_properties_on_ack,
-        }
-    }
-}
-
 /// A section written with nothing under it (`hooks:` whose lines are all commented out) is
 /// YAML's null: it means the defaults, as if the section were left out.
 fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -570,35 +314,6 @@ fn null_is_default_listeners<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Vec<ListenerConfig>, D::Error> {
     Ok(Option::deserialize(d)?.unwrap_or_else(|| Config::default().listeners))
-}
-
-/// A boolean written `true`/`false` or `1`/`0`.
-fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    struct V;
-    impl Visitor<'_> for V {
-        type Value = bool;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("true, false, 1 or 0")
-        }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
-            Ok(v)
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<bool, E> {
-            match v {
-                0 => Ok(false),
-                1 => Ok(true),
-                _ => Err(E::invalid_value(de::Unexpected::Unsigned(v), &self)),
-            }
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
-            match v {
-                0 => Ok(false),
-                1 => Ok(true),
-                _ => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
-            }
-        }
-    }
-    d.deserialize_any(V)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1001,7 +716,7 @@ pub fn validate(config: &Config, base: Option<&Path>) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn validate_options(o: &OptionsConfig) -> Result<(), Invalid> {
+fn validate_options(o: &Options) -> Result<(), Invalid> {
     let c = &o.capabilities;
     let caps = |field: &'static str, message: String| {
         Err(Invalid::at(&[&"options", &"capabilities", &field], message))
@@ -1053,8 +768,11 @@ fn validate_options(o: &OptionsConfig) -> Result<(), Invalid> {
             "client_net_read_buffer_size",
             o.client_net_read_buffer_size as u64,
         ),
-        ("sys_topic_resend_interval", o.sys_topic_resend_interval),
-        ("connect_timeout", o.connect_timeout),
+        (
+            "sys_topic_resend_interval",
+            o.sys_topic_resend_interval.as_secs(),
+        ),
+        ("connect_timeout", o.connect_timeout.as_secs()),
     ] {
         if v == 0 {
             return top(name, "must be at least 1".to_owned());
