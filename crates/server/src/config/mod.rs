@@ -115,6 +115,22 @@ mod tests {
     }
 
     #[test]
+    fn engine_value_forms_and_effective_yaml_load_back() {
+        let text = "hooks:\n  auth:\n    allow_all: true\noptions:\n  capabilities:\n    shared_sub_strategy: sticky_by_publisher\n    retain_available: 0\n  connect_timeout: 3\n";
+        let c = yaml(text).unwrap();
+        let o = c.engine_options();
+        assert_eq!(
+            o.capabilities.shared_sub_strategy,
+            moco_engine::topic::ShareStrategy::StickyByPublisher
+        );
+        assert!(!o.capabilities.retain_available);
+        assert_eq!(o.connect_timeout, std::time::Duration::from_secs(3));
+        let again = yaml(&effective_yaml(None, &c)).unwrap();
+        assert_eq!(again.engine_options(), o);
+        assert_eq!(again.listeners, c.listeners);
+    }
+
+    #[test]
     fn empty_sections_are_defaults() {
         let c = yaml("listeners:\nhooks:\n  auth:\n  debug:\noptions:\n  capabilities:\n    compatibilities:\nlogging:\n").unwrap();
         assert_eq!(c.engine_options(), Options::default());
