@@ -5,11 +5,24 @@
 //! `Options { capabilities: Capabilities { maximum_qos: 1, ..Default::default() }, ..Default::default() }`.
 //! [`Options::normalized`] turns values that would make no sense (a zero receive maximum, a zero
 //! maximum inflight, ...) back into their defaults: a zero never silently means "reject everyone".
+//!
+//! With the `serde` feature the three structs are `Serialize` and `Deserialize` in the form
+//! of moco's configuration file (the `options:` section), so the server reads them directly
+//! instead of mirroring them: every field is optional (its default comes from [`Default`]),
+//! an unknown field is an error, a section written empty (YAML's null) is its default,
+//! booleans of [`Capabilities`] and [`Compatibilities`] also take `0`/`1` (as mochi's files
+//! write them), durations are whole seconds, and the share strategy is `round_robin`,
+//! `random` or `sticky_by_publisher`.
 
 use std::time::Duration;
 
 /// What the broker offers to clients; advertised in CONNACK where MQTT 5 allows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct Capabilities {
     /// Maximum number of connected clients; CONNECT beyond it gets 0x97 (quota exceeded).
     /// `0` means no limit. Default: no limit.
@@ -42,6 +55,7 @@ pub struct Capabilities {
     /// Default: 65 535.
     pub topic_alias_maximum: u16,
     /// Whether shared subscriptions (`$share/…`) are available. Default: true.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "forms::flag"))]
     pub shared_sub_available: bool,
     /// How a shared subscription group picks the member that gets a message: round robin
     /// (default), random, or sticky by publisher.
@@ -51,10 +65,13 @@ pub struct Capabilities {
     /// Highest QoS the broker accepts and grants (0, 1 or 2). Default: 2.
     pub maximum_qos: u8,
     /// Whether retained messages are available. Default: true.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "forms::flag"))]
     pub retain_available: bool,
     /// Whether wildcard subscriptions are available. Default: true.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "forms::flag"))]
     pub wildcard_sub_available: bool,
     /// Whether subscription identifiers are available. Default: true.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "forms::flag"))]
     pub sub_id_available: bool,
     /// Highest keep-alive, in seconds, a client may ask for. A client asking for more (or for
     /// none) is held to this value: closed after 1.5 times it without a packet. A v5 client is
@@ -64,6 +81,7 @@ pub struct Capabilities {
     /// (as mochi).
     pub maximum_keep_alive: u16,
     /// Compatibility switches.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "forms::null_is_default"))]
     pub compatibilities: Compatibilities,
 }
 
@@ -93,19 +111,29 @@ impl Default for Capabilities {
 
 /// Compatibility switches, all off by default (as mochi).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct Compatibilities {
     /// Answer "unspecified error" (0x80) instead of "not authorized" (0x87).
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "forms::flag"))]
     pub obscure_not_authorized: bool,
     /// Refuse a v3 client whose keep-alive is above [`Capabilities::maximum_keep_alive`] (or
     /// 0, no keep-alive) with return code 2, identifier rejected, instead of holding it to the
     /// maximum. Off by default: v3 cannot be told a server keep-alive, and refusing made v3
     /// libraries that default to keep-alive 0 unable to connect at all.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "forms::flag"))]
     pub refuse_v3_keep_alive_above_maximum: bool,
     /// After sending a server DISCONNECT, leave closing the connection to the client.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "forms::flag"))]
     pub passive_client_disconnect: bool,
     /// Return response information in CONNACK even when the client did not ask for it.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "forms::flag"))]
     pub always_return_response_info: bool,
     /// Restore `$SYS` counters from storage on restart (used by the storage hook).
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "forms::flag"))]
     pub restore_sys_info_on_restart: bool,
     /// Do not copy the user properties of a client's PUBLISH onto its PUBACK / PUBREC (nor
     /// those of its PUBREC onto the PUBREL, of its PUBREL onto the PUBCOMP). Off by default,
@@ -113,13 +141,20 @@ pub struct Compatibilities {
     /// properties are valid in an acknowledgement; none are copied where they would exceed
     /// the client's maximum packet size). Set it for clients that do not expect them (mochi
     /// sets it for the paho test suite).
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "forms::flag"))]
     pub no_inherited_properties_on_ack: bool,
 }
 
 /// All broker options.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct Options {
     /// Features and limits offered to clients.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "forms::null_is_default"))]
     pub capabilities: Capabilities,
     /// Size of each connection's write buffer, in bytes (a starting size, grown on demand).
     /// Default: 2048.
@@ -128,11 +163,13 @@ pub struct Options {
     /// Default: 2048.
     pub client_net_read_buffer_size: usize,
     /// Interval between `$SYS` topic updates. Default: 1 s.
+    #[cfg_attr(feature = "serde", serde(with = "forms::seconds"))]
     pub sys_topic_resend_interval: Duration,
     /// Whether the inline client (publish/subscribe from the embedding program) is enabled.
     /// Default: false.
     pub inline_client: bool,
     /// How long a new connection may take to send CONNECT before it is closed. Default: 10 s.
+    #[cfg_attr(feature = "serde", serde(with = "forms::seconds"))]
     pub connect_timeout: Duration,
     /// Text sent as response information when a v5 client asks for it (or always, with
     /// [`Compatibilities::always_return_response_info`]). Default: `"response"`.
@@ -188,6 +225,79 @@ impl Options {
     }
 }
 
+/// The value forms of the configuration file that plain derives do not give.
+#[cfg(feature = "serde")]
+mod forms {
+    use std::fmt;
+    use std::time::Duration;
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// A section written with nothing under it (YAML's null, e.g. every line commented out)
+    /// means the defaults, as if it were left out.
+    pub(super) fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de> + Default,
+    {
+        Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+    }
+
+    /// A boolean written `true`/`false` or `1`/`0`.
+    pub(super) fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = bool;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false, 1 or 0")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+                Ok(v)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<bool, E> {
+                match v {
+                    0 => Ok(false),
+                    1 => Ok(true),
+                    _ => Err(E::invalid_value(de::Unexpected::Unsigned(v), &self)),
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
+                match v {
+                    0 => Ok(false),
+                    1 => Ok(true),
+                    _ => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+
+    /// A duration as a whole number of seconds. Serializing one with a fraction of a second
+    /// is an error rather than a silent rounding.
+    pub(super) mod seconds {
+        use super::*;
+
+        pub(in super::super) fn serialize<S: Serializer>(
+            d: &Duration,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            if d.subsec_nanos() != 0 {
+                return Err(serde::ser::Error::custom(format_args!(
+                    "{d:?} is not a whole number of seconds"
+                )));
+            }
+            s.serialize_u64(d.as_secs())
+        }
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Duration, D::Error> {
+            u64::deserialize(d).map(Duration::from_secs)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +338,39 @@ mod tests {
         assert_eq!(o.capabilities.maximum_inflight, 5);
         assert_eq!(o.connect_timeout, Duration::from_secs(10));
         assert_eq!(o.capabilities.maximum_message_expiry_interval, 86_400);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_forms_round_trip() {
+        let o: Options = serde_json::from_str("{}").unwrap();
+        assert_eq!(o, Options::default());
+        let o: Options = serde_json::from_str(
+            r#"{"capabilities": {"retain_available": 0, "shared_sub_strategy": "sticky_by_publisher",
+                "compatibilities": null}, "connect_timeout": 3}"#,
+        )
+        .unwrap();
+        assert!(!o.capabilities.retain_available);
+        assert_eq!(
+            o.capabilities.shared_sub_strategy,
+            moco_topic::ShareStrategy::StickyByPublisher
+        );
+        assert_eq!(o.connect_timeout, Duration::from_secs(3));
+        let text = serde_json::to_string(&o).unwrap();
+        assert!(text.contains(r#""connect_timeout":3"#), "{text}");
+        assert_eq!(serde_json::from_str::<Options>(&text).unwrap(), o);
+        let e = serde_json::from_str::<Options>(r#"{"inline": true}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `inline`"), "{e}");
+        let e = serde_json::from_str::<Compatibilities>(r#"{"obscure_not_authorized": 2}"#)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("expected true, false, 1 or 0"),
+            "{e}"
+        );
+        let half = Options {
+            connect_timeout: Duration::from_millis(500),
+            ..Default::default()
+        };
+        assert!(serde_json::to_string(&half).is_err());
     }
 }

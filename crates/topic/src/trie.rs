@@ -16,6 +16,11 @@ use crate::validate::parse_filter;
 /// How a shared subscription group picks the one member that gets a message (MQTT 5 §4.8.2
 /// leaves the choice to the server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum ShareStrategy {
     /// Members in turn; each group has its own atomic cursor.
