@@ -57,27 +57,6 @@ use moco_codec::{
 use crate::hooks::DropReason;
 use crate::message::{Delivery, DeliveryParams, Message};
 
-/// A short human-readable text for a server DISCONNECT reason.
-fn reason_text(code: ReasonCode) -> &'static str {
-    match code {
-        ReasonCode::MalformedPacket => "malformed packet",
-        ReasonCode::ProtocolError => "protocol error",
-        ReasonCode::PacketTooLarge => "packet too large",
-        ReasonCode::ReceiveMaximumExceeded => "receive maximum exceeded",
-        ReasonCode::TopicAliasInvalid => "topic alias invalid",
-        ReasonCode::TopicNameInvalid => "topic name invalid",
-        ReasonCode::QuotaExceeded => "quota exceeded",
-        ReasonCode::KeepAliveTimeout => "keep alive timeout",
-        ReasonCode::SessionTakenOver => "session taken over",
-        ReasonCode::ServerShuttingDown => "server shutting down",
-        ReasonCode::NotAuthorized => "not authorized",
-        ReasonCode::QoSNotSupported => "QoS not supported",
-        ReasonCode::RetainNotSupported => "retain not supported",
-        ReasonCode::AdministrativeAction => "administrative action",
-        _ => "disconnected by the server",
-    }
-}
-
 /// A QoS 1/2 message sent to the client and not yet fully acknowledged.
 #[derive(Debug, Clone)]
 pub struct Inflight {
@@ -933,7 +912,7 @@ impl ClientState {
                 // A reason string is always allowed on DISCONNECT; it also makes the packet
                 // carry a property length, which some clients (rumqttc 0.25) need.
                 let properties = DisconnectProperties {
-                    reason_string: Some(ByteString::from_static(reason_text(reason))),
+                    reason_string: Some(ByteString::from_static(reason.description())),
                     ..Default::default()
                 };
                 self.control.push_front(Packet::Disconnect(Disconnect {
