@@ -9,8 +9,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
-use crate::decode::{self, Input, PResult};
-use crate::encode::{self as enc, varint_len};
+use crate::wire::{self as enc, varint_len};
+use crate::wire::{self, Input, PResult};
 use crate::{DecodeError, EncodeError, PacketType, QoS};
 
 /// User properties: name/value string pairs, in wire order, repeats allowed.
@@ -298,10 +298,10 @@ pub(crate) fn decode_section_into<'a, P: PropertySet>(
 }
 
 fn decode_section_list<'a, P: PropertySet>(frame: &Bytes, input: Input<'a>) -> PResult<'a, P> {
-    let (input, len) = decode::varint(input)?;
+    let (input, len) = wire::varint(input)?;
     let len = len as usize;
     if len > input.len() {
-        return Err(decode::fail(DecodeError::Malformed(
+        return Err(wire::fail(DecodeError::Malformed(
             "property length exceeds packet",
         )));
     }
@@ -312,53 +312,53 @@ fn decode_section_list<'a, P: PropertySet>(frame: &Bytes, input: Input<'a>) -> P
     }
     let mut seen: u64 = 0;
     while !list.is_empty() {
-        let (i, raw) = decode::varint(list)?;
-        let id = PropertyId::try_from(raw).map_err(decode::fail)?;
+        let (i, raw) = wire::varint(list)?;
+        let id = PropertyId::try_from(raw).map_err(wire::fail)?;
         if id.mask() & P::MASK == 0 {
-            return Err(decode::fail(DecodeError::PropertyNotAllowed(id, P::NAME)));
+            return Err(wire::fail(DecodeError::PropertyNotAllowed(id, P::NAME)));
         }
         let repeatable = id == PropertyId::UserProperty
             || (P::MULTI_SUB_ID && id == PropertyId::SubscriptionIdentifier);
         let bit = 1u64 << (id as u8);
         if !repeatable && seen & bit != 0 {
-            return Err(decode::fail(DecodeError::DuplicateProperty(id)));
+            return Err(wire::fail(DecodeError::DuplicateProperty(id)));
         }
         seen |= bit;
         let (i, value) = match id.wire_type() {
             PropertyType::Byte => {
-                let (i, b) = decode::u8(i)?;
+                let (i, b) = wire::u8(i)?;
                 (i, Value::Byte(b))
             }
             PropertyType::TwoByteInteger => {
-                let (i, v) = decode::u16(i)?;
+                let (i, v) = wire::u16(i)?;
                 (i, Value::U16(v))
             }
             PropertyType::FourByteInteger => {
-                let (i, v) = decode::u32(i)?;
+                let (i, v) = wire::u32(i)?;
                 (i, Value::U32(v))
             }
             PropertyType::VariableByteInteger => {
-                let (i, v) = decode::varint(i)?;
+                let (i, v) = wire::varint(i)?;
                 (i, Value::U32(v))
             }
             PropertyType::Utf8String => {
-                let (i, s) = decode::string(frame, i)?;
+                let (i, s) = wire::string(frame, i)?;
                 (i, Value::Str(s))
             }
             PropertyType::BinaryData => {
-                let (i, b) = decode::binary(frame, i)?;
+                let (i, b) = wire::binary(frame, i)?;
                 (i, Value::Bin(b))
             }
             PropertyType::Utf8StringPair => {
-                let (i, k) = decode::string(frame, i)?;
-                let (i, v) = decode::string(frame, i)?;
+                let (i, k) = wire::string(frame, i)?;
+                let (i, v) = wire::string(frame, i)?;
                 (i, Value::Pair(k, v))
             }
         };
-        props.set(id, value).map_err(decode::fail)?;
+        props.set(id, value).map_err(wire::fail)?;
         list = i;
     }
-    props.finish().map_err(decode::fail)?;
+    props.finish().map_err(wire::fail)?;
     Ok((rest, props))
 }
 
