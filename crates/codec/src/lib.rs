@@ -14,6 +14,7 @@ mod decode;
 mod error;
 pub mod packet;
 pub mod properties;
+mod property_id;
 mod reason;
 mod wire;
 

@@ -8,9 +8,11 @@
 //! wire  <-  properties  <-  packet::common  <-  packet::<kind>  <-  packet (Packet)  <-  decode
 //! ```
 //!
-//! Each module imports only from modules to its left (and the crate root's plain types:
-//! `ProtocolVersion`, `QoS`, `PacketType`, `ReasonCode`, the errors). A helper two packet
-//! kinds share lives in `packet::common`, never in one of the two, so no packet file
+//! Each module imports only from modules to its left, and from the vocabulary below them
+//! all: the crate root's `ProtocolVersion`, `QoS` and `PacketType`, `reason`, `property_id`
+//! and `error`, plain types that name one another (an error names its reason code, a
+//! conversion from a wire byte names its error) and borrow no logic. A helper that two
+//! packet kinds share lives in `packet::common`, never in one of the two, so no packet file
 //! imports a sibling.
 //!
 //! Reading: bodies are parsed as `&[u8]` with `nom` (complete parsers: a body is only parsed
