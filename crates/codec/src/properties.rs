@@ -231,7 +231,7 @@ pub(crate) trait Slot<V: Value> {
 impl<V: Value> Slot<V> for Option<V::T> {
     const REPEATS: bool = false;
 
-    #[inline]
+    #[inline(always)]
     fn is_empty(&self) -> bool {
         self.is_none()
     }
@@ -263,7 +263,7 @@ impl<V: Value> Slot<V> for Option<V::T> {
 impl<V: Value> Slot<V> for Vec<V::T> {
     const REPEATS: bool = true;
 
-    #[inline]
+    #[inline(always)]
     fn is_empty(&self) -> bool {
         Vec::is_empty(self)
     }
@@ -344,14 +344,15 @@ fn first_time(id: PropertyId, repeats: bool, seen: &mut u64) -> Result<(), nom::
 /// Generates the property structs from their tables, and where each property is allowed.
 ///
 /// Per set: its doc, name, the packets it serves (mask) and the name used in errors,
-/// optional set-wide rules (`check`: before sizing for encoding; `finish`: after decoding),
+/// an optional attribute for its generated functions (`#[inline]` for the sets on the hot
+/// path: PUBLISH and the acknowledgements), optional set-wide rules (`check`: before sizing for encoding; `finish`: after decoding),
 /// then per field its doc, name, type, property identifier and value kind. Fields are written
 /// in table order. A field marked `late` is sized after the others, so that a packet with
 /// several bad fields reports the error it always did.
 macro_rules! property_sets {
     ($(
         $(#[$sm:meta])*
-        pub struct $set:ident: $mask:expr, $label:literal
+        pub struct $set:ident: $mask:expr, $label:literal $(#[$hint:meta])?
             $(, check = $check:path)? $(, finish = $finish:path)? {
             $(
                 $(#[$fm:meta])*
@@ -368,14 +369,14 @@ macro_rules! property_sets {
 
             impl $set {
                 /// True if no property is set: the section is then the single byte 0.
-                #[inline]
+                #[inline(always)]
                 pub fn is_empty(&self) -> bool {
                     true $( && <$ty as Slot<value::$kind>>::is_empty(&self.$field) )*
                 }
             }
 
             impl PropertySet for $set {
-                #[inline]
+                $(#[$hint])?
                 fn read_one<'a>(
                     &mut self,
                     id: PropertyId,
@@ -400,7 +401,7 @@ macro_rules! property_sets {
                     Ok(())
                 }
 
-                #[inline]
+                $(#[$hint])?
                 fn inner_len(&self) -> Result<usize, EncodeError> {
                     if self.is_empty() {
                         return Ok(0);
@@ -420,7 +421,7 @@ macro_rules! property_sets {
                     Ok(n)
                 }
 
-                #[inline]
+                $(#[$hint])?
                 fn write(&self, buf: &mut BytesMut) {
                     $( <$ty as Slot<value::$kind>>::write(&self.$field, PropertyId::$id, buf); )*
                 }
@@ -577,7 +578,7 @@ property_sets! {
 
     /// PUBLISH properties (spec §3.3.2.3). Empty by default; constructing and cloning an empty
     /// value allocates nothing.
-    pub struct PublishProperties: PUBLISH, "PUBLISH" {
+    pub struct PublishProperties: PUBLISH, "PUBLISH" #[inline] {
         /// Payload Format Indicator: `true` = UTF-8 payload.
         payload_format_indicator: Option<bool> = PayloadFormatIndicator as Flag;
         /// Message Expiry Interval in seconds.
@@ -598,7 +599,7 @@ property_sets! {
 
     /// Properties of PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK and UNSUBACK (spec §3.4.2.2 etc.):
     /// a Reason String and user properties.
-    pub struct AckProperties: ACKS, "acknowledgement" {
+    pub struct AckProperties: ACKS, "acknowledgement" #[inline] {
         /// Reason String.
         reason_string: Option<ByteString> = ReasonString as Str;
         /// User properties.
