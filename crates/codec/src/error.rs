@@ -1,6 +1,6 @@
 //! Decode and encode errors, each mapped to the v5 reason code that goes on the wire.
 
-use crate::properties::PropertyId;
+use crate::property_id::PropertyId;
 use crate::{PacketType, ProtocolVersion, ReasonCode};
 
 /// Why a byte stream could not be decoded into a packet.

@@ -11,13 +11,14 @@
 #![forbid(unsafe_code)]
 
 mod decode;
-mod encode;
 mod error;
 pub mod packet;
 pub mod properties;
+mod property_id;
 mod reason;
+mod wire;
 
-pub use decode::{decode_packet, Decoder, FixedHeader, MAX_REMAINING_LENGTH};
+pub use decode::{decode_packet, Decoder};
 pub use error::{DecodeError, EncodeError};
 pub use packet::{
     Auth, ConnAck, Connect, Disconnect, LastWill, Packet, PubAck, PubComp, PubRec, PubRel, Publish,
@@ -29,6 +30,7 @@ pub use properties::{
     SubscribeProperties, UnsubAckProperties, UnsubscribeProperties, UserProperties, WillProperties,
 };
 pub use reason::ReasonCode;
+pub use wire::{FixedHeader, MAX_REMAINING_LENGTH};
 
 pub use bytes::{Bytes, BytesMut};
 pub use bytestring::ByteString;

@@ -3,7 +3,7 @@
 use crate::{DecodeError, PacketType};
 
 macro_rules! reason_codes {
-    ($( $(#[$m:meta])* $name:ident = $val:literal, )*) => {
+    ($( $(#[$m:meta])* $name:ident = $val:literal, $text:literal, )*) => {
         /// Every MQTT v5 reason code (spec §2.4, table 2-6).
         ///
         /// Codes that share the value `0x00` are available as associated constants:
@@ -30,6 +30,12 @@ macro_rules! reason_codes {
         impl ReasonCode {
             /// Every reason code, in ascending order of value.
             pub const ALL: &'static [ReasonCode] = &[ $( ReasonCode::$name, )* ];
+
+            /// The spec's name for this code in lower case (table 2-6), short enough to send
+            /// as a v5 Reason String so a peer's log says why without a code table.
+            pub const fn description(self) -> &'static str {
+                match self { $( ReasonCode::$name => $text, )* }
+            }
         }
     };
 }
@@ -37,91 +43,91 @@ macro_rules! reason_codes {
 reason_codes! {
     /// 0x00 Success (also Normal disconnection, Granted QoS 0).
     #[default]
-    Success = 0x00,
+    Success = 0x00, "success",
     /// 0x01 Granted QoS 1.
-    GrantedQoS1 = 0x01,
+    GrantedQoS1 = 0x01, "granted QoS 1",
     /// 0x02 Granted QoS 2.
-    GrantedQoS2 = 0x02,
+    GrantedQoS2 = 0x02, "granted QoS 2",
     /// 0x04 Disconnect with Will Message.
-    DisconnectWithWillMessage = 0x04,
+    DisconnectWithWillMessage = 0x04, "disconnect with will message",
     /// 0x10 No matching subscribers.
-    NoMatchingSubscribers = 0x10,
+    NoMatchingSubscribers = 0x10, "no matching subscribers",
     /// 0x11 No subscription existed.
-    NoSubscriptionExisted = 0x11,
+    NoSubscriptionExisted = 0x11, "no subscription existed",
     /// 0x18 Continue authentication.
-    ContinueAuthentication = 0x18,
+    ContinueAuthentication = 0x18, "continue authentication",
     /// 0x19 Re-authenticate.
-    ReAuthenticate = 0x19,
+    ReAuthenticate = 0x19, "re-authenticate",
     /// 0x80 Unspecified error.
-    UnspecifiedError = 0x80,
+    UnspecifiedError = 0x80, "unspecified error",
     /// 0x81 Malformed Packet.
-    MalformedPacket = 0x81,
+    MalformedPacket = 0x81, "malformed packet",
     /// 0x82 Protocol Error.
-    ProtocolError = 0x82,
+    ProtocolError = 0x82, "protocol error",
     /// 0x83 Implementation specific error.
-    ImplementationSpecificError = 0x83,
+    ImplementationSpecificError = 0x83, "implementation specific error",
     /// 0x84 Unsupported Protocol Version.
-    UnsupportedProtocolVersion = 0x84,
+    UnsupportedProtocolVersion = 0x84, "unsupported protocol version",
     /// 0x85 Client Identifier not valid.
-    ClientIdentifierNotValid = 0x85,
+    ClientIdentifierNotValid = 0x85, "client identifier not valid",
     /// 0x86 Bad User Name or Password.
-    BadUserNameOrPassword = 0x86,
+    BadUserNameOrPassword = 0x86, "bad user name or password",
     /// 0x87 Not authorized.
-    NotAuthorized = 0x87,
+    NotAuthorized = 0x87, "not authorized",
     /// 0x88 Server unavailable.
-    ServerUnavailable = 0x88,
+    ServerUnavailable = 0x88, "server unavailable",
     /// 0x89 Server busy.
-    ServerBusy = 0x89,
+    ServerBusy = 0x89, "server busy",
     /// 0x8A Banned.
-    Banned = 0x8A,
+    Banned = 0x8A, "banned",
     /// 0x8B Server shutting down.
-    ServerShuttingDown = 0x8B,
+    ServerShuttingDown = 0x8B, "server shutting down",
     /// 0x8C Bad authentication method.
-    BadAuthenticationMethod = 0x8C,
+    BadAuthenticationMethod = 0x8C, "bad authentication method",
     /// 0x8D Keep Alive timeout.
-    KeepAliveTimeout = 0x8D,
+    KeepAliveTimeout = 0x8D, "keep alive timeout",
     /// 0x8E Session taken over.
-    SessionTakenOver = 0x8E,
+    SessionTakenOver = 0x8E, "session taken over",
     /// 0x8F Topic Filter invalid.
-    TopicFilterInvalid = 0x8F,
+    TopicFilterInvalid = 0x8F, "topic filter invalid",
     /// 0x90 Topic Name invalid.
-    TopicNameInvalid = 0x90,
+    TopicNameInvalid = 0x90, "topic name invalid",
     /// 0x91 Packet Identifier in use.
-    PacketIdentifierInUse = 0x91,
+    PacketIdentifierInUse = 0x91, "packet identifier in use",
     /// 0x92 Packet Identifier not found.
-    PacketIdentifierNotFound = 0x92,
+    PacketIdentifierNotFound = 0x92, "packet identifier not found",
     /// 0x93 Receive Maximum exceeded.
-    ReceiveMaximumExceeded = 0x93,
+    ReceiveMaximumExceeded = 0x93, "receive maximum exceeded",
     /// 0x94 Topic Alias invalid.
-    TopicAliasInvalid = 0x94,
+    TopicAliasInvalid = 0x94, "topic alias invalid",
     /// 0x95 Packet too large.
-    PacketTooLarge = 0x95,
+    PacketTooLarge = 0x95, "packet too large",
     /// 0x96 Message rate too high.
-    MessageRateTooHigh = 0x96,
+    MessageRateTooHigh = 0x96, "message rate too high",
     /// 0x97 Quota exceeded.
-    QuotaExceeded = 0x97,
+    QuotaExceeded = 0x97, "quota exceeded",
     /// 0x98 Administrative action.
-    AdministrativeAction = 0x98,
+    AdministrativeAction = 0x98, "administrative action",
     /// 0x99 Payload format invalid.
-    PayloadFormatInvalid = 0x99,
+    PayloadFormatInvalid = 0x99, "payload format invalid",
     /// 0x9A Retain not supported.
-    RetainNotSupported = 0x9A,
+    RetainNotSupported = 0x9A, "retain not supported",
     /// 0x9B QoS not supported.
-    QoSNotSupported = 0x9B,
+    QoSNotSupported = 0x9B, "QoS not supported",
     /// 0x9C Use another server.
-    UseAnotherServer = 0x9C,
+    UseAnotherServer = 0x9C, "use another server",
     /// 0x9D Server moved.
-    ServerMoved = 0x9D,
+    ServerMoved = 0x9D, "server moved",
     /// 0x9E Shared Subscriptions not supported.
-    SharedSubscriptionsNotSupported = 0x9E,
+    SharedSubscriptionsNotSupported = 0x9E, "shared subscriptions not supported",
     /// 0x9F Connection rate exceeded.
-    ConnectionRateExceeded = 0x9F,
+    ConnectionRateExceeded = 0x9F, "connection rate exceeded",
     /// 0xA0 Maximum connect time.
-    MaximumConnectTime = 0xA0,
+    MaximumConnectTime = 0xA0, "maximum connect time",
     /// 0xA1 Subscription Identifiers not supported.
-    SubscriptionIdentifiersNotSupported = 0xA1,
+    SubscriptionIdentifiersNotSupported = 0xA1, "subscription identifiers not supported",
     /// 0xA2 Wildcard Subscriptions not supported.
-    WildcardSubscriptionsNotSupported = 0xA2,
+    WildcardSubscriptionsNotSupported = 0xA2, "wildcard subscriptions not supported",
 }
 
 #[allow(non_upper_case_globals)]
@@ -305,5 +311,30 @@ impl ReasonCode {
 impl std::fmt::Display for ReasonCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?} (0x{:02X})", self, *self as u8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReasonCode;
+
+    #[test]
+    fn every_code_has_a_distinct_lower_case_description() {
+        let mut seen = std::collections::HashSet::new();
+        for &rc in ReasonCode::ALL {
+            let text = rc.description();
+            assert!(!text.is_empty(), "{rc}");
+            // Only the acronym QoS keeps its capitals.
+            assert_eq!(text.replace("QoS", "qos"), text.to_lowercase(), "{rc}");
+            assert!(seen.insert(text), "{rc}: {text} twice");
+        }
+        assert_eq!(
+            ReasonCode::KeepAliveTimeout.description(),
+            "keep alive timeout"
+        );
+        assert_eq!(
+            ReasonCode::QoSNotSupported.description(),
+            "QoS not supported"
+        );
     }
 }

@@ -2,9 +2,9 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::encode::{Body, Lens};
-use crate::packet::disconnect::{decode_reason_body, reason_body_lens, write_reason_body};
+use crate::packet::common::{decode_reason_body, reason_body_lens, write_reason_body};
 use crate::properties::AuthProperties;
+use crate::wire::{Body, Lens};
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion, ReasonCode};
 
 /// AUTH: v5 enhanced authentication exchange (not valid in v3.x).
@@ -73,4 +73,4 @@ impl Body for Auth {
     }
 }
 
-super::impl_encode!(Auth);
+super::common::impl_encode!(Auth);

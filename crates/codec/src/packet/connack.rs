@@ -2,10 +2,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::decode::{self, complete, fail};
-use crate::encode::{Body, Lens};
-use crate::packet::puback::reason;
 use crate::properties::{decode_section, ConnAckProperties, PropertySet};
+use crate::wire::{self, complete, fail, reason_code, Body, Lens};
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion, ReasonCode};
 
 /// CONNACK: the server's answer to CONNECT.
@@ -27,7 +25,7 @@ impl ConnAck {
         v: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
         complete(body, |i| {
-            let (i, ack_flags) = decode::u8(i)?;
+            let (i, ack_flags) = wire::u8(i)?;
             // v3.0 has no session-present bit: the byte is reserved and ignored.
             let session_present = if v == ProtocolVersion::V3 {
                 false
@@ -37,9 +35,9 @@ impl ConnAck {
                 }
                 ack_flags & 0x01 != 0
             };
-            let (i, code) = decode::u8(i)?;
+            let (i, code) = wire::u8(i)?;
             let (i, reason_code, properties) = if v.is_v5() {
-                let rc = reason(code, PacketType::ConnAck).map_err(fail)?;
+                let rc = reason_code(code, PacketType::ConnAck).map_err(fail)?;
                 let (i, props) = decode_section::<ConnAckProperties>(frame, i)?;
                 (i, rc, props)
             } else {
@@ -107,4 +105,4 @@ impl Body for ConnAck {
     }
 }
 
-super::impl_encode!(ConnAck);
+super::common::impl_encode!(ConnAck);

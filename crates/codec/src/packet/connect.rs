@@ -3,9 +3,10 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
-use crate::decode::{self, complete, fail};
-use crate::encode::{bin_len, put_bin, put_str, put_varint, str_len, topic_len, Body, Lens};
 use crate::properties::{decode_section, ConnectProperties, PropertySet, WillProperties};
+use crate::wire::{
+    self, bin_len, complete, fail, put_bin, put_str, put_varint, str_len, topic_len, Body, Lens,
+};
 use crate::{DecodeError, EncodeError, ProtocolVersion, QoS};
 
 /// CONNECT: the first packet a client sends.
@@ -69,8 +70,8 @@ const CLEAN: u8 = 0x02;
 impl Connect {
     pub(crate) fn decode(frame: &Bytes, body: &[u8]) -> Result<Self, DecodeError> {
         complete(body, |i| {
-            let (i, name) = decode::len_prefixed(i)?;
-            let (i, level) = decode::u8(i)?;
+            let (i, name) = wire::len_prefixed(i)?;
+            let (i, level) = wire::u8(i)?;
             let protocol = match (name, level) {
                 (b"MQTT", 4) => ProtocolVersion::V311,
                 (b"MQTT", 5) => ProtocolVersion::V5,
@@ -78,7 +79,7 @@ impl Connect {
                 _ => return Err(fail(DecodeError::UnsupportedProtocolVersion(level))),
             };
             let v5 = protocol.is_v5();
-            let (i, flags) = decode::u8(i)?;
+            let (i, flags) = wire::u8(i)?;
             if flags & 0x01 != 0 {
                 return Err(fail(DecodeError::Malformed("CONNECT reserved flag set")));
             }
@@ -97,23 +98,23 @@ impl Connect {
                     "password flag without user name flag",
                 )));
             }
-            let (i, keep_alive) = decode::u16(i)?;
+            let (i, keep_alive) = wire::u16(i)?;
             let (i, properties) = if v5 {
                 decode_section::<ConnectProperties>(frame, i)?
             } else {
                 (i, ConnectProperties::default())
             };
-            let (i, client_id) = decode::string(frame, i)?;
+            let (i, client_id) = wire::string(frame, i)?;
             let (i, will) = if will_flag {
                 let (i, properties) = if v5 {
                     decode_section::<WillProperties>(frame, i)?
                 } else {
                     (i, WillProperties::default())
                 };
-                let (i, topic) = decode::len_prefixed(i)?;
+                let (i, topic) = wire::len_prefixed(i)?;
                 check_topic(topic).map_err(fail)?;
-                let topic = decode::to_string(frame, topic).map_err(fail)?;
-                let (i, payload) = decode::binary(frame, i)?;
+                let topic = wire::to_string(frame, topic).map_err(fail)?;
+                let (i, payload) = wire::binary(frame, i)?;
                 let will = LastWill {
                     topic,
                     payload,
@@ -126,13 +127,13 @@ impl Connect {
                 (i, None)
             };
             let (i, username) = if flags & USERNAME != 0 {
-                let (i, u) = decode::string(frame, i)?;
+                let (i, u) = wire::string(frame, i)?;
                 (i, Some(u))
             } else {
                 (i, None)
             };
             let (i, password) = if flags & PASSWORD != 0 {
-                let (i, p) = decode::binary(frame, i)?;
+                let (i, p) = wire::binary(frame, i)?;
                 (i, Some(p))
             } else {
                 (i, None)
@@ -254,4 +255,4 @@ impl Body for Connect {
     }
 }
 
-super::impl_encode!(Connect);
+super::common::impl_encode!(Connect);

@@ -1,11 +1,10 @@
 //! DISCONNECT (spec §3.14).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
-use crate::decode::{self, complete, fail};
-use crate::encode::{Body, Lens};
-use crate::packet::puback::reason;
-use crate::properties::{decode_section, DisconnectProperties, PropertySet};
+use crate::packet::common::{decode_reason_body, reason_body_lens, write_reason_body};
+use crate::properties::DisconnectProperties;
+use crate::wire::{Body, Lens};
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion, ReasonCode};
 
 /// DISCONNECT: in v5 either side may send it with a reason; in v3.x it has no body (the
@@ -47,63 +46,6 @@ impl Disconnect {
     }
 }
 
-/// Decodes the v5 body that DISCONNECT and AUTH share (§3.14.2.1, §3.15.2.1): remaining length 0
-/// means Success and no properties; a reason code alone means no properties.
-pub(crate) fn decode_reason_body<P: PropertySet>(
-    frame: &Bytes,
-    body: &[u8],
-    t: PacketType,
-) -> Result<(ReasonCode, P), DecodeError> {
-    complete(body, |i| {
-        if i.is_empty() {
-            return Ok((i, (ReasonCode::Success, P::default())));
-        }
-        let (i, rc) = decode::u8(i)?;
-        let reason_code = reason(rc, t).map_err(fail)?;
-        if i.is_empty() {
-            return Ok((i, (reason_code, P::default())));
-        }
-        let (i, properties) = decode_section::<P>(frame, i)?;
-        Ok((i, (reason_code, properties)))
-    })
-}
-
-/// Lengths of that shared v5 body: empty for Success without properties, the reason code alone
-/// without properties, else reason code and property section.
-pub(crate) fn reason_body_lens<P: PropertySet>(
-    reason_code: ReasonCode,
-    properties: &P,
-    properties_empty: bool,
-) -> Result<Lens, EncodeError> {
-    if properties_empty {
-        return Ok(Lens {
-            remaining: usize::from(reason_code != ReasonCode::Success),
-            ..Lens::default()
-        });
-    }
-    let (inner, section) = properties.section_len()?;
-    Ok(Lens {
-        remaining: 1 + section,
-        props: inner,
-        will_props: 0,
-    })
-}
-
-/// Writes that shared v5 body as [`reason_body_lens`] sized it.
-pub(crate) fn write_reason_body<P: PropertySet>(
-    reason_code: ReasonCode,
-    properties: &P,
-    lens: &Lens,
-    buf: &mut BytesMut,
-) {
-    if lens.remaining >= 1 {
-        buf.put_u8(reason_code as u8);
-    }
-    if lens.remaining > 1 {
-        properties.write_section(lens.props, buf);
-    }
-}
-
 impl Body for Disconnect {
     #[inline]
     fn first_byte(&self) -> u8 {
@@ -132,4 +74,4 @@ impl Body for Disconnect {
     }
 }
 
-super::impl_encode!(Disconnect);
+super::common::impl_encode!(Disconnect);

@@ -5,11 +5,11 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::decode::FixedHeader;
-use crate::encode::{encode_body, total_len, Body};
+use crate::wire::{encode_body, total_len, Body, FixedHeader};
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion};
 
 mod auth;
+mod common;
 mod connack;
 mod connect;
 mod disconnect;
@@ -166,7 +166,7 @@ impl Packet {
         // Returns `Option` so the streaming decoder can hand the value straight back without
         // moving the (large) packet once more.
         if header.packet_type == PacketType::Publish {
-            return Publish::decode(frame, header.flags, header.header_len, v);
+            return Publish::decode(frame, header.flags, header.header_len, v, Packet::Publish);
         }
         Self::decode_body(header.packet_type, &frame, &frame[header.header_len..], v).map(Some)
     }
@@ -232,115 +232,6 @@ impl Packet {
         })
     }
 }
-
-/// Adds inherent `encode` / `encoded_len` to a packet struct, so the hot path need not wrap
-/// it in a [`Packet`].
-macro_rules! impl_encode {
-    ($t:ty) => {
-        impl $t {
-            /// Encodes this packet for protocol `v` at the end of `buf`; returns the bytes
-            /// written (see [`Packet::encode`](crate::Packet::encode)).
-            #[inline]
-            pub fn encode(
-                &self,
-                v: crate::ProtocolVersion,
-                buf: &mut bytes::BytesMut,
-            ) -> Result<usize, crate::EncodeError> {
-                crate::encode::encode_body(self, v, buf)
-            }
-
-            /// The exact number of bytes [`Self::encode`] would write.
-            #[inline]
-            pub fn encoded_len(
-                &self,
-                v: crate::ProtocolVersion,
-            ) -> Result<usize, crate::EncodeError> {
-                crate::encode::total_len(crate::encode::Body::lens(self, v)?.remaining)
-            }
-        }
-    };
-}
-pub(crate) use impl_encode;
-
-/// Defines one of the four PUBLISH acknowledgements (same layout, different type / flags).
-macro_rules! pub_ack {
-    ($(#[$m:meta])* $name:ident, $ptype:expr, $first:expr) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, PartialEq, Eq)]
-        pub struct $name {
-            /// Packet identifier of the PUBLISH flow (not 0).
-            pub packet_id: u16,
-            /// Reason code (v5; always `Success` when decoded from v3.x, dropped when encoding
-            /// for v3.x).
-            pub reason_code: crate::ReasonCode,
-            /// Properties (v5).
-            pub properties: crate::properties::AckProperties,
-        }
-
-        impl $name {
-            /// A successful acknowledgement with no properties.
-            #[inline]
-            pub fn new(packet_id: u16) -> Self {
-                $name {
-                    packet_id,
-                    reason_code: crate::ReasonCode::Success,
-                    properties: Default::default(),
-                }
-            }
-
-            pub(crate) fn decode(
-                frame: &bytes::Bytes,
-                body: &[u8],
-                v: crate::ProtocolVersion,
-            ) -> Result<Self, crate::DecodeError> {
-                let (packet_id, reason_code, properties) =
-                    crate::packet::puback::decode_ack(frame, body, v, $ptype)?;
-                Ok($name { packet_id, reason_code, properties })
-            }
-        }
-
-        impl crate::encode::Body for $name {
-            #[inline]
-            fn first_byte(&self) -> u8 {
-                $first
-            }
-
-            #[inline]
-            fn lens(
-                &self,
-                v: crate::ProtocolVersion,
-            ) -> Result<crate::encode::Lens, crate::EncodeError> {
-                crate::packet::puback::ack_lens(
-                    self.packet_id,
-                    self.reason_code,
-                    &self.properties,
-                    v,
-                    $ptype,
-                )
-            }
-
-            #[inline]
-            fn write(
-                &self,
-                v: crate::ProtocolVersion,
-                lens: &crate::encode::Lens,
-                buf: &mut bytes::BytesMut,
-            ) {
-                crate::packet::puback::ack_write(
-                    self.packet_id,
-                    self.reason_code,
-                    &self.properties,
-                    v,
-                    lens,
-                    buf,
-                )
-            }
-        }
-
-        crate::packet::impl_encode!($name);
-    };
-}
-pub(crate) use pub_ack;
 
 impl From<Connect> for Packet {
     fn from(c: Connect) -> Self {

@@ -2,7 +2,7 @@
 
 use crate::PacketType;
 
-super::pub_ack!(
+super::common::pub_ack!(
     /// PUBCOMP: last step of the QoS 2 flow.
     PubComp,
     PacketType::PubComp,

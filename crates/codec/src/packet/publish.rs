@@ -3,10 +3,9 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
-use crate::decode::{self, unwrap_err};
-use crate::encode::{has_wildcard_or_nul, put_str, topic_len, Body, Lens};
 use crate::properties::{decode_section_into, PropertySet, PublishProperties};
-use crate::{DecodeError, EncodeError, Packet, ProtocolVersion, QoS};
+use crate::wire::{self, has_wildcard_or_nul, put_str, topic_len, unwrap_err, Body, Lens};
+use crate::{DecodeError, EncodeError, ProtocolVersion, QoS};
 
 /// PUBLISH: an application message.
 ///
@@ -44,18 +43,21 @@ impl Publish {
     /// Decodes a PUBLISH, consuming the frame: the payload is the frame itself advanced past
     /// the headers, so decoding costs one reference-count increment (the topic) beyond it.
     ///
-    /// Returns the finished `Packet` so it is built in the caller's return slot, not moved.
+    /// `wrap` (`Packet::Publish`) builds the finished packet here, in the caller's return slot,
+    /// so the large value is not moved once more; this file need not name `Packet`, which
+    /// sits above it.
     #[inline(always)]
-    pub(crate) fn decode(
+    pub(crate) fn decode<P>(
         frame: Bytes,
         flags: u8,
         header_len: usize,
         v: ProtocolVersion,
-    ) -> Result<Option<Packet>, DecodeError> {
+        wrap: impl FnOnce(Publish) -> P,
+    ) -> Result<Option<P>, DecodeError> {
         // Flags were validated with the fixed header (QoS 3 and DUP on QoS 0 rejected).
         let qos = QoS::try_from((flags >> 1) & 0b11)?;
         let body = &frame[header_len..];
-        let (i, topic) = decode::len_prefixed(body).map_err(unwrap_err)?;
+        let (i, topic) = wire::len_prefixed(body).map_err(unwrap_err)?;
         if has_wildcard_or_nul(topic) {
             return Err(if topic.contains(&0) {
                 DecodeError::Malformed("U+0000 in string")
@@ -72,7 +74,7 @@ impl Publish {
         let (i, packet_id) = if qos == QoS::AtMostOnce {
             (i, None)
         } else {
-            let (i, id) = decode::packet_id(i).map_err(unwrap_err)?;
+            let (i, id) = wire::packet_id(i).map_err(unwrap_err)?;
             (i, Some(id))
         };
         let mut properties = PublishProperties::default();
@@ -97,7 +99,7 @@ impl Publish {
             payload.advance(offset);
             payload
         };
-        Ok(Some(Packet::Publish(Publish {
+        Ok(Some(wrap(Publish {
             dup: flags & 0b1000 != 0,
             qos,
             retain: flags & 0b0001 != 0,
@@ -154,4 +156,4 @@ impl Body for Publish {
     }
 }
 
-super::impl_encode!(Publish);
+super::common::impl_encode!(Publish);

@@ -2,7 +2,7 @@
 
 use crate::PacketType;
 
-super::pub_ack!(
+super::common::pub_ack!(
     /// PUBREC: first answer to a QoS 2 PUBLISH.
     PubRec,
     PacketType::PubRec,

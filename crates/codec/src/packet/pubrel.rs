@@ -2,7 +2,7 @@
 
 use crate::PacketType;
 
-super::pub_ack!(
+super::common::pub_ack!(
     /// PUBREL: second step of the QoS 2 flow (fixed header flags 0010).
     PubRel,
     PacketType::PubRel,

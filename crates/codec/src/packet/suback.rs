@@ -2,10 +2,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::decode::{self, complete, fail};
-use crate::encode::{Body, Lens};
-use crate::packet::puback::reason;
 use crate::properties::{decode_section, PropertySet, SubAckProperties};
+use crate::wire::{self, complete, fail, reason_code, Body, Lens};
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion, ReasonCode};
 
 /// SUBACK: one reason code per filter of the SUBSCRIBE, in order.
@@ -29,7 +27,7 @@ impl SubAck {
         v: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
         complete(body, |i| {
-            let (i, packet_id) = decode::packet_id(i)?;
+            let (i, packet_id) = wire::packet_id(i)?;
             let (i, properties) = if v.is_v5() {
                 decode_section::<SubAckProperties>(frame, i)?
             } else {
@@ -38,7 +36,7 @@ impl SubAck {
             let mut reason_codes = Vec::new();
             for &b in i {
                 let rc = if v.is_v5() {
-                    reason(b, PacketType::SubAck).map_err(fail)?
+                    reason_code(b, PacketType::SubAck).map_err(fail)?
                 } else {
                     ReasonCode::from_v3_suback(b)
                         .ok_or(fail(DecodeError::Malformed("reserved SUBACK return code")))?
@@ -106,4 +104,4 @@ impl Body for SubAck {
     }
 }
 
-super::impl_encode!(SubAck);
+super::common::impl_encode!(SubAck);

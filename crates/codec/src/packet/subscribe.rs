@@ -3,9 +3,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
-use crate::decode::{self, complete, fail};
-use crate::encode::{put_str, str_len, Body, Lens};
 use crate::properties::{decode_section, PropertySet, SubscribeProperties};
+use crate::wire::{self, complete, fail, put_str, str_len, Body, Lens};
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion, QoS};
 
 /// SUBSCRIBE: one or more topic filters with their options.
@@ -102,7 +101,7 @@ impl Subscribe {
         v: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
         complete(body, |i| {
-            let (i, packet_id) = decode::packet_id(i)?;
+            let (i, packet_id) = wire::packet_id(i)?;
             let (mut i, properties) = if v.is_v5() {
                 decode_section::<SubscribeProperties>(frame, i)?
             } else {
@@ -110,8 +109,8 @@ impl Subscribe {
             };
             let mut filters = Vec::new();
             while !i.is_empty() {
-                let (rest, filter) = decode::string(frame, i)?;
-                let (rest, opts) = decode::u8(rest)?;
+                let (rest, filter) = wire::string(frame, i)?;
+                let (rest, opts) = wire::u8(rest)?;
                 let opts = SubscriptionOptions::from_byte(opts, v).map_err(fail)?;
                 filters.push((filter, opts));
                 i = rest;
@@ -174,4 +173,4 @@ impl Body for Subscribe {
     }
 }
 
-super::impl_encode!(Subscribe);
+super::common::impl_encode!(Subscribe);

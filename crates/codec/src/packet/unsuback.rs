@@ -2,10 +2,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::decode::{self, complete, fail};
-use crate::encode::{Body, Lens};
-use crate::packet::puback::reason;
 use crate::properties::{decode_section, PropertySet, UnsubAckProperties};
+use crate::wire::{self, complete, fail, reason_code, Body, Lens};
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion, ReasonCode};
 
 /// UNSUBACK: in v5 one reason code per filter of the UNSUBSCRIBE; in v3.x only the packet id
@@ -27,7 +25,7 @@ impl UnsubAck {
         v: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
         complete(body, |i| {
-            let (i, packet_id) = decode::packet_id(i)?;
+            let (i, packet_id) = wire::packet_id(i)?;
             if !v.is_v5() {
                 return Ok((
                     i,
@@ -41,7 +39,7 @@ impl UnsubAck {
             let (i, properties) = decode_section::<UnsubAckProperties>(frame, i)?;
             let mut reason_codes = Vec::new();
             for &b in i {
-                reason_codes.push(reason(b, PacketType::UnsubAck).map_err(fail)?);
+                reason_codes.push(reason_code(b, PacketType::UnsubAck).map_err(fail)?);
             }
             if reason_codes.is_empty() {
                 return Err(fail(DecodeError::Protocol("UNSUBACK without reason codes")));
@@ -103,4 +101,4 @@ impl Body for UnsubAck {
     }
 }
 
-super::impl_encode!(UnsubAck);
+super::common::impl_encode!(UnsubAck);

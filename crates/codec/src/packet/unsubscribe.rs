@@ -3,9 +3,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
-use crate::decode::{self, complete, fail};
-use crate::encode::{put_str, str_len, Body, Lens};
 use crate::properties::{decode_section, PropertySet, UnsubscribeProperties};
+use crate::wire::{self, complete, fail, put_str, str_len, Body, Lens};
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion};
 
 /// UNSUBSCRIBE: one or more topic filters to remove.
@@ -26,7 +25,7 @@ impl Unsubscribe {
         v: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
         complete(body, |i| {
-            let (i, packet_id) = decode::packet_id(i)?;
+            let (i, packet_id) = wire::packet_id(i)?;
             let (mut i, properties) = if v.is_v5() {
                 decode_section::<UnsubscribeProperties>(frame, i)?
             } else {
@@ -34,7 +33,7 @@ impl Unsubscribe {
             };
             let mut filters = Vec::new();
             while !i.is_empty() {
-                let (rest, filter) = decode::string(frame, i)?;
+                let (rest, filter) = wire::string(frame, i)?;
                 filters.push(filter);
                 i = rest;
             }
@@ -93,4 +92,4 @@ impl Body for Unsubscribe {
     }
 }
 
-super::impl_encode!(Unsubscribe);
+super::common::impl_encode!(Unsubscribe);

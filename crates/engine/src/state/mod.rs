@@ -77,27 +77,6 @@ pub enum DropReason {
     TooLarge,
 }
 
-/// A short human-readable text for a server DISCONNECT reason.
-fn reason_text(code: ReasonCode) -> &'static str {
-    match code {
-        ReasonCode::MalformedPacket => "malformed packet",
-        ReasonCode::ProtocolError => "protocol error",
-        ReasonCode::PacketTooLarge => "packet too large",
-        ReasonCode::ReceiveMaximumExceeded => "receive maximum exceeded",
-        ReasonCode::TopicAliasInvalid => "topic alias invalid",
-        ReasonCode::TopicNameInvalid => "topic name invalid",
-        ReasonCode::QuotaExceeded => "quota exceeded",
-        ReasonCode::KeepAliveTimeout => "keep alive timeout",
-        ReasonCode::SessionTakenOver => "session taken over",
-        ReasonCode::ServerShuttingDown => "server shutting down",
-        ReasonCode::NotAuthorized => "not authorized",
-        ReasonCode::QoSNotSupported => "QoS not supported",
-        ReasonCode::RetainNotSupported => "retain not supported",
-        ReasonCode::AdministrativeAction => "administrative action",
-        _ => "disconnected by the server",
-    }
-}
-
 /// A QoS 1/2 message sent to the client and not yet fully acknowledged.
 #[derive(Debug, Clone)]
 pub struct Inflight {

@@ -251,7 +251,7 @@ impl ClientState {
                 // A reason string is always allowed on DISCONNECT; it also makes the packet
                 // carry a property length, which some clients (rumqttc 0.25) need.
                 let properties = DisconnectProperties {
-                    reason_string: Some(ByteString::from_static(reason_text(reason))),
+                    reason_string: Some(ByteString::from_static(reason.description())),
                     ..Default::default()
                 };
                 self.control.push_front(Packet::Disconnect(Disconnect {

@@ -1,0 +1,253 @@
+//! What several packet kinds share: the PUBACK / PUBREC / PUBREL / PUBCOMP layout, the
+//! reason-code-and-properties body of DISCONNECT and AUTH, and the macros that give each
+//! packet struct its inherent `encode` / `encoded_len`. Packet files import from here and
+//! never from each other.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::properties::{decode_section, AckProperties, PropertySet};
+use crate::wire::{self, complete, fail, reason_code, Lens};
+use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion, ReasonCode};
+
+/// Decodes packet id, reason code and properties of a PUBLISH acknowledgement. In v5 the
+/// reason code and properties may be omitted (remaining length 2 → Success, 3 → no props).
+pub(crate) fn decode_ack(
+    frame: &Bytes,
+    body: &[u8],
+    v: ProtocolVersion,
+    t: PacketType,
+) -> Result<(u16, ReasonCode, AckProperties), DecodeError> {
+    complete(body, |i| {
+        let (i, id) = wire::packet_id(i)?;
+        if !v.is_v5() || i.is_empty() {
+            return Ok((i, (id, ReasonCode::Success, AckProperties::default())));
+        }
+        let (i, rc) = wire::u8(i)?;
+        let rc = reason_code(rc, t).map_err(fail)?;
+        if i.is_empty() {
+            return Ok((i, (id, rc, AckProperties::default())));
+        }
+        let (i, props) = decode_section::<AckProperties>(frame, i)?;
+        Ok((i, (id, rc, props)))
+    })
+}
+
+/// Lengths of a PUBLISH acknowledgement: packet id, then (v5) a reason code unless it is
+/// Success without properties, then the property section if any.
+pub(crate) fn ack_lens(
+    id: u16,
+    rc: ReasonCode,
+    props: &AckProperties,
+    v: ProtocolVersion,
+    t: PacketType,
+) -> Result<Lens, EncodeError> {
+    if id == 0 {
+        return Err(EncodeError::ZeroPacketId);
+    }
+    if !rc.allowed_in(t) {
+        return Err(EncodeError::InvalidReasonCode(t, rc));
+    }
+    if !v.is_v5() {
+        return Ok(Lens {
+            remaining: 2,
+            ..Lens::default()
+        });
+    }
+    if props.is_empty() {
+        let remaining = if rc == ReasonCode::Success { 2 } else { 3 };
+        return Ok(Lens {
+            remaining,
+            ..Lens::default()
+        });
+    }
+    let (inner, section) = props.section_len()?;
+    Ok(Lens {
+        remaining: 3 + section,
+        props: inner,
+        will_props: 0,
+    })
+}
+
+/// Writes what [`ack_lens`] sized.
+pub(crate) fn ack_write(
+    id: u16,
+    rc: ReasonCode,
+    props: &AckProperties,
+    _v: ProtocolVersion,
+    lens: &Lens,
+    buf: &mut BytesMut,
+) {
+    buf.put_u16(id);
+    if lens.remaining > 2 {
+        buf.put_u8(rc as u8);
+    }
+    if lens.remaining > 3 {
+        props.write_section(lens.props, buf);
+    }
+}
+
+/// Decodes the v5 body that DISCONNECT and AUTH share (§3.14.2.1, §3.15.2.1): remaining length 0
+/// means Success and no properties; a reason code alone means no properties.
+pub(crate) fn decode_reason_body<P: PropertySet>(
+    frame: &Bytes,
+    body: &[u8],
+    t: PacketType,
+) -> Result<(ReasonCode, P), DecodeError> {
+    complete(body, |i| {
+        if i.is_empty() {
+            return Ok((i, (ReasonCode::Success, P::default())));
+        }
+        let (i, rc) = wire::u8(i)?;
+        let reason_code = reason_code(rc, t).map_err(fail)?;
+        if i.is_empty() {
+            return Ok((i, (reason_code, P::default())));
+        }
+        let (i, properties) = decode_section::<P>(frame, i)?;
+        Ok((i, (reason_code, properties)))
+    })
+}
+
+/// Lengths of that shared v5 body: empty for Success without properties, the reason code alone
+/// without properties, else reason code and property section.
+pub(crate) fn reason_body_lens<P: PropertySet>(
+    reason_code: ReasonCode,
+    properties: &P,
+    properties_empty: bool,
+) -> Result<Lens, EncodeError> {
+    if properties_empty {
+        return Ok(Lens {
+            remaining: usize::from(reason_code != ReasonCode::Success),
+            ..Lens::default()
+        });
+    }
+    let (inner, section) = properties.section_len()?;
+    Ok(Lens {
+        remaining: 1 + section,
+        props: inner,
+        will_props: 0,
+    })
+}
+
+/// Writes that shared v5 body as [`reason_body_lens`] sized it.
+pub(crate) fn write_reason_body<P: PropertySet>(
+    reason_code: ReasonCode,
+    properties: &P,
+    lens: &Lens,
+    buf: &mut BytesMut,
+) {
+    if lens.remaining >= 1 {
+        buf.put_u8(reason_code as u8);
+    }
+    if lens.remaining > 1 {
+        properties.write_section(lens.props, buf);
+    }
+}
+
+/// Adds inherent `encode` / `encoded_len` to a packet struct, so the hot path need not wrap
+/// it in a [`Packet`].
+macro_rules! impl_encode {
+    ($t:ty) => {
+        impl $t {
+            /// Encodes this packet for protocol `v` at the end of `buf`; returns the bytes
+            /// written (see [`Packet::encode`](crate::Packet::encode)).
+            #[inline]
+            pub fn encode(
+                &self,
+                v: crate::ProtocolVersion,
+                buf: &mut bytes::BytesMut,
+            ) -> Result<usize, crate::EncodeError> {
+                crate::wire::encode_body(self, v, buf)
+            }
+
+            /// The exact number of bytes [`Self::encode`] would write.
+            #[inline]
+            pub fn encoded_len(
+                &self,
+                v: crate::ProtocolVersion,
+            ) -> Result<usize, crate::EncodeError> {
+                crate::wire::total_len(crate::wire::Body::lens(self, v)?.remaining)
+            }
+        }
+    };
+}
+pub(crate) use impl_encode;
+
+/// Defines one of the four PUBLISH acknowledgements (same layout, different type / flags).
+macro_rules! pub_ack {
+    ($(#[$m:meta])* $name:ident, $ptype:expr, $first:expr) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name {
+            /// Packet identifier of the PUBLISH flow (not 0).
+            pub packet_id: u16,
+            /// Reason code (v5; always `Success` when decoded from v3.x, dropped when encoding
+            /// for v3.x).
+            pub reason_code: crate::ReasonCode,
+            /// Properties (v5).
+            pub properties: crate::properties::AckProperties,
+        }
+
+        impl $name {
+            /// A successful acknowledgement with no properties.
+            #[inline]
+            pub fn new(packet_id: u16) -> Self {
+                $name {
+                    packet_id,
+                    reason_code: crate::ReasonCode::Success,
+                    properties: Default::default(),
+                }
+            }
+
+            pub(crate) fn decode(
+                frame: &bytes::Bytes,
+                body: &[u8],
+                v: crate::ProtocolVersion,
+            ) -> Result<Self, crate::DecodeError> {
+                let (packet_id, reason_code, properties) =
+                    crate::packet::common::decode_ack(frame, body, v, $ptype)?;
+                Ok($name { packet_id, reason_code, properties })
+            }
+        }
+
+        impl crate::wire::Body for $name {
+            #[inline]
+            fn first_byte(&self) -> u8 {
+                $first
+            }
+
+            #[inline]
+            fn lens(
+                &self,
+                v: crate::ProtocolVersion,
+            ) -> Result<crate::wire::Lens, crate::EncodeError> {
+                crate::packet::common::ack_lens(
+                    self.packet_id,
+                    self.reason_code,
+                    &self.properties,
+                    v,
+                    $ptype,
+                )
+            }
+
+            #[inline]
+            fn write(
+                &self,
+                v: crate::ProtocolVersion,
+                lens: &crate::wire::Lens,
+                buf: &mut bytes::BytesMut,
+            ) {
+                crate::packet::common::ack_write(
+                    self.packet_id,
+                    self.reason_code,
+                    &self.properties,
+                    v,
+                    lens,
+                    buf,
+                )
+            }
+        }
+
+        crate::packet::common::impl_encode!($name);
+    };
+}
+pub(crate) use pub_ack;
