@@ -20,6 +20,7 @@ pub mod hooks;
 pub mod message;
 pub mod options;
 pub mod records;
+pub mod retained;
 pub mod router;
 mod server;
 pub mod state;
@@ -32,6 +33,7 @@ pub use driver::{inject_packet, run_connection};
 pub use error::Error;
 pub use hooks::{Access, AllowAll, ClientInfo, Event, EventSet, Hook, HookError, Hooks};
 pub use options::{Capabilities, Compatibilities, Options};
+pub use retained::{LocalRetained, RetainedStore};
 pub use router::{LocalRouter, Router, Target};
 pub use server::{Listener, Server, ServerBuilder};
 

@@ -24,7 +24,8 @@ use crate::driver::{inject_packet, run_connection};
 use crate::error::Error;
 use crate::hooks::{Hook, Hooks};
 use crate::options::Options;
-use crate::router::Router;
+use crate::retained::{LocalRetained, RetainedStore};
+use crate::router::{LocalRouter, Router};
 
 /// A source of client connections: anything that yields byte streams (TCP here; TLS,
 /// WebSocket and Unix sockets come from the transport crate).
@@ -120,6 +121,7 @@ pub struct ServerBuilder {
     options: Options,
     hooks: Hooks,
     router: Option<Arc<dyn Router>>,
+    retained: Option<Arc<dyn RetainedStore>>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -150,12 +152,22 @@ impl ServerBuilder {
         self
     }
 
+    /// Replaces the in-memory retained store (e.g. with a persistent or shared one).
+    pub fn retained_store(mut self, store: Arc<dyn RetainedStore>) -> Self {
+        self.retained = Some(store);
+        self
+    }
+
     /// Builds the server, running every hook's [`Hook::init`] in the order added.
     pub fn try_build(self) -> Result<Server, Error> {
-        let broker = match self.router {
-            Some(r) => Broker::with_router(self.options, self.hooks, r),
-            None => Broker::new(self.options, self.hooks),
-        };
+        let strategy = self.options.capabilities.shared_sub_strategy;
+        let router = self
+            .router
+            .unwrap_or_else(|| Arc::new(LocalRouter::with_strategy(strategy)));
+        let retained = self
+            .retained
+            .unwrap_or_else(|| Arc::new(LocalRetained::new()));
+        let broker = Broker::with_stores(self.options, self.hooks, router, retained);
         broker.hooks().init(broker.options())?;
         let (stop_tx, _) = watch::channel(false);
         Ok(Server {

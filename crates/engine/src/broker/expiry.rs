@@ -86,17 +86,11 @@ impl Broker {
         }
         let due_retained = take_due(&self.retained_deadlines, now);
         if !due_retained.is_empty() {
-            let mut gone = Vec::new();
-            let mut r = self.retained.write();
-            for (deadline, topic) in due_retained {
-                if r.get(&topic)
-                    .is_some_and(|m| m.expires_at == Some(deadline))
-                {
-                    r.remove(&topic);
-                    gone.push(topic);
-                }
-            }
-            drop(r);
+            let gone: Vec<_> = due_retained
+                .into_iter()
+                .filter(|(deadline, topic)| self.retained.remove_expired(topic, *deadline))
+                .map(|(_, topic)| topic)
+                .collect();
             for topic in gone {
                 self.hooks.on_retained_expired(&topic);
             }

@@ -107,7 +107,7 @@ impl Broker {
         };
         self.hooks.on_subscribe(&inline, &mut sub);
         let mut retained = Vec::new();
-        self.retained.read().for_each_match(filter, |m| {
+        self.retained.for_each_match(filter, &mut |m| {
             if !m.is_expired(now) {
                 retained.push(m.clone());
             }

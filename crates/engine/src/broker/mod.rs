@@ -24,7 +24,6 @@ use moco_codec::{
     Auth, ConnAck, ConnAckProperties, Connect, Packet, ProtocolVersion, Publish, QoS, ReasonCode,
     RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
-use moco_topic::RetainedIndex;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
@@ -32,6 +31,7 @@ use crate::error::Error;
 use crate::hooks::{Access, ClientInfo, DisconnectInfo, Hooks};
 use crate::message::{Delivery, Message, Will};
 use crate::options::Options;
+use crate::retained::{LocalRetained, RetainedStore};
 use crate::router::{LocalRouter, Router, Target};
 use crate::state::{ClientState, ConnLimits, Note, Session};
 
@@ -220,7 +220,7 @@ pub struct Broker {
     hooks: Hooks,
     clients: RwLock<HashMap<ByteString, Arc<ClientHandle>, moco_topic::SeededState>>,
     router: Arc<dyn Router>,
-    retained: RwLock<RetainedIndex<Arc<Message>>>,
+    retained: Arc<dyn RetainedStore>,
     wills: Mutex<Vec<PendingWill>>,
     inline_subs: RwLock<Vec<InlineSub>>,
     /// `inline_subs` is not empty (read per message without its lock).
@@ -254,12 +254,23 @@ impl Broker {
 
     /// A broker with a custom router.
     pub fn with_router(options: Options, hooks: Hooks, router: Arc<dyn Router>) -> Self {
+        Self::with_stores(options, hooks, router, Arc::new(LocalRetained::new()))
+    }
+
+    /// A broker with a custom router and retained store: the seams a cluster or a persistent
+    /// store plugs into.
+    pub fn with_stores(
+        options: Options,
+        hooks: Hooks,
+        router: Arc<dyn Router>,
+        retained: Arc<dyn RetainedStore>,
+    ) -> Self {
         Broker {
             options: options.normalized(),
             hooks,
             clients: RwLock::new(HashMap::default()),
             router,
-            retained: RwLock::new(RetainedIndex::new()),
+            retained,
             wills: Mutex::new(Vec::new()),
             inline_subs: RwLock::new(Vec::new()),
             has_inline_subs: AtomicBool::new(false),

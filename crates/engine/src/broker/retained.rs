@@ -1,17 +1,15 @@
-//! The retained-message store.
+//! Retained messages: what the broker keeps in its [`RetainedStore`](crate::RetainedStore).
 
 use super::*;
 
 impl Broker {
     pub(super) fn retain(&self, msg: &Arc<Message>) {
         if msg.payload.is_empty() {
-            self.retained.write().remove(&msg.topic);
+            self.retained.remove(&msg.topic);
         } else {
             // A retained message may live for days: copy it out of the publisher's read
             // buffer so it does not pin that whole buffer.
-            self.retained
-                .write()
-                .set(&msg.topic, Arc::new(msg.detached()));
+            self.retained.set(Arc::new(msg.detached()));
             if let Some(t) = msg.expires_at {
                 self.retained_deadlines
                     .lock()
@@ -33,6 +31,6 @@ impl Broker {
 
     /// Number of retained messages.
     pub fn retained_count(&self) -> usize {
-        self.retained.read().len()
+        self.retained.len()
     }
 }

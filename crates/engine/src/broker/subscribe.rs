@@ -77,7 +77,7 @@ impl Broker {
                     };
                 if send_retained {
                     let from = retained.len();
-                    self.retained.read().for_each_match(f.filter, |m| {
+                    self.retained.for_each_match(f.filter, &mut |m| {
                         if !m.is_expired(now) {
                             retained.push(Delivery {
                                 msg: m.clone(),

@@ -106,6 +106,84 @@ fn retained_message_expires_in_virtual_time() {
     assert_eq!(b.retained_count(), 0);
 }
 
+/// A retained store that records what the broker asks of it, over the local one.
+#[derive(Default)]
+struct Recording {
+    inner: crate::LocalRetained,
+    calls: Mutex<Vec<String>>,
+}
+
+impl crate::RetainedStore for Recording {
+    fn set(&self, msg: Arc<Message>) {
+        self.calls.lock().push(format!("set {}", msg.topic));
+        self.inner.set(msg);
+    }
+    fn remove(&self, topic: &str) -> bool {
+        self.calls.lock().push(format!("remove {topic}"));
+        self.inner.remove(topic)
+    }
+    fn remove_expired(&self, topic: &str, deadline: Instant) -> bool {
+        self.calls.lock().push(format!("remove_expired {topic}"));
+        self.inner.remove_expired(topic, deadline)
+    }
+    fn for_each_match(&self, filter: &str, f: &mut dyn FnMut(&Arc<Message>)) {
+        self.calls.lock().push(format!("match {filter}"));
+        self.inner.for_each_match(filter, f);
+    }
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+}
+
+#[test]
+fn retained_messages_go_through_the_retained_store_seam() {
+    let store = Arc::new(Recording::default());
+    let mut hooks = Hooks::new();
+    hooks.add(Arc::new(AllowAll));
+    let strategy = Options::default().capabilities.shared_sub_strategy;
+    let b = Broker::with_stores(
+        Options::default(),
+        hooks,
+        Arc::new(LocalRouter::with_strategy(strategy)),
+        store.clone(),
+    );
+    let t0 = Instant::now();
+    let retained = |topic: &str, payload: &'static [u8], expiry: Option<u32>| {
+        let mut p = Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: true,
+            topic: topic.into(),
+            packet_id: None,
+            payload: Bytes::from_static(payload),
+            properties: Default::default(),
+        };
+        p.properties.message_expiry_interval = expiry;
+        p
+    };
+    b.publish_internal(t0, &retained("a/1", b"x", None));
+    b.publish_internal(t0, &retained("a/2", b"y", Some(5)));
+    b.publish_internal(t0, &retained("a/1", b"", None));
+    assert_eq!(b.retained_count(), 1);
+    // A subscriber gets what the store matches.
+    let h = connect(&b, t0, "sub", 0);
+    b.subscribe(t0, &h, sub("a/#"));
+    assert_eq!(topics(&h), ["a/2"]);
+    // Expiry asks the store to clear the message only if it is still the one that expires.
+    b.handle_timeout(t0 + Duration::from_secs(5));
+    assert_eq!(b.retained_count(), 0);
+    assert_eq!(
+        *store.calls.lock(),
+        [
+            "set a/1",
+            "set a/2",
+            "remove a/1",
+            "match a/#",
+            "remove_expired a/2"
+        ]
+    );
+}
+
 #[test]
 fn offline_session_expires_in_virtual_time_unless_resumed() {
     let b = broker();
