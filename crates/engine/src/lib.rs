@@ -30,7 +30,7 @@ pub mod sys;
 pub use broker::{flow, Broker, ClientHandle, ClientSnapshot, ConnectOutcome, InlineHandler};
 pub use debug_hook::{DebugHook, DebugOptions};
 pub use driver::{inject_packet, run_connection};
-pub use error::Error;
+pub use error::{CloseReason, Error, PolicyRefusal, ProtocolViolation};
 pub use hooks::{Access, AllowAll, ClientInfo, Event, EventSet, Hook, HookError, Hooks};
 pub use options::{Capabilities, Compatibilities, Options};
 pub use retained::{LocalRetained, RetainedStore};

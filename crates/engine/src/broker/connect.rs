@@ -173,7 +173,7 @@ impl Broker {
                 let mut st = old.state.lock();
                 let was_connected = st.is_connected();
                 if was_connected {
-                    st.close(ReasonCode::SessionTakenOver);
+                    st.close(CloseReason::SessionTakenOver);
                 }
                 let old_session = std::mem::take(&mut st.session);
                 drop(st);

@@ -27,7 +27,7 @@ use moco_codec::{
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
-use crate::error::Error;
+use crate::error::{CloseReason, Error, ProtocolViolation};
 use crate::hooks::{Access, ClientInfo, DisconnectInfo, Hooks};
 use crate::message::{Delivery, Message, Will};
 use crate::options::Options;
@@ -141,8 +141,8 @@ impl ClientHandle {
     }
 
     /// Closes the connection with `reason` (DISCONNECT for v5) and wakes the driver.
-    pub fn close(&self, reason: ReasonCode) {
-        self.state.lock().close(reason);
+    pub fn close(&self, why: impl Into<CloseReason>) {
+        self.state.lock().close(why);
         self.notify.notify_one();
         self.closing.notify_one();
     }
@@ -311,7 +311,7 @@ impl Broker {
         for h in handles {
             let connected = h.state.lock().is_connected();
             if connected {
-                h.close(ReasonCode::ServerShuttingDown);
+                h.close(CloseReason::ServerShuttingDown);
             }
         }
     }

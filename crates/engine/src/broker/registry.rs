@@ -37,7 +37,7 @@ impl Broker {
         if !h.state.lock().is_connected() {
             return Ok(false);
         }
-        h.close(reason);
+        h.close(CloseReason::Administrative(reason));
         // A connection's driver reports its end; an injected client has none.
         self.end_injected(&h);
         Ok(true)

@@ -12,7 +12,7 @@ impl Broker {
         if sub.filters.iter().any(|(f, o)| {
             o.no_local && f.starts_with(moco_topic::SHARE_PREFIX) && info.protocol.is_v5()
         }) {
-            handle.close(ReasonCode::ProtocolError);
+            handle.close(ProtocolViolation::NoLocalOnSharedSubscription);
             return;
         }
         if sub.filters.iter().any(|(f, _)| f.starts_with("$SYS")) {

@@ -73,7 +73,7 @@ where
             return Err(e);
         }
         Ok(Ok(Packet::Connect(c))) => c,
-        Ok(Ok(_)) => return Err(Error::Protocol(ReasonCode::ProtocolError)),
+        Ok(Ok(_)) => return Err(Error::Protocol(ProtocolViolation::NotConnectFirst)),
     };
     broker.info.packets_received.fetch_add(1, Ordering::Relaxed);
     let mut connect = connect;
@@ -89,7 +89,7 @@ where
         let mut p = Packet::Connect(connect);
         let read = broker.hooks().on_packet_read(&info, &mut p);
         let Packet::Connect(c) = p else {
-            return Err(Error::Protocol(ReasonCode::ProtocolError));
+            return Err(Error::Protocol(ProtocolViolation::Unexpected));
         };
         connect = c;
         if let Err(code) = read {
@@ -133,7 +133,7 @@ where
                         }
                         _ => {
                             write_connack_refusal(wr, version, ReasonCode::ProtocolError).await?;
-                            return Err(Error::Protocol(ReasonCode::ProtocolError));
+                            return Err(Error::Protocol(ProtocolViolation::Unexpected));
                         }
                     }
                 }

@@ -33,7 +33,7 @@ use tracing::{debug, trace};
 
 use crate::broker::order::Ticket;
 use crate::broker::{report_notes, Broker, ClientHandle, ConnectOutcome};
-use crate::error::Error;
+use crate::error::{CloseReason, Error, PolicyRefusal, ProtocolViolation};
 use crate::hooks::{ClientInfo, Event};
 use crate::state::{AppEvent, Transmit};
 

@@ -35,7 +35,7 @@ pub(super) fn process_at(
     let hooks = broker.hooks();
     if hooks.provides(Event::OnPacketRead) {
         if let Err(code) = hooks.on_packet_read(&handle.info, &mut packet) {
-            handle.close(code);
+            handle.close(PolicyRefusal::Hook(code));
             return false;
         }
     }
@@ -77,7 +77,7 @@ pub(super) fn process_at(
                         }
                         st.send(Packet::Auth(r));
                     }
-                    Err(code) => st.close(code),
+                    Err(code) => st.close(PolicyRefusal::Hook(code)),
                 }
             }
             AppEvent::Disconnect { .. } => {

@@ -105,7 +105,7 @@ where
         // handled: handing it back lets later PUBLISHes through (see `crate::broker::order`).
         Ticket::hand_back(handle);
         if let Some(e) = failed {
-            handle.close(e.reason_code());
+            handle.close(e.clone());
             break Err(Error::Decode(e));
         }
         // The replies to what was just read (and, first of all, the CONNACK).
@@ -206,7 +206,7 @@ where
     {
         let mut st = handle.state.lock();
         if st.close_reason().is_none() {
-            st.close(ReasonCode::UnspecifiedError);
+            st.close(CloseReason::TransportEnded);
             st.detach();
         }
     }

@@ -7,7 +7,7 @@ impl ClientState {
     pub(super) fn handle_disconnect(&mut self, d: Disconnect) -> Option<AppEvent> {
         if let Some(e) = d.properties.session_expiry_interval {
             if self.limits.connect_expiry_zero && e != 0 {
-                self.close(ReasonCode::ProtocolError);
+                self.close(ProtocolViolation::SessionExpiryFromZero);
                 return None;
             }
             self.session.expiry_interval = e;
@@ -24,23 +24,23 @@ impl ClientState {
 
     pub(super) fn handle_publish(&mut self, mut p: Publish) -> Option<AppEvent> {
         if p.qos > self.limits.maximum_qos {
-            self.close(ReasonCode::QoSNotSupported);
+            self.close(PolicyRefusal::QoSNotSupported);
             return None;
         }
         if p.retain && !self.limits.retain_available {
-            self.close(ReasonCode::RetainNotSupported);
+            self.close(PolicyRefusal::RetainNotSupported);
             return None;
         }
         if let Some(alias) = p.properties.topic_alias {
             if alias == 0 || alias > self.limits.topic_alias_maximum {
-                self.close(ReasonCode::TopicAliasInvalid);
+                self.close(ProtocolViolation::TopicAliasOutOfRange);
                 return None;
             }
             if p.topic.is_empty() {
                 match self.in_aliases.get(&alias) {
                     Some(t) => p.topic = t.clone(),
                     None => {
-                        self.close(ReasonCode::ProtocolError);
+                        self.close(ProtocolViolation::UnknownTopicAlias);
                         return None;
                     }
                 }
@@ -50,7 +50,7 @@ impl ClientState {
             p.properties.topic_alias = None;
         }
         if moco_topic::validate_topic_name(&p.topic).is_err() {
-            self.close(ReasonCode::TopicNameInvalid);
+            self.close(ProtocolViolation::TopicNameInvalid);
             return None;
         }
         match p.qos {
@@ -72,7 +72,7 @@ impl ClientState {
                     return None;
                 }
                 if self.session.inbound_qos2.len() >= usize::from(self.limits.receive_maximum) {
-                    self.close(ReasonCode::ReceiveMaximumExceeded);
+                    self.close(ProtocolViolation::ReceiveMaximumExceeded);
                     return None;
                 }
                 self.session.inbound_qos2.insert(pid);

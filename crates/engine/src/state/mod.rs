@@ -54,6 +54,7 @@ use moco_codec::{
     PubRel, Publish, QoS, ReasonCode, Subscribe, Unsubscribe,
 };
 
+use crate::error::{CloseReason, PolicyRefusal, ProtocolViolation};
 use crate::message::{Delivery, DeliveryParams, Message};
 
 mod inbound;
@@ -376,7 +377,12 @@ impl ClientState {
 
     /// Closes the connection with `reason`: for v5 a DISCONNECT carrying it is the next and
     /// last thing [`ClientState::poll_transmit`] returns; for v3 the connection just closes.
-    pub fn close(&mut self, reason: ReasonCode) {
+    pub fn close(&mut self, why: impl Into<CloseReason>) {
+        let why = why.into();
+        let reason = ReasonCode::from(&why);
+        if self.life == Lifecycle::Open {
+            tracing::debug!(client = %self.client_id, reason = %why, "closing");
+        }
         self.life = match self.life {
             Lifecycle::Open => Lifecycle::Closing(reason),
             Lifecycle::Away { ended: None, .. } => Lifecycle::Away {
@@ -451,7 +457,7 @@ impl ClientState {
             Packet::Auth(a) if self.version().is_v5() => Some(AppEvent::Auth(a)),
             // CONNECT twice, or server-to-client packets.
             _ => {
-                self.close(ReasonCode::ProtocolError);
+                self.close(ProtocolViolation::Unexpected);
                 None
             }
         }
@@ -470,7 +476,7 @@ impl ClientState {
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some(deadline) = self.poll_timeout() {
             if now >= deadline {
-                self.close(ReasonCode::KeepAliveTimeout);
+                self.close(CloseReason::KeepAliveTimeout);
             }
         }
     }
