@@ -23,6 +23,8 @@ pub mod records;
 pub mod retained;
 pub mod router;
 mod server;
+#[cfg(test)]
+mod sim;
 pub mod state;
 pub mod store;
 pub mod sys;

@@ -165,38 +165,6 @@ async fn will_on_abrupt_close_with_properties_not_on_normal_disconnect() {
 }
 
 #[tokio::test]
-async fn delayed_will_is_cancelled_by_resuming_the_session() {
-    let (server, addr) = start(Options::default()).await;
-    let (mut s, _) = Raw::connect(addr, connect_packet("dws", V5, 0, true)).await;
-    sub(&mut s, 1, subscribe(1, "will/#", 0)).await;
-    let mut c = will_connect("dw", Some(1));
-    c.properties.session_expiry_interval = Some(60);
-    let (w, _) = Raw::connect(addr, c.clone()).await;
-    drop(w);
-    c.clean_start = false;
-    c.will = None;
-    let (_w, ack) = Raw::connect(addr, c).await;
-    assert!(ack.session_present);
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    expect_quiet(&mut s).await;
-
-    // Not resumed: the will comes after its delay.
-    let mut c = will_connect("dw2", Some(1));
-    c.properties.session_expiry_interval = Some(60);
-    let (w, _) = Raw::connect(addr, c).await;
-    let t = std::time::Instant::now();
-    drop(w);
-    let got = expect_publish(&mut s).await;
-    assert_eq!(&got.payload[..], b"gone");
-    assert!(
-        t.elapsed() >= Duration::from_millis(900),
-        "{:?}",
-        t.elapsed()
-    );
-    server.shutdown().await;
-}
-
-#[tokio::test]
 async fn no_local_and_retain_as_published() {
     let (server, addr) = start(Options::default()).await;
     let (mut c, _) = Raw::connect(addr, connect_packet("nl", V5, 0, true)).await;
@@ -376,33 +344,6 @@ async fn expired_session_leaves_nothing_behind() {
     c.clean_start = false;
     let (_s, ack) = Raw::connect(addr, c).await;
     assert!(!ack.session_present);
-    server.shutdown().await;
-}
-
-#[tokio::test]
-async fn expired_messages_are_not_delivered_from_the_offline_queue() {
-    let (server, addr) = start(Options::default()).await;
-    let mut c = connect_packet("mexp", V5, 0, true);
-    c.properties.session_expiry_interval = Some(60);
-    let (mut s, _) = Raw::connect(addr, c.clone()).await;
-    sub(&mut s, 1, subscribe(1, "mexp", 1)).await;
-    drop(s);
-    wait_disconnected(&server, "mexp", 100).await;
-    let (mut p, _) = Raw::connect(addr, connect_packet("mexpp", V5, 0, true)).await;
-    let mut short = publish("mexp", 0, None, b"short");
-    short.properties.message_expiry_interval = Some(1);
-    p.send(Packet::Publish(short)).await;
-    let mut long = publish("mexp", 0, None, b"long");
-    long.properties.message_expiry_interval = Some(100);
-    p.send(Packet::Publish(long)).await;
-    expect_quiet(&mut p).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    c.clean_start = false;
-    let (mut s, _) = Raw::connect(addr, c).await;
-    let got = expect_publish(&mut s).await;
-    assert_eq!(&got.payload[..], b"long");
-    assert!(got.properties.message_expiry_interval.unwrap() < 100);
-    expect_quiet(&mut s).await;
     server.shutdown().await;
 }
 

@@ -46,7 +46,7 @@ mod writer;
 use handshake::*;
 use input::*;
 pub use process::inject_packet;
-use process::*;
+pub(crate) use process::process_at;
 use reader::*;
 use writer::*;
 

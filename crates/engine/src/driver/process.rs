@@ -24,7 +24,7 @@ pub(crate) fn process(broker: &Arc<Broker>, handle: &Arc<ClientHandle>, packet: 
 }
 
 /// [`process`] for a packet received at `now`.
-pub(super) fn process_at(
+pub(crate) fn process_at(
     broker: &Arc<Broker>,
     handle: &Arc<ClientHandle>,
     mut packet: Packet,
