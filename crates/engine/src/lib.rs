@@ -16,6 +16,7 @@ pub mod broker;
 mod debug_hook;
 pub mod driver;
 mod error;
+pub mod handshake;
 pub mod hooks;
 pub mod message;
 pub mod options;

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use moco_codec::{ConnAck, Connect, Packet};
 
-use crate::broker::{report_notes, Broker, ClientHandle, ConnectOutcome};
+use crate::broker::{report_notes, Broker, ClientHandle};
 use crate::error::CloseReason;
+use crate::handshake::{Handshake, Step};
 use crate::hooks::{AllowAll, Hooks};
 use crate::options::Options;
 use crate::state::Transmit;
@@ -37,18 +38,25 @@ impl Sim {
         }
     }
 
-    /// CONNECT as the driver's handshake ends it: the client, or the refusing CONNACK.
+    /// CONNECT through the sans-IO handshake: the client, or the refusing CONNACK.
     pub(crate) fn connect(&mut self, connect: &Connect) -> Result<SimClient, Box<ConnAck>> {
-        match self
-            .broker
-            .connect(self.now, connect, Arc::from("sim"), Arc::from("sim"))
-        {
-            ConnectOutcome::Accepted(h) => {
-                self.clients.push(h.clone());
-                Ok(SimClient(h))
-            }
-            ConnectOutcome::Refused(ack) => Err(ack),
+        let mut hs = self.handshake();
+        match hs.handle_packet(&self.broker, self.now, Packet::from(connect.clone())) {
+            Step::Accepted(h) => Ok(self.accepted(h)),
+            Step::Refuse(Some((Packet::ConnAck(ack), _)), _) => Err(ack),
+            other => panic!("CONNECT without enhanced authentication: {other:?}"),
         }
+    }
+
+    /// A handshake for a new connection at the current instant.
+    pub(crate) fn handshake(&self) -> Handshake {
+        Handshake::new(&self.broker, self.now, Arc::from("sim"), Arc::from("sim"))
+    }
+
+    /// Takes a client the handshake accepted.
+    pub(crate) fn accepted(&mut self, h: Arc<ClientHandle>) -> SimClient {
+        self.clients.push(h.clone());
+        SimClient(h)
     }
 
     /// The client sends `packet` now; false once its connection is closing.
@@ -205,6 +213,126 @@ mod tests {
             properties,
         });
         c
+    }
+
+    /// Enhanced authentication in two rounds: "hello" → continue, "proof" → success.
+    struct TwoRounds;
+
+    impl crate::Hook for TwoRounds {
+        fn id(&self) -> &str {
+            "two-rounds"
+        }
+        fn provides(&self, e: crate::Event) -> bool {
+            matches!(
+                e,
+                crate::Event::OnAuthPacket | crate::Event::OnConnectAuthenticate
+            )
+        }
+        fn on_connect_authenticate(&self, _: &crate::ClientInfo, _: &Connect) -> bool {
+            true
+        }
+        fn on_auth_packet(
+            &self,
+            _: &crate::ClientInfo,
+            a: &moco_codec::Auth,
+        ) -> Result<moco_codec::Auth, ReasonCode> {
+            match a.properties.authentication_data.as_deref() {
+                Some(b"hello") => Ok(moco_codec::Auth::new(ReasonCode::ContinueAuthentication)),
+                Some(b"proof") => Ok(moco_codec::Auth::new(ReasonCode::Success)),
+                _ => Err(ReasonCode::NotAuthorized),
+            }
+        }
+    }
+
+    fn auth(data: &'static [u8]) -> Packet {
+        let mut a = moco_codec::Auth::new(ReasonCode::ContinueAuthentication);
+        a.properties.authentication_method = Some("m".into());
+        a.properties.authentication_data = Some(Bytes::from_static(data));
+        Packet::Auth(a)
+    }
+
+    #[test]
+    fn enhanced_authentication_runs_in_the_sans_io_handshake() {
+        let mut hooks = Hooks::new();
+        hooks.add(Arc::new(TwoRounds));
+        let mut sim = Sim {
+            broker: Arc::new(Broker::new(Options::default(), hooks)),
+            now: Instant::now(),
+            clients: Vec::new(),
+        };
+        let mut c = connect("ea", ProtocolVersion::V5, 0, 0);
+        c.properties.authentication_method = Some("m".into());
+        c.properties.authentication_data = Some(Bytes::from_static(b"hello"));
+
+        // Two rounds, then CONNACK with the method.
+        let mut hs = sim.handshake();
+        let step = hs.handle_packet(&sim.broker, sim.now, Packet::from(c.clone()));
+        assert!(
+            matches!(&step, Step::Send(Packet::Auth(a), _) if a.reason_code == ReasonCode::ContinueAuthentication
+                && a.properties.authentication_method.as_deref() == Some("m")),
+            "{step:?}"
+        );
+        let Step::Accepted(h) = hs.handle_packet(&sim.broker, sim.now, auth(b"proof")) else {
+            panic!("not accepted");
+        };
+        let client = sim.accepted(h);
+        assert!(matches!(
+            sim.recv(&client).first(),
+            Some(Packet::ConnAck(a)) if a.reason_code == ReasonCode::Success
+                && a.properties.authentication_method.as_deref() == Some("m")
+        ));
+
+        // A wrong answer: refused with the hook's code.
+        let mut hs = sim.handshake();
+        hs.handle_packet(&sim.broker, sim.now, Packet::from(c.clone()));
+        let step = hs.handle_packet(&sim.broker, sim.now, auth(b"wrong"));
+        assert!(
+            matches!(&step, Step::Refuse(Some((Packet::ConnAck(a), _)), crate::Error::Refused(ReasonCode::NotAuthorized))
+                if a.reason_code == ReasonCode::NotAuthorized),
+            "{step:?}"
+        );
+
+        // Anything but AUTH during the exchange: a protocol error.
+        let mut hs = sim.handshake();
+        hs.handle_packet(&sim.broker, sim.now, Packet::from(c.clone()));
+        let step = hs.handle_packet(&sim.broker, sim.now, Packet::PingReq);
+        assert!(
+            matches!(&step, Step::Refuse(Some((Packet::ConnAck(a), _)), crate::Error::Protocol(_))
+                if a.reason_code == ReasonCode::ProtocolError),
+            "{step:?}"
+        );
+
+        // The connect timeout covers the whole exchange.
+        let hs = sim.handshake();
+        let timeout = Options::default().connect_timeout;
+        assert!(!hs.timed_out(sim.now + timeout - Duration::from_millis(1)));
+        assert!(hs.timed_out(sim.now + timeout));
+    }
+
+    #[test]
+    fn the_first_packet_must_be_connect_and_bad_ones_are_answered_when_possible() {
+        let sim = Sim::new(Options::default());
+        let mut hs = sim.handshake();
+        assert!(matches!(
+            hs.handle_packet(&sim.broker, sim.now, Packet::PingReq),
+            Step::Refuse(None, crate::Error::Protocol(_))
+        ));
+        let step = hs.handle_decode_error(
+            moco_codec::DecodeError::Malformed("x"),
+            Some(ProtocolVersion::V5),
+        );
+        assert!(
+            matches!(&step, Step::Refuse(Some((Packet::ConnAck(a), ProtocolVersion::V5)), _)
+                if a.reason_code == ReasonCode::MalformedPacket),
+            "{step:?}"
+        );
+        let step =
+            hs.handle_decode_error(moco_codec::DecodeError::UnsupportedProtocolVersion(9), None);
+        assert!(
+            matches!(&step, Step::Refuse(Some((Packet::ConnAck(a), ProtocolVersion::V311)), _)
+                if a.reason_code == ReasonCode::UnsupportedProtocolVersion),
+            "{step:?}"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::BytesMut;
-use moco_codec::{Auth, Decoder, Packet, ProtocolVersion, ReasonCode};
+use moco_codec::{Decoder, Packet, ProtocolVersion};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
@@ -32,9 +32,10 @@ use tokio_util::either::Either;
 use tracing::{debug, trace};
 
 use crate::broker::order::Ticket;
-use crate::broker::{report_notes, Broker, ClientHandle, ConnectOutcome};
-use crate::error::{CloseReason, Error, PolicyRefusal, ProtocolViolation};
-use crate::hooks::{ClientInfo, Event};
+use crate::broker::{report_notes, Broker, ClientHandle};
+use crate::error::{CloseReason, Error, PolicyRefusal};
+use crate::handshake::{Handshake, Step};
+use crate::hooks::Event;
 use crate::state::{AppEvent, Transmit};
 
 mod handshake;
