@@ -2,33 +2,11 @@
 
 use super::*;
 
-/// [`negotiate`], and after a refusal (or a CONNECT that does not decode) the connection
-/// lingers (see [`linger`]) so that the client can read the refusing CONNACK.
-pub(super) async fn handshake<R, W>(
-    broker: &Arc<Broker>,
-    rd: &mut R,
-    wr: &mut W,
-    buf: &mut BytesMut,
-    decoder: &mut Decoder,
-    remote: Arc<str>,
-    listener: Arc<str>,
-) -> Result<Arc<ClientHandle>, Error>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let r = negotiate(broker, rd, wr, buf, decoder, remote, listener).await;
-    if let Err(Error::Refused(_) | Error::Decode(_) | Error::Protocol(_)) = &r {
-        *buf = BytesMut::new();
-        let _ = timeout(LINGER, wr.shutdown()).await;
-        linger(rd, LINGER).await;
-    }
-    r
-}
-
 /// Reads packets into the sans-IO [`Handshake`] until it accepts or refuses the client, within
-/// the connect timeout, and writes what it says to.
-pub(super) async fn negotiate<R, W>(
+/// the connect timeout, and writes what it says to. After a refusal (or a CONNECT that does not
+/// decode) the connection lingers (see [`linger`]) so that the client can read the refusing
+/// CONNACK.
+pub(super) async fn handshake<R, W>(
     broker: &Arc<Broker>,
     rd: &mut R,
     wr: &mut W,
@@ -44,7 +22,7 @@ where
     let read_size = broker.options().client_net_read_buffer_size;
     let mut hs = Handshake::new(broker, Instant::now(), remote, listener);
     let deadline = tokio::time::Instant::from_std(hs.poll_timeout());
-    loop {
+    let refused = loop {
         let next =
             tokio::time::timeout_at(deadline, next_packet(rd, buf, decoder, read_size)).await;
         let step = match next {
@@ -65,10 +43,14 @@ where
                     // nothing.
                     let _ = write_packet(wr, &p, version).await;
                 }
-                return Err(e);
+                break e;
             }
         }
-    }
+    };
+    *buf = BytesMut::new();
+    let _ = timeout(LINGER, wr.shutdown()).await;
+    linger(rd, LINGER).await;
+    Err(refused)
 }
 
 async fn write_packet<W: AsyncWrite + Unpin>(
