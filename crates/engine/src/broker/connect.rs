@@ -25,6 +25,115 @@ pub(super) fn limits_qos(q: u8) -> QoS {
     QoS::try_from(q.min(2)).unwrap_or(QoS::ExactlyOnce)
 }
 
+/// What a CONNECT and the broker's options agree on, before the registry is touched.
+#[derive(Debug)]
+pub(super) struct Negotiated {
+    /// The limits the client's state enforces.
+    pub(super) limits: ConnLimits,
+    /// The session expiry granted, in seconds (`u32::MAX`: a v3 persistent session).
+    pub(super) expiry: u32,
+    /// The CONNACK's properties (v5), but for the assigned client id and enhanced
+    /// authentication, which the connection decides.
+    pub(super) props: ConnAckProperties,
+}
+
+/// Negotiates a CONNECT against the broker's options: session expiry, keep-alive, quotas,
+/// topic aliases, packet sizes and what CONNACK announces. A pure function, so every
+/// combination is tested without a broker; `Err` is the code that refuses the client.
+pub(super) fn negotiate(connect: &Connect, options: &Options) -> Result<Negotiated, ReasonCode> {
+    let caps = &options.capabilities;
+    let version = connect.protocol;
+    let v5 = version.is_v5();
+    // Session expiry (v5) or its v3 meaning: clean session ends with the connection,
+    // otherwise the session lasts as long as the broker allows.
+    let asked_expiry = if v5 {
+        connect.properties.session_expiry_interval.unwrap_or(0)
+    } else if connect.clean_start {
+        0
+    } else {
+        u32::MAX
+    };
+    let expiry = asked_expiry.min(caps.maximum_session_expiry_interval);
+
+    let mut keep_alive = connect.keep_alive;
+    let mut server_keep_alive: Option<u16> = None;
+    if caps.maximum_keep_alive > 0 && (keep_alive == 0 || keep_alive > caps.maximum_keep_alive) {
+        keep_alive = caps.maximum_keep_alive;
+        server_keep_alive = Some(keep_alive);
+    }
+    if !v5 && server_keep_alive.is_some() {
+        // v3 has no way to tell the client a server keep-alive: it is held to the maximum
+        // unknowingly (as Mosquitto's max_keepalive), or refused if so configured.
+        if caps.compatibilities.refuse_v3_keep_alive_above_maximum {
+            return Err(ReasonCode::ClientIdentifierNotValid);
+        }
+        server_keep_alive = None;
+    }
+
+    let cp = &connect.properties;
+    let send_quota = cp
+        .receive_maximum
+        .unwrap_or(u16::MAX)
+        .min(caps.maximum_inflight)
+        .max(1);
+    let limits = ConnLimits {
+        version,
+        keep_alive,
+        send_quota,
+        receive_maximum: caps.receive_maximum,
+        topic_alias_maximum: if v5 { caps.topic_alias_maximum } else { 0 },
+        client_maximum_packet_size: cp.maximum_packet_size.unwrap_or(0),
+        maximum_qos: QoS::try_from(caps.maximum_qos).unwrap_or(QoS::ExactlyOnce),
+        retain_available: caps.retain_available,
+        max_pending: caps.maximum_client_writes_pending as usize,
+        connect_expiry_zero: asked_expiry == 0,
+        client_topic_alias_maximum: if v5 {
+            cp.topic_alias_maximum.unwrap_or(0)
+        } else {
+            0
+        },
+    };
+
+    let mut props = ConnAckProperties::default();
+    if v5 {
+        props.receive_maximum = Some(caps.receive_maximum);
+        if caps.maximum_qos < 2 {
+            props.maximum_qos = Some(limits_qos(caps.maximum_qos));
+        }
+        if !caps.retain_available {
+            props.retain_available = Some(false);
+        }
+        if caps.maximum_packet_size > 0 {
+            props.maximum_packet_size = Some(caps.maximum_packet_size);
+        }
+        props.topic_alias_maximum = Some(caps.topic_alias_maximum);
+        if !caps.wildcard_sub_available {
+            props.wildcard_subscription_available = Some(false);
+        }
+        if !caps.sub_id_available {
+            props.subscription_identifiers_available = Some(false);
+        }
+        if !caps.shared_sub_available {
+            props.shared_subscription_available = Some(false);
+        }
+        props.server_keep_alive = server_keep_alive;
+        if expiry != asked_expiry {
+            props.session_expiry_interval = Some(expiry);
+        }
+        if cp.request_response_information == Some(true)
+            || caps.compatibilities.always_return_response_info
+        {
+            props.response_information =
+                Some(ByteString::from(options.response_information.clone()));
+        }
+    }
+    Ok(Negotiated {
+        limits,
+        expiry,
+        props,
+    })
+}
+
 impl Broker {
     /// Handles a CONNECT that arrived at `now` from `remote` on `listener` (no enhanced
     /// authentication: a CONNECT carrying an authentication method is refused with 0x8C).
@@ -105,60 +214,22 @@ impl Broker {
 
         // Session expiry (v5) or its v3 meaning: clean session ends with the connection,
         // otherwise the session lasts as long as the broker allows.
-        let asked_expiry = if v5 {
-            connect.properties.session_expiry_interval.unwrap_or(0)
-        } else if connect.clean_start {
-            0
-        } else {
-            u32::MAX
+        let Negotiated {
+            limits,
+            expiry,
+            mut props,
+        } = match negotiate(connect, &self.options) {
+            Ok(n) => n,
+            Err(code) => return refuse(code),
         };
-        let expiry = asked_expiry.min(caps.maximum_session_expiry_interval);
-
-        let mut keep_alive = connect.keep_alive;
-        let mut server_keep_alive: Option<u16> = None;
-        if caps.maximum_keep_alive > 0 && (keep_alive == 0 || keep_alive > caps.maximum_keep_alive)
-        {
-            keep_alive = caps.maximum_keep_alive;
-            server_keep_alive = Some(keep_alive);
-        }
-        if !v5 && server_keep_alive.is_some() {
-            // v3 has no way to tell the client a server keep-alive: it is held to the maximum
-            // unknowingly (as Mosquitto's max_keepalive), or refused if so configured.
-            if caps.compatibilities.refuse_v3_keep_alive_above_maximum {
-                return refuse(ReasonCode::ClientIdentifierNotValid);
-            }
+        if !v5 && limits.keep_alive != connect.keep_alive {
             tracing::debug!(
                 client = %client_id,
                 asked = connect.keep_alive,
-                held_to = keep_alive,
+                held_to = limits.keep_alive,
                 "v3 keep-alive above the maximum"
             );
-            server_keep_alive = None;
         }
-
-        let cp = &connect.properties;
-        let send_quota = cp
-            .receive_maximum
-            .unwrap_or(u16::MAX)
-            .min(caps.maximum_inflight)
-            .max(1);
-        let limits = ConnLimits {
-            version,
-            keep_alive,
-            send_quota,
-            receive_maximum: caps.receive_maximum,
-            topic_alias_maximum: if v5 { caps.topic_alias_maximum } else { 0 },
-            client_maximum_packet_size: cp.maximum_packet_size.unwrap_or(0),
-            maximum_qos: QoS::try_from(caps.maximum_qos).unwrap_or(QoS::ExactlyOnce),
-            retain_available: caps.retain_available,
-            max_pending: caps.maximum_client_writes_pending as usize,
-            connect_expiry_zero: asked_expiry == 0,
-            client_topic_alias_maximum: if v5 {
-                cp.topic_alias_maximum.unwrap_or(0)
-            } else {
-                0
-            },
-        };
 
         // Registry: take over a live connection, resume or discard an existing session.
         let mut wills_now = Vec::new();
@@ -212,42 +283,11 @@ impl Broker {
             st.set_note_completions(self.hooks.provides(crate::hooks::Event::OnQosComplete));
             st.set_inherit_ack_properties(!caps.compatibilities.no_inherited_properties_on_ack);
 
-            let mut props = ConnAckProperties::default();
             if v5 {
                 props.assigned_client_identifier = assigned;
-                props.receive_maximum = Some(caps.receive_maximum);
-                if caps.maximum_qos < 2 {
-                    props.maximum_qos = Some(limits_qos(caps.maximum_qos));
-                }
-                if !caps.retain_available {
-                    props.retain_available = Some(false);
-                }
-                if caps.maximum_packet_size > 0 {
-                    props.maximum_packet_size = Some(caps.maximum_packet_size);
-                }
-                props.topic_alias_maximum = Some(caps.topic_alias_maximum);
-                if !caps.wildcard_sub_available {
-                    props.wildcard_subscription_available = Some(false);
-                }
-                if !caps.sub_id_available {
-                    props.subscription_identifiers_available = Some(false);
-                }
-                if !caps.shared_sub_available {
-                    props.shared_subscription_available = Some(false);
-                }
-                props.server_keep_alive = server_keep_alive;
                 if let Some(a) = &enhanced {
                     props.authentication_method = method.cloned();
                     props.authentication_data = a.properties.authentication_data.clone();
-                }
-                if expiry != asked_expiry {
-                    props.session_expiry_interval = Some(expiry);
-                }
-                if cp.request_response_information == Some(true)
-                    || caps.compatibilities.always_return_response_info
-                {
-                    props.response_information =
-                        Some(ByteString::from(self.options.response_information.clone()));
                 }
             }
             st.send(Packet::from(ConnAck {

@@ -551,3 +551,124 @@ fn session_expiry_is_capped_by_the_option() {
     b.handle_timeout(t0 + Duration::from_secs(5));
     assert!(b.client("c").is_none());
 }
+
+mod negotiation {
+    use super::super::connect::negotiate;
+    use super::*;
+
+    fn connect(version: ProtocolVersion, keep_alive: u16) -> Connect {
+        Connect {
+            protocol: version,
+            clean_start: true,
+            keep_alive,
+            client_id: "n".into(),
+            username: None,
+            password: None,
+            will: None,
+            properties: Default::default(),
+        }
+    }
+
+    fn options(f: impl FnOnce(&mut crate::Capabilities)) -> Options {
+        let mut o = Options::default();
+        f(&mut o.capabilities);
+        o
+    }
+
+    #[test]
+    fn session_expiry_is_granted_up_to_the_cap_and_told_when_lowered() {
+        let o = options(|c| c.maximum_session_expiry_interval = 100);
+        let mut c = connect(ProtocolVersion::V5, 0);
+        c.properties.session_expiry_interval = Some(50);
+        let n = negotiate(&c, &o).unwrap();
+        assert_eq!((n.expiry, n.props.session_expiry_interval), (50, None));
+        assert!(!n.limits.connect_expiry_zero);
+        c.properties.session_expiry_interval = Some(1000);
+        let n = negotiate(&c, &o).unwrap();
+        assert_eq!(
+            (n.expiry, n.props.session_expiry_interval),
+            (100, Some(100))
+        );
+        c.properties.session_expiry_interval = None;
+        let n = negotiate(&c, &o).unwrap();
+        assert_eq!(n.expiry, 0);
+        assert!(n.limits.connect_expiry_zero);
+        // v3: a clean session ends with the connection, a persistent one lasts to the cap.
+        let mut v3 = connect(ProtocolVersion::V311, 0);
+        assert_eq!(negotiate(&v3, &o).unwrap().expiry, 0);
+        v3.clean_start = false;
+        let n = negotiate(&v3, &o).unwrap();
+        assert_eq!(n.expiry, 100);
+        assert_eq!(
+            n.props,
+            ConnAckProperties::default(),
+            "v3 CONNACK has no properties"
+        );
+    }
+
+    #[test]
+    fn keep_alive_is_held_to_the_maximum_and_only_v5_is_told() {
+        let o = options(|c| c.maximum_keep_alive = 60);
+        for (version, asked, held, told) in [
+            (ProtocolVersion::V5, 30, 30, None),
+            (ProtocolVersion::V5, 0, 60, Some(60)),
+            (ProtocolVersion::V5, 61, 60, Some(60)),
+            (ProtocolVersion::V311, 0, 60, None),
+            (ProtocolVersion::V3, 120, 60, None),
+            (ProtocolVersion::V311, 60, 60, None),
+        ] {
+            let n = negotiate(&connect(version, asked), &o).unwrap();
+            assert_eq!(n.limits.keep_alive, held, "{version:?} {asked}");
+            assert_eq!(n.props.server_keep_alive, told, "{version:?} {asked}");
+        }
+        let strict = options(|c| {
+            c.maximum_keep_alive = 60;
+            c.compatibilities.refuse_v3_keep_alive_above_maximum = true;
+        });
+        assert_eq!(
+            negotiate(&connect(ProtocolVersion::V311, 0), &strict).unwrap_err(),
+            ReasonCode::ClientIdentifierNotValid
+        );
+        assert!(negotiate(&connect(ProtocolVersion::V5, 0), &strict).is_ok());
+        // No cap: what the client asked for.
+        let n = negotiate(&connect(ProtocolVersion::V5, 0), &Options::default()).unwrap();
+        assert_eq!((n.limits.keep_alive, n.props.server_keep_alive), (0, None));
+    }
+
+    #[test]
+    fn quotas_aliases_and_what_connack_announces() {
+        let o = options(|c| {
+            c.maximum_inflight = 100;
+            c.maximum_qos = 1;
+            c.retain_available = false;
+            c.maximum_packet_size = 4096;
+            c.topic_alias_maximum = 10;
+            c.shared_sub_available = false;
+        });
+        let mut c = connect(ProtocolVersion::V5, 0);
+        let n = negotiate(&c, &o).unwrap();
+        assert_eq!(n.limits.send_quota, 100, "capped by maximum_inflight");
+        assert_eq!(n.limits.topic_alias_maximum, 10);
+        assert_eq!(n.limits.client_topic_alias_maximum, 0);
+        assert_eq!(n.props.maximum_qos, Some(QoS::AtLeastOnce));
+        assert_eq!(n.props.retain_available, Some(false));
+        assert_eq!(n.props.maximum_packet_size, Some(4096));
+        assert_eq!(n.props.topic_alias_maximum, Some(10));
+        assert_eq!(n.props.shared_subscription_available, Some(false));
+        assert_eq!(n.props.wildcard_subscription_available, None);
+        assert_eq!(n.props.response_information, None);
+        c.properties.receive_maximum = Some(5);
+        c.properties.topic_alias_maximum = Some(7);
+        c.properties.maximum_packet_size = Some(500);
+        c.properties.request_response_information = Some(true);
+        let n = negotiate(&c, &o).unwrap();
+        assert_eq!(n.limits.send_quota, 5);
+        assert_eq!(n.limits.client_topic_alias_maximum, 7);
+        assert_eq!(n.limits.client_maximum_packet_size, 500);
+        assert!(n.props.response_information.is_some());
+        // v3: no topic aliases either way, whatever the options.
+        let n = negotiate(&connect(ProtocolVersion::V311, 0), &o).unwrap();
+        assert_eq!(n.limits.topic_alias_maximum, 0);
+        assert_eq!(n.limits.client_topic_alias_maximum, 0);
+    }
+}
