@@ -86,13 +86,22 @@ pub(crate) fn ack_write(
     }
 }
 
-/// Decodes the v5 body that DISCONNECT and AUTH share (§3.14.2.1, §3.15.2.1): remaining length 0
-/// means Success and no properties; a reason code alone means no properties.
+/// Decodes the body that DISCONNECT and AUTH share (§3.14.2.1, §3.15.2.1). In v3.x there is no
+/// body and the packet decodes to `v3_code`; in v5 remaining length 0 means Success and no
+/// properties, and a reason code alone means no properties.
 pub(crate) fn decode_reason_body<P: PropertySet>(
     frame: &Bytes,
     body: &[u8],
+    v: ProtocolVersion,
     t: PacketType,
+    v3_code: ReasonCode,
 ) -> Result<(ReasonCode, P), DecodeError> {
+    if !v.is_v5() {
+        if !body.is_empty() {
+            return Err(DecodeError::Malformed("trailing bytes after packet"));
+        }
+        return Ok((v3_code, P::default()));
+    }
     complete(body, |i| {
         if i.is_empty() {
             return Ok((i, (ReasonCode::Success, P::default())));
@@ -107,13 +116,28 @@ pub(crate) fn decode_reason_body<P: PropertySet>(
     })
 }
 
-/// Lengths of that shared v5 body: empty for Success without properties, the reason code alone
-/// without properties, else reason code and property section.
+/// Lengths of that shared body. The reason code is checked first, whatever the version; in
+/// v3.x the body is empty if `in_v3` (DISCONNECT) and the packet cannot be sent otherwise
+/// (AUTH). In v5: empty for Success without properties, the reason code alone without
+/// properties, else reason code and property section.
 pub(crate) fn reason_body_lens<P: PropertySet>(
     reason_code: ReasonCode,
     properties: &P,
     properties_empty: bool,
+    v: ProtocolVersion,
+    t: PacketType,
+    in_v3: bool,
 ) -> Result<Lens, EncodeError> {
+    if !reason_code.allowed_in(t) {
+        return Err(EncodeError::InvalidReasonCode(t, reason_code));
+    }
+    if !v.is_v5() {
+        return if in_v3 {
+            Ok(Lens::default())
+        } else {
+            Err(EncodeError::UnsupportedInVersion(t, v))
+        };
+    }
     if properties_empty {
         return Ok(Lens {
             remaining: usize::from(reason_code != ReasonCode::Success),
@@ -128,7 +152,8 @@ pub(crate) fn reason_body_lens<P: PropertySet>(
     })
 }
 
-/// Writes that shared v5 body as [`reason_body_lens`] sized it.
+/// Writes that shared body as [`reason_body_lens`] sized it (nothing when it sized 0, which
+/// covers v3.x).
 pub(crate) fn write_reason_body<P: PropertySet>(
     reason_code: ReasonCode,
     properties: &P,
@@ -142,6 +167,75 @@ pub(crate) fn write_reason_body<P: PropertySet>(
         properties.write_section(lens.props, buf);
     }
 }
+
+/// Gives DISCONNECT or AUTH (a struct with `reason_code` and `properties`) its `new`, its
+/// decode and its [`Body`](crate::wire::Body) impl over the shared body above. `$v3_code` is
+/// what a v3.x packet decodes to; `$in_v3` says whether it may be encoded for v3.x.
+macro_rules! reason_packet {
+    ($name:ident, $ptype:expr, $first:expr, $v3_code:expr, $in_v3:expr) => {
+        impl $name {
+            #[doc = concat!("A ", stringify!($name), " with the given reason code and no properties.")]
+            #[inline]
+            pub fn new(reason_code: crate::ReasonCode) -> Self {
+                $name {
+                    reason_code,
+                    properties: Default::default(),
+                }
+            }
+
+            pub(crate) fn decode(
+                frame: &bytes::Bytes,
+                body: &[u8],
+                v: crate::ProtocolVersion,
+            ) -> Result<Self, crate::DecodeError> {
+                let (reason_code, properties) =
+                    crate::packet::common::decode_reason_body(frame, body, v, $ptype, $v3_code)?;
+                Ok($name {
+                    reason_code,
+                    properties,
+                })
+            }
+        }
+
+        impl crate::wire::Body for $name {
+            #[inline]
+            fn first_byte(&self) -> u8 {
+                $first
+            }
+
+            fn lens(
+                &self,
+                v: crate::ProtocolVersion,
+            ) -> Result<crate::wire::Lens, crate::EncodeError> {
+                crate::packet::common::reason_body_lens(
+                    self.reason_code,
+                    &self.properties,
+                    self.properties.is_empty(),
+                    v,
+                    $ptype,
+                    $in_v3,
+                )
+            }
+
+            fn write(
+                &self,
+                _v: crate::ProtocolVersion,
+                lens: &crate::wire::Lens,
+                buf: &mut bytes::BytesMut,
+            ) {
+                crate::packet::common::write_reason_body(
+                    self.reason_code,
+                    &self.properties,
+                    lens,
+                    buf,
+                );
+            }
+        }
+
+        crate::packet::common::impl_encode!($name);
+    };
+}
+pub(crate) use reason_packet;
 
 /// Adds inherent `encode` / `encoded_len` to a packet struct, so the hot path need not wrap
 /// it in a [`Packet`].
