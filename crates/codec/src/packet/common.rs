@@ -1,12 +1,13 @@
 //! What several packet kinds share: the PUBACK / PUBREC / PUBREL / PUBCOMP layout, the
-//! reason-code-and-properties body of DISCONNECT and AUTH, and the macros that give each
+//! reason-code-and-properties body of DISCONNECT and AUTH, the packet id + properties + list
+//! layout of SUBSCRIBE / SUBACK / UNSUBSCRIBE / UNSUBACK, and the macros that give each
 //! packet struct its inherent `encode` / `encoded_len`. Packet files import from here and
 //! never from each other.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::properties::{decode_section, AckProperties, PropertySet};
-use crate::wire::{self, complete, fail, reason_code, Lens};
+use crate::wire::{self, complete, fail, reason_code, Input, Lens, PResult};
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion, ReasonCode};
 
 /// Decodes packet id, reason code and properties of a PUBLISH acknowledgement. In v5 the
@@ -236,6 +237,116 @@ macro_rules! reason_packet {
     };
 }
 pub(crate) use reason_packet;
+
+/// Decodes a whole SUBSCRIBE, SUBACK, UNSUBSCRIBE or (v5) UNSUBACK body: the packet id, in v5
+/// the property section (default properties in v3.x, which has none), then `item` repeatedly
+/// until the body ends (topic filters or reason codes). The list may not be empty (protocol
+/// error `none`).
+#[inline]
+pub(crate) fn decode_id_list<'a, P: PropertySet, T>(
+    frame: &Bytes,
+    body: Input<'a>,
+    v: ProtocolVersion,
+    mut item: impl FnMut(Input<'a>) -> PResult<'a, T>,
+    none: &'static str,
+) -> Result<(u16, P, Vec<T>), DecodeError> {
+    complete(body, |i| {
+        let (i, packet_id) = wire::packet_id(i)?;
+        let (mut i, properties) = if v.is_v5() {
+            decode_section::<P>(frame, i)?
+        } else {
+            (i, P::default())
+        };
+        let mut items = Vec::new();
+        while !i.is_empty() {
+            let (rest, x) = item(i)?;
+            items.push(x);
+            i = rest;
+        }
+        if items.is_empty() {
+            return Err(fail(DecodeError::Protocol(none)));
+        }
+        Ok((i, (packet_id, properties, items)))
+    })
+}
+
+/// An `item` of [`decode_id_list`] for SUBACK / UNSUBACK: one reason-code byte, given its
+/// meaning by `code` (v5 or v3.x).
+#[inline]
+pub(crate) fn reason_code_item<'a>(
+    code: impl Fn(u8) -> Result<ReasonCode, DecodeError>,
+) -> impl FnMut(Input<'a>) -> PResult<'a, ReasonCode> {
+    move |i| {
+        let (i, b) = wire::u8(i)?;
+        Ok((i, code(b).map_err(fail)?))
+    }
+}
+
+/// Encode-side checks of SUBSCRIBE, SUBACK and UNSUBSCRIBE, in this order: packet id not 0,
+/// list of `len` items not empty.
+#[inline]
+pub(crate) fn check_id_list(packet_id: u16, len: usize, t: PacketType) -> Result<(), EncodeError> {
+    if packet_id == 0 {
+        return Err(EncodeError::ZeroPacketId);
+    }
+    if len == 0 {
+        return Err(EncodeError::EmptyList(t));
+    }
+    Ok(())
+}
+
+/// Fails on the first reason code of a SUBACK / UNSUBACK that `t` does not allow.
+#[inline]
+pub(crate) fn check_reason_codes(codes: &[ReasonCode], t: PacketType) -> Result<(), EncodeError> {
+    match codes.iter().find(|rc| !rc.allowed_in(t)) {
+        Some(&rc) => Err(EncodeError::InvalidReasonCode(t, rc)),
+        None => Ok(()),
+    }
+}
+
+/// Lengths of the head of what [`decode_id_list`] reads: packet id, then in v5 the property section.
+/// The caller adds the length of its list to `remaining`.
+#[inline]
+pub(crate) fn id_props_lens<P: PropertySet>(
+    properties: &P,
+    v: ProtocolVersion,
+) -> Result<Lens, EncodeError> {
+    if !v.is_v5() {
+        return Ok(Lens {
+            remaining: 2,
+            ..Lens::default()
+        });
+    }
+    let (inner, section) = properties.section_len()?;
+    Ok(Lens {
+        remaining: 2 + section,
+        props: inner,
+        will_props: 0,
+    })
+}
+
+/// Writes what [`id_props_lens`] sized.
+#[inline]
+pub(crate) fn write_id_props<P: PropertySet>(
+    packet_id: u16,
+    properties: &P,
+    v: ProtocolVersion,
+    lens: &Lens,
+    buf: &mut BytesMut,
+) {
+    buf.put_u16(packet_id);
+    if v.is_v5() {
+        properties.write_section(lens.props, buf);
+    }
+}
+
+/// Writes v5 reason codes, one byte each.
+#[inline]
+pub(crate) fn put_reason_codes(codes: &[ReasonCode], buf: &mut BytesMut) {
+    for rc in codes {
+        buf.put_u8(*rc as u8);
+    }
+}
 
 /// Adds inherent `encode` / `encoded_len` to a packet struct, so the hot path need not wrap
 /// it in a [`Packet`].
