@@ -2,8 +2,12 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::properties::{decode_section, PropertySet, SubAckProperties};
-use crate::wire::{self, complete, fail, reason_code, Body, Lens};
+use crate::packet::common::{
+    check_id_list, check_reason_codes, decode_id_list, id_props_lens, put_reason_codes,
+    reason_code_item, write_id_props,
+};
+use crate::properties::SubAckProperties;
+use crate::wire::{reason_code, Body, Lens};
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion, ReasonCode};
 
 /// SUBACK: one reason code per filter of the SUBSCRIBE, in order.
@@ -26,34 +30,24 @@ impl SubAck {
         body: &[u8],
         v: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
-        complete(body, |i| {
-            let (i, packet_id) = wire::packet_id(i)?;
-            let (i, properties) = if v.is_v5() {
-                decode_section::<SubAckProperties>(frame, i)?
-            } else {
-                (i, SubAckProperties::default())
-            };
-            let mut reason_codes = Vec::new();
-            for &b in i {
-                let rc = if v.is_v5() {
-                    reason_code(b, PacketType::SubAck).map_err(fail)?
+        let (packet_id, properties, reason_codes) = decode_id_list(
+            frame,
+            body,
+            v,
+            reason_code_item(|b| {
+                if v.is_v5() {
+                    reason_code(b, PacketType::SubAck)
                 } else {
                     ReasonCode::from_v3_suback(b)
-                        .ok_or(fail(DecodeError::Malformed("reserved SUBACK return code")))?
-                };
-                reason_codes.push(rc);
-            }
-            if reason_codes.is_empty() {
-                return Err(fail(DecodeError::Protocol("SUBACK without reason codes")));
-            }
-            Ok((
-                &i[i.len()..],
-                SubAck {
-                    packet_id,
-                    reason_codes,
-                    properties,
-                },
-            ))
+                        .ok_or(DecodeError::Malformed("reserved SUBACK return code"))
+                }
+            }),
+            "SUBACK without reason codes",
+        )?;
+        Ok(SubAck {
+            packet_id,
+            reason_codes,
+            properties,
         })
     }
 }
@@ -65,37 +59,17 @@ impl Body for SubAck {
     }
 
     fn lens(&self, v: ProtocolVersion) -> Result<Lens, EncodeError> {
-        if self.packet_id == 0 {
-            return Err(EncodeError::ZeroPacketId);
-        }
-        if self.reason_codes.is_empty() {
-            return Err(EncodeError::EmptyList(PacketType::SubAck));
-        }
-        if let Some(&rc) = self
-            .reason_codes
-            .iter()
-            .find(|rc| !rc.allowed_in(PacketType::SubAck))
-        {
-            return Err(EncodeError::InvalidReasonCode(PacketType::SubAck, rc));
-        }
-        let mut lens = Lens::default();
-        let mut n = 2 + self.reason_codes.len();
-        if v.is_v5() {
-            let (inner, section) = self.properties.section_len()?;
-            lens.props = inner;
-            n += section;
-        }
-        lens.remaining = n;
+        check_id_list(self.packet_id, self.reason_codes.len(), PacketType::SubAck)?;
+        check_reason_codes(&self.reason_codes, PacketType::SubAck)?;
+        let mut lens = id_props_lens(&self.properties, v)?;
+        lens.remaining += self.reason_codes.len();
         Ok(lens)
     }
 
     fn write(&self, v: ProtocolVersion, lens: &Lens, buf: &mut BytesMut) {
-        buf.put_u16(self.packet_id);
+        write_id_props(self.packet_id, &self.properties, v, lens, buf);
         if v.is_v5() {
-            self.properties.write_section(lens.props, buf);
-            for rc in &self.reason_codes {
-                buf.put_u8(*rc as u8);
-            }
+            put_reason_codes(&self.reason_codes, buf);
         } else {
             for rc in &self.reason_codes {
                 buf.put_u8(rc.to_v3_suback());

@@ -3,8 +3,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
-use crate::properties::{decode_section, PropertySet, SubscribeProperties};
-use crate::wire::{self, complete, fail, put_str, str_len, Body, Lens};
+use crate::packet::common::{check_id_list, decode_id_list, id_props_lens, write_id_props};
+use crate::properties::SubscribeProperties;
+use crate::wire::{self, fail, put_str, str_len, Body, Lens};
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion, QoS};
 
 /// SUBSCRIBE: one or more topic filters with their options.
@@ -100,34 +101,22 @@ impl Subscribe {
         body: &[u8],
         v: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
-        complete(body, |i| {
-            let (i, packet_id) = wire::packet_id(i)?;
-            let (mut i, properties) = if v.is_v5() {
-                decode_section::<SubscribeProperties>(frame, i)?
-            } else {
-                (i, SubscribeProperties::default())
-            };
-            let mut filters = Vec::new();
-            while !i.is_empty() {
-                let (rest, filter) = wire::string(frame, i)?;
-                let (rest, opts) = wire::u8(rest)?;
+        let (packet_id, properties, filters) = decode_id_list(
+            frame,
+            body,
+            v,
+            |i| {
+                let (i, filter) = wire::string(frame, i)?;
+                let (i, opts) = wire::u8(i)?;
                 let opts = SubscriptionOptions::from_byte(opts, v).map_err(fail)?;
-                filters.push((filter, opts));
-                i = rest;
-            }
-            if filters.is_empty() {
-                return Err(fail(DecodeError::Protocol(
-                    "SUBSCRIBE without topic filters",
-                )));
-            }
-            Ok((
-                i,
-                Subscribe {
-                    packet_id,
-                    filters,
-                    properties,
-                },
-            ))
+                Ok((i, (filter, opts)))
+            },
+            "SUBSCRIBE without topic filters",
+        )?;
+        Ok(Subscribe {
+            packet_id,
+            filters,
+            properties,
         })
     }
 }
@@ -140,32 +129,17 @@ impl Body for Subscribe {
 
     #[inline]
     fn lens(&self, v: ProtocolVersion) -> Result<Lens, EncodeError> {
-        if self.packet_id == 0 {
-            return Err(EncodeError::ZeroPacketId);
-        }
-        if self.filters.is_empty() {
-            return Err(EncodeError::EmptyList(PacketType::Subscribe));
-        }
-        let mut lens = Lens::default();
-        let mut n = 2;
-        if v.is_v5() {
-            let (inner, section) = self.properties.section_len()?;
-            lens.props = inner;
-            n += section;
-        }
+        check_id_list(self.packet_id, self.filters.len(), PacketType::Subscribe)?;
+        let mut lens = id_props_lens(&self.properties, v)?;
         for (f, _) in &self.filters {
-            n += str_len(f)? + 1;
+            lens.remaining += str_len(f)? + 1;
         }
-        lens.remaining = n;
         Ok(lens)
     }
 
     #[inline]
     fn write(&self, v: ProtocolVersion, lens: &Lens, buf: &mut BytesMut) {
-        buf.put_u16(self.packet_id);
-        if v.is_v5() {
-            self.properties.write_section(lens.props, buf);
-        }
+        write_id_props(self.packet_id, &self.properties, v, lens, buf);
         for (f, o) in &self.filters {
             put_str(buf, f);
             buf.put_u8(o.to_byte(v));

@@ -1,9 +1,13 @@
 //! UNSUBACK (spec §3.11).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
-use crate::properties::{decode_section, PropertySet, UnsubAckProperties};
-use crate::wire::{self, complete, fail, reason_code, Body, Lens};
+use crate::packet::common::{
+    check_reason_codes, decode_id_list, id_props_lens, put_reason_codes, reason_code_item,
+    write_id_props,
+};
+use crate::properties::UnsubAckProperties;
+use crate::wire::{self, complete, reason_code, Body, Lens};
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion, ReasonCode};
 
 /// UNSUBACK: in v5 one reason code per filter of the UNSUBSCRIBE; in v3.x only the packet id
@@ -24,34 +28,26 @@ impl UnsubAck {
         body: &[u8],
         v: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
-        complete(body, |i| {
-            let (i, packet_id) = wire::packet_id(i)?;
-            if !v.is_v5() {
-                return Ok((
-                    i,
-                    UnsubAck {
-                        packet_id,
-                        reason_codes: Vec::new(),
-                        properties: UnsubAckProperties::default(),
-                    },
-                ));
-            }
-            let (i, properties) = decode_section::<UnsubAckProperties>(frame, i)?;
-            let mut reason_codes = Vec::new();
-            for &b in i {
-                reason_codes.push(reason_code(b, PacketType::UnsubAck).map_err(fail)?);
-            }
-            if reason_codes.is_empty() {
-                return Err(fail(DecodeError::Protocol("UNSUBACK without reason codes")));
-            }
-            Ok((
-                &i[i.len()..],
-                UnsubAck {
-                    packet_id,
-                    reason_codes,
-                    properties,
-                },
-            ))
+        if !v.is_v5() {
+            // A v3.x UNSUBACK is the packet id alone.
+            let packet_id = complete(body, wire::packet_id)?;
+            return Ok(UnsubAck {
+                packet_id,
+                reason_codes: Vec::new(),
+                properties: UnsubAckProperties::default(),
+            });
+        }
+        let (packet_id, properties, reason_codes) = decode_id_list(
+            frame,
+            body,
+            v,
+            reason_code_item(|b| reason_code(b, PacketType::UnsubAck)),
+            "UNSUBACK without reason codes",
+        )?;
+        Ok(UnsubAck {
+            packet_id,
+            reason_codes,
+            properties,
         })
     }
 }
@@ -66,37 +62,25 @@ impl Body for UnsubAck {
         if self.packet_id == 0 {
             return Err(EncodeError::ZeroPacketId);
         }
-        if let Some(&rc) = self
-            .reason_codes
-            .iter()
-            .find(|rc| !rc.allowed_in(PacketType::UnsubAck))
-        {
-            return Err(EncodeError::InvalidReasonCode(PacketType::UnsubAck, rc));
-        }
-        if !v.is_v5() {
-            return Ok(Lens {
-                remaining: 2,
-                ..Lens::default()
-            });
-        }
-        if self.reason_codes.is_empty() {
-            return Err(EncodeError::EmptyList(PacketType::UnsubAck));
-        }
-        let (inner, section) = self.properties.section_len()?;
-        Ok(Lens {
-            remaining: 2 + section + self.reason_codes.len(),
-            props: inner,
-            will_props: 0,
-        })
+        // Checked in v3.x too, though the codes are dropped there; only v5 needs any.
+        check_reason_codes(&self.reason_codes, PacketType::UnsubAck)?;
+        let codes = if v.is_v5() {
+            if self.reason_codes.is_empty() {
+                return Err(EncodeError::EmptyList(PacketType::UnsubAck));
+            }
+            self.reason_codes.len()
+        } else {
+            0
+        };
+        let mut lens = id_props_lens(&self.properties, v)?;
+        lens.remaining += codes;
+        Ok(lens)
     }
 
     fn write(&self, v: ProtocolVersion, lens: &Lens, buf: &mut BytesMut) {
-        buf.put_u16(self.packet_id);
+        write_id_props(self.packet_id, &self.properties, v, lens, buf);
         if v.is_v5() {
-            self.properties.write_section(lens.props, buf);
-            for rc in &self.reason_codes {
-                buf.put_u8(*rc as u8);
-            }
+            put_reason_codes(&self.reason_codes, buf);
         }
     }
 }

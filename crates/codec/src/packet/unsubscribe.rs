@@ -1,10 +1,11 @@
 //! UNSUBSCRIBE (spec §3.10).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 
-use crate::properties::{decode_section, PropertySet, UnsubscribeProperties};
-use crate::wire::{self, complete, fail, put_str, str_len, Body, Lens};
+use crate::packet::common::{check_id_list, decode_id_list, id_props_lens, write_id_props};
+use crate::properties::UnsubscribeProperties;
+use crate::wire::{self, put_str, str_len, Body, Lens};
 use crate::{DecodeError, EncodeError, PacketType, ProtocolVersion};
 
 /// UNSUBSCRIBE: one or more topic filters to remove.
@@ -24,32 +25,17 @@ impl Unsubscribe {
         body: &[u8],
         v: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
-        complete(body, |i| {
-            let (i, packet_id) = wire::packet_id(i)?;
-            let (mut i, properties) = if v.is_v5() {
-                decode_section::<UnsubscribeProperties>(frame, i)?
-            } else {
-                (i, UnsubscribeProperties::default())
-            };
-            let mut filters = Vec::new();
-            while !i.is_empty() {
-                let (rest, filter) = wire::string(frame, i)?;
-                filters.push(filter);
-                i = rest;
-            }
-            if filters.is_empty() {
-                return Err(fail(DecodeError::Protocol(
-                    "UNSUBSCRIBE without topic filters",
-                )));
-            }
-            Ok((
-                i,
-                Unsubscribe {
-                    packet_id,
-                    filters,
-                    properties,
-                },
-            ))
+        let (packet_id, properties, filters) = decode_id_list(
+            frame,
+            body,
+            v,
+            |i| wire::string(frame, i),
+            "UNSUBSCRIBE without topic filters",
+        )?;
+        Ok(Unsubscribe {
+            packet_id,
+            filters,
+            properties,
         })
     }
 }
@@ -61,31 +47,16 @@ impl Body for Unsubscribe {
     }
 
     fn lens(&self, v: ProtocolVersion) -> Result<Lens, EncodeError> {
-        if self.packet_id == 0 {
-            return Err(EncodeError::ZeroPacketId);
-        }
-        if self.filters.is_empty() {
-            return Err(EncodeError::EmptyList(PacketType::Unsubscribe));
-        }
-        let mut lens = Lens::default();
-        let mut n = 2;
-        if v.is_v5() {
-            let (inner, section) = self.properties.section_len()?;
-            lens.props = inner;
-            n += section;
-        }
+        check_id_list(self.packet_id, self.filters.len(), PacketType::Unsubscribe)?;
+        let mut lens = id_props_lens(&self.properties, v)?;
         for f in &self.filters {
-            n += str_len(f)?;
+            lens.remaining += str_len(f)?;
         }
-        lens.remaining = n;
         Ok(lens)
     }
 
     fn write(&self, v: ProtocolVersion, lens: &Lens, buf: &mut BytesMut) {
-        buf.put_u16(self.packet_id);
-        if v.is_v5() {
-            self.properties.write_section(lens.props, buf);
-        }
+        write_id_props(self.packet_id, &self.properties, v, lens, buf);
         for f in &self.filters {
             put_str(buf, f);
         }
