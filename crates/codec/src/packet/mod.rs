@@ -179,8 +179,8 @@ impl Packet {
         v: ProtocolVersion,
     ) -> Result<Option<Packet>, DecodeError> {
         // The body decoders touch the frame only to slice properties out of it, and these
-        // bodies are too short to hold any. Its own match, not `decode_body`'s: 100k PUBACKs
-        // took 58.1M instructions here, 61.5M through that one (callgrind).
+        // bodies are too short to hold any. Its own match, not `decode_body`'s: going through
+        // that one cost every ack measurably more (docs/perf-log.md).
         let none = Bytes::new();
         Ok(Some(match t {
             PacketType::PubAck => Packet::PubAck(PubAck::decode(&none, body, v)?),
