@@ -76,8 +76,7 @@ async fn disconnect_client_sends_the_reason_to_v5_and_closes_v3() {
 async fn unsubscribe_client_stops_its_deliveries() {
     let (server, a, _) = two_listeners().await;
     let (mut s, _) = Raw::connect(a, connect_packet("s", V5, 0, true)).await;
-    s.send(Packet::Subscribe(subscribe(1, "t/#", 1))).await;
-    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
+    s.sub(subscribe(1, "t/#", 1)).await;
     let (mut p, _) = Raw::connect(a, connect_packet("p", V5, 0, true)).await;
     let puback = async |p: &mut Raw, pid| {
         p.send(Packet::Publish(publish("t/1", 1, Some(pid), b"x")))
@@ -98,8 +97,7 @@ async fn unsubscribe_client_stops_its_deliveries() {
 async fn an_injected_client_publishes_receives_and_disconnects() {
     let (server, a, _) = two_listeners().await;
     let (mut sock, _) = Raw::connect(a, connect_packet("sock", V5, 0, true)).await;
-    sock.send(Packet::Subscribe(subscribe(1, "out/#", 1))).await;
-    assert!(matches!(sock.recv().await, Some(Packet::SubAck(_))));
+    sock.sub(subscribe(1, "out/#", 1)).await;
 
     let inj = server.add_injected_client("inj", "local").unwrap();
     assert!(inj.connected && inj.injected);

@@ -129,11 +129,8 @@ async fn obscure_not_authorized_answers_unspecified() {
 
 #[tokio::test]
 async fn maximum_clients_is_enforced() {
-    let (server, addr) = start(Options {
-        capabilities: Capabilities {
-            maximum_clients: 1,
-            ..Default::default()
-        },
+    let (server, addr) = start_with(Capabilities {
+        maximum_clients: 1,
         ..Default::default()
     })
     .await;
@@ -322,24 +319,16 @@ impl Hook for RecorderHook {
 async fn hook_events_fire() {
     let rec = Arc::new(Recorder::default());
     let (server, addr) = serve(Server::builder().hook(RecorderHook(rec.clone())).build()).await;
-    let (mut hidden, _) = Raw::connect(addr, connect_packet("hidden", V5, 0, true)).await;
-    hidden.send(Packet::Subscribe(subscribe(1, "ev", 1))).await;
-    assert!(matches!(hidden.recv().await, Some(Packet::SubAck(_))));
-    let (mut c, _) = Raw::connect(addr, connect_packet("rec", V5, 0, true)).await;
+    let mut hidden = Raw::v5(addr, "hidden").await;
+    hidden.sub(subscribe(1, "ev", 1)).await;
+    let mut c = Raw::v5(addr, "rec").await;
     let mut m = publish("ev", 1, Some(1), b"r");
     m.retain = true;
     c.send(Packet::Publish(m)).await;
     assert!(matches!(c.recv().await, Some(Packet::PubAck(_))));
-    c.send(Packet::Subscribe(subscribe(2, "ev", 1))).await;
-    assert!(matches!(c.recv().await, Some(Packet::SubAck(_))));
-    let got = match c.recv().await {
-        Some(Packet::Publish(p)) => p,
-        other => panic!("{other:?}"),
-    };
-    c.send(Packet::PubAck(moco_codec::PubAck::new(
-        got.packet_id.unwrap(),
-    )))
-    .await;
+    c.sub(subscribe(2, "ev", 1)).await;
+    let got = c.expect_publish().await;
+    c.puback(&got).await;
     c.send(Packet::PingReq).await;
     assert!(matches!(c.recv().await, Some(Packet::PingResp)));
     // The hidden subscriber was removed from the selection.
@@ -458,11 +447,10 @@ async fn hooks_may_call_back_into_the_broker() {
     let mut c = connect_packet("away", V5, 0, true);
     c.properties.session_expiry_interval = Some(60);
     let (mut s, _) = Raw::connect(addr, c).await;
-    s.send(Packet::Subscribe(subscribe(1, "re/#", 1))).await;
-    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
+    s.sub(subscribe(1, "re/#", 1)).await;
     drop(s);
     wait_disconnected(&server, "away", 200).await;
-    let (mut p, _) = Raw::connect(addr, connect_packet("rp", V5, 0, true)).await;
+    let mut p = Raw::v5(addr, "rp").await;
     for i in 1..=3 {
         p.send(Packet::Publish(publish("re/x", 1, Some(i), b"x")))
             .await;

@@ -27,14 +27,12 @@ async fn slow_subscriber_hurts_only_itself() {
     slow.send(Packet::from(connect_packet("slow", v5, 0, true)))
         .await;
     assert!(matches!(slow.recv().await, Some(Packet::ConnAck(_))));
-    slow.send(Packet::Subscribe(subscribe(1, "load", 0))).await;
-    assert!(matches!(slow.recv().await, Some(Packet::SubAck(_))));
+    slow.sub(subscribe(1, "load", 0)).await;
 
     let mut readers = Vec::new();
     for i in 0..100 {
         let (mut r, _) = Raw::connect(addr, connect_packet(&format!("fast{i}"), v5, 0, true)).await;
-        r.send(Packet::Subscribe(subscribe(1, "load", 0))).await;
-        assert!(matches!(r.recv().await, Some(Packet::SubAck(_))));
+        r.sub(subscribe(1, "load", 0)).await;
         readers.push(tokio::spawn(async move {
             let mut n = 0;
             while n < N {
@@ -151,11 +149,8 @@ async fn fan_in_qos1_to_a_slower_subscriber_loses_nothing() {
     // A queue of 64 for a subscriber that takes 10 in flight and reads more slowly than four
     // publishers send: back-pressure holds the publishers instead of dropping.
     const EACH: u16 = 2_000;
-    let (server, addr) = start(Options {
-        capabilities: moco_engine::Capabilities {
-            maximum_client_writes_pending: 64,
-            ..Default::default()
-        },
+    let (server, addr) = start_with(moco_engine::Capabilities {
+        maximum_client_writes_pending: 64,
         ..Default::default()
     })
     .await;
@@ -163,8 +158,7 @@ async fn fan_in_qos1_to_a_slower_subscriber_loses_nothing() {
     let mut c = connect_packet("sink", v5, 0, true);
     c.properties.receive_maximum = Some(10);
     let (mut s, _) = Raw::connect(addr, c).await;
-    s.send(Packet::Subscribe(subscribe(1, "in/+", 1))).await;
-    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
+    s.sub(subscribe(1, "in/+", 1)).await;
     let pubs: Vec<_> = (0..4)
         .map(|i| {
             tokio::spawn(qos1_publisher(
@@ -210,11 +204,8 @@ async fn fan_in_qos1_to_a_slower_subscriber_loses_nothing() {
 async fn a_stuck_qos1_subscriber_holds_up_publishers_only_briefly() {
     use std::sync::atomic::Ordering;
     const MSGS: u16 = 2_000;
-    let (server, addr) = start(Options {
-        capabilities: moco_engine::Capabilities {
-            maximum_client_writes_pending: 64,
-            ..Default::default()
-        },
+    let (server, addr) = start_with(moco_engine::Capabilities {
+        maximum_client_writes_pending: 64,
         ..Default::default()
     })
     .await;
@@ -233,12 +224,10 @@ async fn a_stuck_qos1_subscriber_holds_up_publishers_only_briefly() {
         .send(Packet::from(connect_packet("stuck1", v5, 0, true)))
         .await;
     assert!(matches!(stuck.recv().await, Some(Packet::ConnAck(_))));
-    stuck.send(Packet::Subscribe(subscribe(1, "q1", 1))).await;
-    assert!(matches!(stuck.recv().await, Some(Packet::SubAck(_))));
+    stuck.sub(subscribe(1, "q1", 1)).await;
     // A healthy subscriber of the same messages.
     let (mut fast, _) = Raw::connect(addr, connect_packet("fast1", v5, 0, true)).await;
-    fast.send(Packet::Subscribe(subscribe(1, "q1", 1))).await;
-    assert!(matches!(fast.recv().await, Some(Packet::SubAck(_))));
+    fast.sub(subscribe(1, "q1", 1)).await;
     let reader = tokio::spawn(async move {
         let mut n = 0;
         while n < MSGS {
