@@ -9,29 +9,36 @@ use moco_test_support::*;
 const N: usize = 128;
 const PAYLOAD: usize = 64 * 1024;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_subscriber_hurts_only_itself() {
-    let (server, addr) = start(Options::default()).await;
+/// Connects v5 client `id` over a socket with a 4 KiB receive buffer, checks it gets a CONNACK
+/// and subscribes it to `filter` at `qos`; the test then never reads from it again.
+async fn stuck_subscriber(addr: std::net::SocketAddr, id: &str, filter: &str, qos: u8) -> Raw {
     let v5 = ProtocolVersion::V5;
-
-    // The slow one: a tiny receive buffer, subscribes, then never reads again.
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
     let stream = sock.connect(addr).await.unwrap();
-    let mut slow = Raw {
+    let mut stuck = Raw {
         stream,
         dec: moco_codec::Decoder::with_version(0, v5),
         buf: bytes::BytesMut::new(),
         version: v5,
     };
-    slow.send(Packet::from(connect_packet("slow", v5, 0, true)))
+    stuck
+        .send(Packet::from(connect_packet(id, v5, 0, true)))
         .await;
-    assert!(matches!(slow.recv().await, Some(Packet::ConnAck(_))));
-    slow.sub(subscribe(1, "load", 0)).await;
+    assert!(matches!(stuck.recv().await, Some(Packet::ConnAck(_))));
+    stuck.sub(subscribe(1, filter, qos)).await;
+    stuck
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_subscriber_hurts_only_itself() {
+    let (server, addr) = start(Options::default()).await;
+    // The slow one: a tiny receive buffer, subscribes, then never reads again.
+    let slow = stuck_subscriber(addr, "slow", "load", 0).await;
 
     let mut readers = Vec::new();
     for i in 0..100 {
-        let (mut r, _) = Raw::connect(addr, connect_packet(&format!("fast{i}"), v5, 0, true)).await;
+        let mut r = Raw::v5(addr, &format!("fast{i}")).await;
         r.sub(subscribe(1, "load", 0)).await;
         readers.push(tokio::spawn(async move {
             let mut n = 0;
@@ -48,7 +55,7 @@ async fn slow_subscriber_hurts_only_itself() {
         }));
     }
 
-    let (mut p, _) = Raw::connect(addr, connect_packet("pub", v5, 0, true)).await;
+    let mut p = Raw::v5(addr, "pub").await;
     let body = bytes::Bytes::from(vec![7u8; PAYLOAD]);
     for _ in 0..N {
         let mut m = publish("load", 0, None, b"");
@@ -71,24 +78,8 @@ async fn taking_over_a_stuck_client_ends_its_connection() {
     use std::sync::atomic::Ordering;
     let (server, addr) = start(Options::default()).await;
     let v5 = ProtocolVersion::V5;
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let stream = sock.connect(addr).await.unwrap();
-    let mut stuck = Raw {
-        stream,
-        dec: moco_codec::Decoder::with_version(0, v5),
-        buf: bytes::BytesMut::new(),
-        version: v5,
-    };
-    stuck
-        .send(Packet::from(connect_packet("stuck", v5, 0, true)))
-        .await;
-    assert!(matches!(stuck.recv().await, Some(Packet::ConnAck(_))));
-    stuck
-        .send(Packet::Subscribe(subscribe(1, "flood", 0)))
-        .await;
-    assert!(matches!(stuck.recv().await, Some(Packet::SubAck(_))));
-    let (mut p, _) = Raw::connect(addr, connect_packet("flooder", v5, 0, true)).await;
+    let stuck = stuck_subscriber(addr, "stuck", "flood", 0).await;
+    let mut p = Raw::v5(addr, "flooder").await;
     let body = bytes::Bytes::from(vec![1u8; PAYLOAD]);
     for _ in 0..N {
         let mut m = publish("flood", 0, None, b"");
@@ -125,8 +116,7 @@ async fn qos1_publisher(
     n: u16,
     size: usize,
 ) {
-    let v5 = ProtocolVersion::V5;
-    let (mut p, _) = Raw::connect(addr, connect_packet(&id, v5, 0, true)).await;
+    let mut p = Raw::v5(addr, &id).await;
     let body = bytes::Bytes::from(vec![3u8; size]);
     let mut sent = 0;
     while sent < n {
@@ -178,10 +168,7 @@ async fn fan_in_qos1_to_a_slower_subscriber_loses_nothing() {
                 if got % 200 == 0 {
                     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 }
-                s.send(Packet::PubAck(moco_codec::PubAck::new(
-                    m.packet_id.unwrap(),
-                )))
-                .await;
+                s.puback(&m).await;
             }
             other => panic!("after {got}: {other:?}"),
         }
@@ -209,24 +196,10 @@ async fn a_stuck_qos1_subscriber_holds_up_publishers_only_briefly() {
         ..Default::default()
     })
     .await;
-    let v5 = ProtocolVersion::V5;
     // Stuck: a tiny receive buffer, subscribes at QoS 1, never reads again.
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let stream = sock.connect(addr).await.unwrap();
-    let mut stuck = Raw {
-        stream,
-        dec: moco_codec::Decoder::with_version(0, v5),
-        buf: bytes::BytesMut::new(),
-        version: v5,
-    };
-    stuck
-        .send(Packet::from(connect_packet("stuck1", v5, 0, true)))
-        .await;
-    assert!(matches!(stuck.recv().await, Some(Packet::ConnAck(_))));
-    stuck.sub(subscribe(1, "q1", 1)).await;
+    let stuck = stuck_subscriber(addr, "stuck1", "q1", 1).await;
     // A healthy subscriber of the same messages.
-    let (mut fast, _) = Raw::connect(addr, connect_packet("fast1", v5, 0, true)).await;
+    let mut fast = Raw::v5(addr, "fast1").await;
     fast.sub(subscribe(1, "q1", 1)).await;
     let reader = tokio::spawn(async move {
         let mut n = 0;
@@ -234,10 +207,7 @@ async fn a_stuck_qos1_subscriber_holds_up_publishers_only_briefly() {
             match fast.recv().await {
                 Some(Packet::Publish(m)) => {
                     n += 1;
-                    fast.send(Packet::PubAck(moco_codec::PubAck::new(
-                        m.packet_id.unwrap(),
-                    )))
-                    .await;
+                    fast.puback(&m).await;
                 }
                 other => panic!("{other:?}"),
             }
