@@ -79,8 +79,7 @@ async fn unsubscribe_client_stops_its_deliveries() {
     s.sub(subscribe(1, "t/#", 1)).await;
     let (mut p, _) = Raw::connect(a, connect_packet("p", V5, 0, true)).await;
     let puback = async |p: &mut Raw, pid| {
-        p.send(Packet::Publish(publish("t/1", 1, Some(pid), b"x")))
-            .await;
+        p.publish(publish("t/1", 1, Some(pid), b"x")).await;
         match p.recv().await {
             Some(Packet::PubAck(a)) => a.reason_code,
             other => panic!("{other:?}"),
@@ -124,8 +123,7 @@ async fn an_injected_client_publishes_receives_and_disconnects() {
         other => panic!("{other:?}"),
     }
     // ... and what the socket client publishes reaches it, with a packet id to acknowledge.
-    sock.send(Packet::Publish(publish("in/1", 1, Some(3), b"to-inj")))
-        .await;
+    sock.publish(publish("in/1", 1, Some(3), b"to-inj")).await;
     loop {
         match sock.recv().await {
             Some(Packet::PubAck(a)) if a.packet_id == 3 => break,

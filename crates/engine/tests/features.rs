@@ -21,7 +21,7 @@ async fn retained_set_delivered_and_cleared() {
     let mut p = Raw::v5(addr, "rp").await;
     let mut m = publish("r/1", 1, Some(1), b"keep");
     m.retain = true;
-    p.send(Packet::Publish(m)).await;
+    p.publish(m).await;
     assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
 
     let mut s = Raw::v5(addr, "rs").await;
@@ -36,7 +36,7 @@ async fn retained_set_delivered_and_cleared() {
     // A live message carries the identifier too, and RETAIN cleared (not retain-as-published).
     let mut again = publish("r/1", 1, Some(2), b"keep2");
     again.retain = true;
-    p.send(Packet::Publish(again)).await;
+    p.publish(again).await;
     assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     let live = s.expect_publish().await;
     assert!(!live.retain);
@@ -63,7 +63,7 @@ async fn retained_set_delivered_and_cleared() {
     // Clear it with an empty retained payload: a new subscriber gets nothing.
     let mut clear = publish("r/1", 0, None, b"");
     clear.retain = true;
-    p.send(Packet::Publish(clear)).await;
+    p.publish(clear).await;
     // The live subscriber sees the clearing message itself.
     let live = s.expect_publish().await;
     assert!(live.payload.is_empty());
@@ -132,8 +132,7 @@ async fn no_local_and_retain_as_published() {
     let mut s = subscribe(1, "nl/t", 0);
     s.filters[0].1.no_local = true;
     c.sub(s).await;
-    c.send(Packet::Publish(publish("nl/t", 0, None, b"mine")))
-        .await;
+    c.publish(publish("nl/t", 0, None, b"mine")).await;
     c.expect_quiet().await;
 
     let mut rap = Raw::v5(addr, "rap").await;
@@ -147,7 +146,7 @@ async fn no_local_and_retain_as_published() {
         .await;
     let mut m = publish("rap/t", 0, None, b"r");
     m.retain = true;
-    c.send(Packet::Publish(m)).await;
+    c.publish(m).await;
     assert!(rap.expect_publish().await.retain);
     assert!(!plain.expect_publish().await.retain);
     server.shutdown().await;
@@ -162,8 +161,7 @@ async fn shared_subscription_splits_messages() {
     b.sub(subscribe(1, "$share/g/job/#", 0)).await;
     let mut p = Raw::v5(addr, "sp").await;
     for _ in 0..10 {
-        p.send(Packet::Publish(publish("job/1", 0, None, b"j")))
-            .await;
+        p.publish(publish("job/1", 0, None, b"j")).await;
     }
     p.expect_quiet().await;
     let mut counts = [0, 0];
@@ -228,7 +226,7 @@ async fn properties_forwarded_to_v5_and_dropped_for_v3() {
     m.properties.correlation_data = Some(bytes::Bytes::from_static(b"corr"));
     m.properties.user_properties = vec![("a".into(), "1".into()), ("b".into(), "2".into())];
     m.properties.message_expiry_interval = Some(100);
-    p.send(Packet::Publish(m)).await;
+    p.publish(m).await;
     let got = s5.expect_publish().await;
     let pr = &got.properties;
     assert_eq!(pr.payload_format_indicator, Some(true));
@@ -263,7 +261,7 @@ async fn offline_queue_is_bounded_oldest_dropped() {
     for (i, body) in [&b"1"[..], b"2", b"3"].into_iter().enumerate() {
         let mut m = publish("off/x", 1, Some(i as u16 + 1), b"");
         m.payload = bytes::Bytes::from_static(body);
-        p.send(Packet::Publish(m)).await;
+        p.publish(m).await;
         assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     }
     c.clean_start = false;
@@ -312,7 +310,7 @@ async fn one_publisher_one_topic_arrives_in_order_at_every_qos() {
             let qos = (i % 3) as u8;
             let mut m = publish("ord", qos, (qos > 0).then_some(i + 1), b"");
             m.payload = bodies[i as usize].clone();
-            p.send(Packet::Publish(m)).await;
+            p.publish(m).await;
         }
         p
     });
@@ -394,11 +392,11 @@ async fn v30_client_exchanges_with_v5_client() {
     new.sub(subscribe(1, "mix/#", 1)).await;
     let mut m = publish("mix/a", 1, Some(4), b"from v5");
     m.properties.user_properties = vec![("only".into(), "v5".into())];
-    new.send(Packet::Publish(m)).await;
+    new.publish(m).await;
     let got = old.expect_publish().await;
     assert_eq!(&got.payload[..], b"from v5");
     old.puback(&got).await;
-    old.send(Packet::Publish(publish("mix/b", 1, Some(5), b"from v3.0")))
+    old.publish(publish("mix/b", 1, Some(5), b"from v3.0"))
         .await;
     // The v5 client gets its own message back first, then the v3.0 one.
     let mut payloads = Vec::new();
@@ -436,10 +434,8 @@ async fn messages_larger_than_the_client_maximum_are_not_sent() {
     let (mut s, _) = Raw::connect(addr, c).await;
     s.sub(subscribe(1, "size", 0)).await;
     let mut p = Raw::v5(addr, "sizep").await;
-    p.send(Packet::Publish(publish("size", 0, None, &[b'x'; 200])))
-        .await;
-    p.send(Packet::Publish(publish("size", 0, None, b"small")))
-        .await;
+    p.publish(publish("size", 0, None, &[b'x'; 200])).await;
+    p.publish(publish("size", 0, None, b"small")).await;
     assert_eq!(&s.expect_publish().await.payload[..], b"small");
     server.shutdown().await;
 }
@@ -453,8 +449,7 @@ async fn client_receive_maximum_limits_inflight() {
     s.sub(subscribe(1, "rm", 1)).await;
     let mut p = Raw::v5(addr, "rmp").await;
     for i in 1..=3 {
-        p.send(Packet::Publish(publish("rm", 1, Some(i), b"x")))
-            .await;
+        p.publish(publish("rm", 1, Some(i), b"x")).await;
     }
     for _ in 0..3 {
         assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
@@ -530,14 +525,13 @@ async fn no_expiry_on_the_wire_unless_published_with_one() {
     let mut s = Raw::v5(addr, "noexp").await;
     s.sub(subscribe(1, "noexp", 0)).await;
     let mut p = Raw::v5(addr, "noexpp").await;
-    p.send(Packet::Publish(publish("noexp", 0, None, b"x")))
-        .await;
+    p.publish(publish("noexp", 0, None, b"x")).await;
     let got = s.expect_publish().await;
     assert_eq!(got.properties.message_expiry_interval, None);
     // One above the broker's cap (86 400 s) is lowered to it.
     let mut m = publish("noexp", 0, None, b"y");
     m.properties.message_expiry_interval = Some(1_000_000);
-    p.send(Packet::Publish(m)).await;
+    p.publish(m).await;
     let got = s.expect_publish().await;
     assert!(got
         .properties

@@ -11,6 +11,14 @@ const V5: ProtocolVersion = ProtocolVersion::V5;
 const V4: ProtocolVersion = ProtocolVersion::V311;
 const V3: ProtocolVersion = ProtocolVersion::V3;
 
+/// How the server ends `r`'s connection ([`Raw::disconnect_reason`]) and how long that took
+/// from now.
+async fn timed_disconnect_reason(r: &mut Raw) -> (Option<ReasonCode>, Duration) {
+    let t = std::time::Instant::now();
+    let reason = r.disconnect_reason().await;
+    (reason, t.elapsed())
+}
+
 #[tokio::test]
 async fn connack_advertises_limits() {
     let (server, addr) = start_with(Capabilities {
@@ -69,12 +77,8 @@ async fn empty_client_id_rules_for_v3() {
 async fn keep_alive_timeout_disconnects_with_8d() {
     let (server, addr) = start(Options::default()).await;
     let (mut r, _) = Raw::connect(addr, connect_packet("ka", V5, 1, true)).await;
-    let t = std::time::Instant::now();
-    assert_eq!(
-        r.disconnect_reason().await,
-        Some(ReasonCode::KeepAliveTimeout)
-    );
-    let waited = t.elapsed();
+    let (reason, waited) = timed_disconnect_reason(&mut r).await;
+    assert_eq!(reason, Some(ReasonCode::KeepAliveTimeout));
     assert!(
         waited >= Duration::from_millis(1400),
         "too early: {waited:?}"
@@ -100,12 +104,8 @@ async fn keep_alive_deadline_moves_with_each_packet() {
             "closed while pinging"
         );
     }
-    let t = std::time::Instant::now();
-    assert_eq!(
-        r.disconnect_reason().await,
-        Some(ReasonCode::KeepAliveTimeout)
-    );
-    let waited = t.elapsed();
+    let (reason, waited) = timed_disconnect_reason(&mut r).await;
+    assert_eq!(reason, Some(ReasonCode::KeepAliveTimeout));
     assert!(
         waited >= Duration::from_millis(1400) && waited < Duration::from_millis(3000),
         "closed {waited:?} after the last packet"
@@ -240,13 +240,8 @@ async fn connect_timeout_closes_silent_socket() {
 async fn sys_topics_are_not_publishable() {
     let (server, addr) = start(Options::default()).await;
     let mut r = Raw::v5(addr, "sys").await;
-    r.send(Packet::Publish(publish(
-        "$SYS/broker/uptime",
-        1,
-        Some(5),
-        b"0",
-    )))
-    .await;
+    r.publish(publish("$SYS/broker/uptime", 1, Some(5), b"0"))
+        .await;
     match r.recv().await {
         Some(Packet::PubAck(a)) => assert_eq!(a.reason_code, ReasonCode::NotAuthorized),
         other => panic!("{other:?}"),
@@ -262,8 +257,7 @@ async fn unacked_messages_are_redelivered_with_dup_on_resume() {
     let (mut sub, _) = Raw::connect(addr, c.clone()).await;
     sub.sub(subscribe(1, "d/#", 1)).await;
     let mut publ = Raw::v5(addr, "dup-pub").await;
-    publ.send(Packet::Publish(publish("d/1", 1, Some(9), b"hello")))
-        .await;
+    publ.publish(publish("d/1", 1, Some(9), b"hello")).await;
     assert!(matches!(publ.recv().await, Some(Packet::PubAck(_))));
     let first = sub.expect_publish().await;
     assert!(!first.dup);
@@ -287,10 +281,10 @@ async fn repeated_qos2_publish_before_pubrel_is_reacknowledged() {
     sub.sub(subscribe(1, "q2", 0)).await;
     let mut r = Raw::v5(addr, "q2p").await;
     let p = publish("q2", 2, Some(3), b"once");
-    r.send(Packet::Publish(p.clone())).await;
+    r.publish(p.clone()).await;
     let mut dup = p;
     dup.dup = true;
-    r.send(Packet::Publish(dup)).await;
+    r.publish(dup).await;
     for _ in 0..2 {
         match r.recv().await {
             Some(Packet::PubRec(a)) => {
@@ -318,7 +312,7 @@ async fn outbound_topic_aliases_within_the_client_maximum() {
     s.sub(subscribe(1, "al/#", 0)).await;
     let mut p = Raw::v5(addr, "alp").await;
     for t in ["al/one", "al/one", "al/two"] {
-        p.send(Packet::Publish(publish(t, 0, None, b"x"))).await;
+        p.publish(publish(t, 0, None, b"x")).await;
     }
     let mut got = Vec::new();
     for _ in 0..3 {
@@ -484,7 +478,7 @@ async fn unacknowledged_pile_up_waits_in_the_queue_and_drops_past_it() {
     for i in 1..=4u8 {
         let mut m = publish("pile", 1, Some(u16::from(i)), b"");
         m.payload = bytes::Bytes::from(vec![i]);
-        p.send(Packet::Publish(m)).await;
+        p.publish(m).await;
         assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     }
     for want in 1..=3u8 {
@@ -498,14 +492,7 @@ async fn unacknowledged_pile_up_waits_in_the_queue_and_drops_past_it() {
     }
     s.send(Packet::PingReq).await;
     assert!(matches!(s.recv().await, Some(Packet::PingResp)));
-    assert_eq!(
-        server
-            .broker()
-            .info
-            .messages_dropped
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(messages_dropped(&server), 1);
     server.shutdown().await;
 }
 
@@ -519,7 +506,7 @@ async fn subscribe_gets_all_of_20k_retained_messages() {
     for i in 0..N {
         let mut m = publish(&format!("kept/{i}"), 1, Some(i % 1000 + 1), b"v");
         m.retain = true;
-        p.send(Packet::Publish(m)).await;
+        p.publish(m).await;
         if i % 1000 == 999 {
             for _ in 0..1000 {
                 assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
@@ -543,12 +530,7 @@ async fn subscribe_gets_all_of_20k_retained_messages() {
             other => panic!("after {} messages: {other:?}", seen.len()),
         }
     }
-    let info = &server.broker().info;
-    assert_eq!(
-        info.messages_dropped
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(messages_dropped(&server), 0);
     server.shutdown().await;
 }
 

@@ -60,7 +60,7 @@ async fn slow_subscriber_hurts_only_itself() {
     for _ in 0..N {
         let mut m = publish("load", 0, None, b"");
         m.payload = body.clone();
-        p.send(Packet::Publish(m)).await;
+        p.publish(m).await;
     }
     for r in readers {
         assert_eq!(tokio::time::timeout(WAIT * 3, r).await.unwrap().unwrap(), N);
@@ -84,7 +84,7 @@ async fn taking_over_a_stuck_client_ends_its_connection() {
     for _ in 0..N {
         let mut m = publish("flood", 0, None, b"");
         m.payload = body.clone();
-        p.send(Packet::Publish(m)).await;
+        p.publish(m).await;
     }
     p.send(Packet::PingReq).await;
     assert!(matches!(p.recv().await, Some(Packet::PingResp)));
@@ -124,7 +124,7 @@ async fn qos1_publisher(
         for i in 0..burst {
             let mut m = publish(&topic, 1, Some(i + 1), b"");
             m.payload = body.clone();
-            p.send(Packet::Publish(m)).await;
+            p.publish(m).await;
         }
         for _ in 0..burst {
             assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
@@ -135,7 +135,6 @@ async fn qos1_publisher(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_in_qos1_to_a_slower_subscriber_loses_nothing() {
-    use std::sync::atomic::Ordering;
     // A queue of 64 for a subscriber that takes 10 in flight and reads more slowly than four
     // publishers send: back-pressure holds the publishers instead of dropping.
     const EACH: u16 = 2_000;
@@ -176,20 +175,12 @@ async fn fan_in_qos1_to_a_slower_subscriber_loses_nothing() {
     for p in pubs {
         p.await.unwrap();
     }
-    assert_eq!(
-        server
-            .broker()
-            .info
-            .messages_dropped
-            .load(Ordering::Relaxed),
-        0
-    );
+    assert_eq!(messages_dropped(&server), 0);
     server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_qos1_subscriber_holds_up_publishers_only_briefly() {
-    use std::sync::atomic::Ordering;
     const MSGS: u16 = 2_000;
     let (server, addr) = start_with(moco_engine::Capabilities {
         maximum_client_writes_pending: 64,
@@ -227,14 +218,7 @@ async fn a_stuck_qos1_subscriber_holds_up_publishers_only_briefly() {
         took < moco_engine::flow::STALL_AFTER * 4,
         "publisher held up for {took:?}"
     );
-    assert!(
-        server
-            .broker()
-            .info
-            .messages_dropped
-            .load(Ordering::Relaxed)
-            > 0
-    );
+    assert!(messages_dropped(&server) > 0);
     drop(stuck);
     server.shutdown().await;
 }

@@ -63,6 +63,15 @@ pub async fn disconnect_reason_after(
     reason
 }
 
+/// How many messages `server`'s broker has dropped so far (its `messages_dropped` counter).
+pub fn messages_dropped(server: &Server) -> u64 {
+    server
+        .broker()
+        .info
+        .messages_dropped
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Waits until the broker has seen client `id`'s connection close: polls every 10 ms, at most
 /// `tries` times, and returns either way (what the test does next tells). Panics if the broker
 /// knows no client `id`.

@@ -80,6 +80,11 @@ impl Raw {
         self.send_bytes(&out).await;
     }
 
+    /// Sends the PUBLISH `p`.
+    pub async fn publish(&mut self, p: Publish) {
+        self.send(Packet::Publish(p)).await;
+    }
+
     /// Writes `b` as it is.
     pub async fn send_bytes(&mut self, b: &[u8]) {
         use tokio::io::AsyncWriteExt;
