@@ -105,21 +105,13 @@ async fn will_on_abrupt_close_with_properties_not_on_normal_disconnect() {
 
     // Normal DISCONNECT: no will.
     let (mut w, _) = Raw::connect(addr, will_connect("w2", None)).await;
-    w.send(Packet::Disconnect(moco_codec::Disconnect {
-        reason_code: ReasonCode::Success,
-        properties: Default::default(),
-    }))
-    .await;
+    w.disconnect(ReasonCode::Success).await;
     assert!(w.recv().await.is_none());
     s.expect_quiet().await;
 
     // DISCONNECT 0x04: will.
     let (mut w, _) = Raw::connect(addr, will_connect("w3", None)).await;
-    w.send(Packet::Disconnect(moco_codec::Disconnect {
-        reason_code: ReasonCode::DisconnectWithWillMessage,
-        properties: Default::default(),
-    }))
-    .await;
+    w.disconnect(ReasonCode::DisconnectWithWillMessage).await;
     let got = s.expect_publish().await;
     assert_eq!(&got.payload[..], b"gone");
     server.shutdown().await;

@@ -374,16 +374,6 @@ async fn next_publish(r: &mut Raw) -> Publish {
     }
 }
 
-/// Nothing more arrives within a short while (a PINGREQ round trip proves the connection
-/// processed everything before).
-async fn nothing_more(r: &mut Raw) {
-    r.send(Packet::PingReq).await;
-    match r.recv().await {
-        Some(Packet::PingResp) => {}
-        other => panic!("expected only PINGRESP, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn on_started_and_on_stopped_with_init_and_stop() {
     let f = fixture(Options::default()).await;
@@ -524,11 +514,7 @@ async fn on_session_established_after_connack_is_queued() {
 async fn on_disconnect_with_reason_and_session_end() {
     let f = fixture(Options::default()).await;
     let mut c = client(f.addr, "bye").await;
-    c.send(Packet::Disconnect(moco_codec::Disconnect {
-        reason_code: ReasonCode::Success,
-        properties: Default::default(),
-    }))
-    .await;
+    c.disconnect(ReasonCode::Success).await;
     f.log.wait(Event::OnDisconnect, "bye Success true").await;
     let mut p = connect_packet("keep", V5, 0, true);
     p.properties.session_expiry_interval = Some(60);
@@ -650,7 +636,7 @@ async fn on_packet_sent_after_the_bytes_are_written() {
     let mut c = client(f.addr, "ps").await;
     // The CONNACK (0x20) batch was written before the client read it.
     assert!(f.log.has(Event::OnPacketSent, "ps 20"));
-    nothing_more(&mut c).await;
+    c.expect_quiet().await;
     f.log.wait(Event::OnPacketSent, "ps d0").await;
     f.server.shutdown().await;
 }
@@ -660,7 +646,7 @@ async fn on_packet_processed_after_each_packet() {
     let f = fixture(Options::default()).await;
     let mut c = client(f.addr, "pp").await;
     sub(&mut c, "pp", 0).await;
-    nothing_more(&mut c).await;
+    c.expect_quiet().await;
     assert_eq!(
         f.log.of(Event::OnPacketProcessed),
         ["pp SUBSCRIBE", "pp PINGREQ"]
@@ -715,7 +701,7 @@ async fn on_select_subscribers_change_reaches_routing() {
     let mut p = client(f.addr, "sp").await;
     p.publish(publish("sel", 1, Some(1), b"x")).await;
     assert_eq!(&next_publish(&mut seen).await.payload[..], b"x");
-    nothing_more(&mut hidden).await;
+    hidden.expect_quiet().await;
     // The probe (added first) saw both; the rewriter removed one; OnPublished counts one.
     assert!(f
         .log
@@ -771,7 +757,7 @@ async fn on_publish_rewrite_reaches_subscribers_and_rejection_reaches_the_ack() 
         }
         other => panic!("{other:?}"),
     }
-    nothing_more(&mut s).await;
+    s.expect_quiet().await;
     f.server.shutdown().await;
 }
 
@@ -830,7 +816,7 @@ async fn on_retain_message_when_set_and_cleared() {
     p.publish(m.clone()).await;
     m.payload = Bytes::new();
     p.publish(m).await;
-    nothing_more(&mut p).await;
+    p.expect_quiet().await;
     assert_eq!(
         f.log.of(Event::OnRetainMessage),
         ["rm ret kept q0", "rm ret  q0"]
@@ -891,7 +877,7 @@ async fn on_qos_dropped_when_an_inflight_message_is_abandoned() {
             &format!("small big {} q1 TooLarge", "x".repeat(200)),
         )
         .await;
-    nothing_more(&mut s).await;
+    s.expect_quiet().await;
     f.server.shutdown().await;
 }
 
@@ -1016,7 +1002,7 @@ async fn on_retained_expired_when_a_retained_message_expires() {
     m.retain = true;
     m.properties.message_expiry_interval = Some(1);
     p.publish(m).await;
-    nothing_more(&mut p).await;
+    p.expect_quiet().await;
     assert!(f.log.of(Event::OnRetainedExpired).is_empty());
     f.log.wait(Event::OnRetainedExpired, "short").await;
     f.server.shutdown().await;

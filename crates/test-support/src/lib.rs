@@ -72,6 +72,15 @@ pub fn messages_dropped(server: &Server) -> u64 {
         .load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// How many clients `server`'s broker counts as connected (its `clients_connected` counter).
+pub fn clients_connected(server: &Server) -> u64 {
+    server
+        .broker()
+        .info
+        .clients_connected
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Waits until the broker has seen client `id`'s connection close: polls every 10 ms, at most
 /// `tries` times, and returns either way (what the test does next tells). Panics if the broker
 /// knows no client `id`.

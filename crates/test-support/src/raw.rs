@@ -85,6 +85,15 @@ impl Raw {
         self.send(Packet::Publish(p)).await;
     }
 
+    /// Sends a DISCONNECT with `reason` and no properties.
+    pub async fn disconnect(&mut self, reason: ReasonCode) {
+        self.send(Packet::Disconnect(moco_codec::Disconnect {
+            reason_code: reason,
+            properties: Default::default(),
+        }))
+        .await;
+    }
+
     /// Writes `b` as it is.
     pub async fn send_bytes(&mut self, b: &[u8]) {
         use tokio::io::AsyncWriteExt;
