@@ -78,7 +78,7 @@ async fn unsubscribe_client_stops_its_deliveries() {
     s.sub(subscribe(1, "t/#", 1)).await;
     let mut p = Raw::v5(a, "p").await;
     let puback = async |p: &mut Raw, pid| {
-        p.publish(publish("t/1", 1, Some(pid), b"x")).await;
+        p.send_publish(publish("t/1", 1, Some(pid), b"x")).await;
         match p.recv().await {
             Some(Packet::PubAck(a)) => a.reason_code,
             other => panic!("{other:?}"),
@@ -115,7 +115,8 @@ async fn an_injected_client_publishes_receives_and_disconnects() {
         other => panic!("{other:?}"),
     }
     // ... and what the socket client publishes reaches it, with a packet id to acknowledge.
-    sock.publish(publish("in/1", 1, Some(3), b"to-inj")).await;
+    sock.send_publish(publish("in/1", 1, Some(3), b"to-inj"))
+        .await;
     loop {
         match sock.recv().await {
             Some(Packet::PubAck(a)) if a.packet_id == 3 => break,

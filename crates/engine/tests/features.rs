@@ -21,7 +21,7 @@ async fn retained_set_delivered_and_cleared() {
     let mut p = Raw::v5(addr, "rp").await;
     let mut m = publish("r/1", 1, Some(1), b"keep");
     m.retain = true;
-    p.publish(m).await;
+    p.send_publish(m).await;
     assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
 
     let mut s = Raw::v5(addr, "rs").await;
@@ -36,7 +36,7 @@ async fn retained_set_delivered_and_cleared() {
     // A live message carries the identifier too, and RETAIN cleared (not retain-as-published).
     let mut again = publish("r/1", 1, Some(2), b"keep2");
     again.retain = true;
-    p.publish(again).await;
+    p.send_publish(again).await;
     assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     let live = s.expect_publish().await;
     assert!(!live.retain);
@@ -63,7 +63,7 @@ async fn retained_set_delivered_and_cleared() {
     // Clear it with an empty retained payload: a new subscriber gets nothing.
     let mut clear = publish("r/1", 0, None, b"");
     clear.retain = true;
-    p.publish(clear).await;
+    p.send_publish(clear).await;
     // The live subscriber sees the clearing message itself.
     let live = s.expect_publish().await;
     assert!(live.payload.is_empty());
@@ -124,7 +124,7 @@ async fn no_local_and_retain_as_published() {
     let mut s = subscribe(1, "nl/t", 0);
     s.filters[0].1.no_local = true;
     c.sub(s).await;
-    c.publish(publish("nl/t", 0, None, b"mine")).await;
+    c.send_publish(publish("nl/t", 0, None, b"mine")).await;
     c.expect_quiet().await;
 
     let mut rap = Raw::v5(addr, "rap").await;
@@ -138,7 +138,7 @@ async fn no_local_and_retain_as_published() {
         .await;
     let mut m = publish("rap/t", 0, None, b"r");
     m.retain = true;
-    c.publish(m).await;
+    c.send_publish(m).await;
     assert!(rap.expect_publish().await.retain);
     assert!(!plain.expect_publish().await.retain);
     server.shutdown().await;
@@ -153,7 +153,7 @@ async fn shared_subscription_splits_messages() {
     b.sub(subscribe(1, "$share/g/job/#", 0)).await;
     let mut p = Raw::v5(addr, "sp").await;
     for _ in 0..10 {
-        p.publish(publish("job/1", 0, None, b"j")).await;
+        p.send_publish(publish("job/1", 0, None, b"j")).await;
     }
     p.expect_quiet().await;
     let mut counts = [0, 0];
@@ -218,7 +218,7 @@ async fn properties_forwarded_to_v5_and_dropped_for_v3() {
     m.properties.correlation_data = Some(bytes::Bytes::from_static(b"corr"));
     m.properties.user_properties = vec![("a".into(), "1".into()), ("b".into(), "2".into())];
     m.properties.message_expiry_interval = Some(100);
-    p.publish(m).await;
+    p.send_publish(m).await;
     let got = s5.expect_publish().await;
     let pr = &got.properties;
     assert_eq!(pr.payload_format_indicator, Some(true));
@@ -253,7 +253,7 @@ async fn offline_queue_is_bounded_oldest_dropped() {
     for (i, body) in [&b"1"[..], b"2", b"3"].into_iter().enumerate() {
         let mut m = publish("off/x", 1, Some(i as u16 + 1), b"");
         m.payload = bytes::Bytes::from_static(body);
-        p.publish(m).await;
+        p.send_publish(m).await;
         assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     }
     c.clean_start = false;
@@ -302,7 +302,7 @@ async fn one_publisher_one_topic_arrives_in_order_at_every_qos() {
             let qos = (i % 3) as u8;
             let mut m = publish("ord", qos, (qos > 0).then_some(i + 1), b"");
             m.payload = bodies[i as usize].clone();
-            p.publish(m).await;
+            p.send_publish(m).await;
         }
         p
     });
@@ -384,11 +384,11 @@ async fn v30_client_exchanges_with_v5_client() {
     new.sub(subscribe(1, "mix/#", 1)).await;
     let mut m = publish("mix/a", 1, Some(4), b"from v5");
     m.properties.user_properties = vec![("only".into(), "v5".into())];
-    new.publish(m).await;
+    new.send_publish(m).await;
     let got = old.expect_publish().await;
     assert_eq!(&got.payload[..], b"from v5");
     old.puback(&got).await;
-    old.publish(publish("mix/b", 1, Some(5), b"from v3.0"))
+    old.send_publish(publish("mix/b", 1, Some(5), b"from v3.0"))
         .await;
     // The v5 client gets its own message back first, then the v3.0 one.
     let mut payloads = Vec::new();
@@ -426,8 +426,8 @@ async fn messages_larger_than_the_client_maximum_are_not_sent() {
     let (mut s, _) = Raw::connect(addr, c).await;
     s.sub(subscribe(1, "size", 0)).await;
     let mut p = Raw::v5(addr, "sizep").await;
-    p.publish(publish("size", 0, None, &[b'x'; 200])).await;
-    p.publish(publish("size", 0, None, b"small")).await;
+    p.send_publish(publish("size", 0, None, &[b'x'; 200])).await;
+    p.send_publish(publish("size", 0, None, b"small")).await;
     assert_eq!(&s.expect_publish().await.payload[..], b"small");
     server.shutdown().await;
 }
@@ -441,7 +441,7 @@ async fn client_receive_maximum_limits_inflight() {
     s.sub(subscribe(1, "rm", 1)).await;
     let mut p = Raw::v5(addr, "rmp").await;
     for i in 1..=3 {
-        p.publish(publish("rm", 1, Some(i), b"x")).await;
+        p.send_publish(publish("rm", 1, Some(i), b"x")).await;
     }
     for _ in 0..3 {
         assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
@@ -517,13 +517,13 @@ async fn no_expiry_on_the_wire_unless_published_with_one() {
     let mut s = Raw::v5(addr, "noexp").await;
     s.sub(subscribe(1, "noexp", 0)).await;
     let mut p = Raw::v5(addr, "noexpp").await;
-    p.publish(publish("noexp", 0, None, b"x")).await;
+    p.send_publish(publish("noexp", 0, None, b"x")).await;
     let got = s.expect_publish().await;
     assert_eq!(got.properties.message_expiry_interval, None);
     // One above the broker's cap (86 400 s) is lowered to it.
     let mut m = publish("noexp", 0, None, b"y");
     m.properties.message_expiry_interval = Some(1_000_000);
-    p.publish(m).await;
+    p.send_publish(m).await;
     let got = s.expect_publish().await;
     assert!(got
         .properties

@@ -430,7 +430,7 @@ async fn on_acl_check_for_subscribe_and_publish() {
     let mut c = client(f.addr, "acl").await;
     assert_eq!(sub(&mut c, "deny/x", 1).await, [ReasonCode::NotAuthorized]);
     assert_eq!(sub(&mut c, "ok/x", 1).await, [ReasonCode::GrantedQoS1]);
-    c.publish(publish("deny/p", 1, Some(1), b"x")).await;
+    c.send_publish(publish("deny/p", 1, Some(1), b"x")).await;
     match c.recv().await {
         Some(Packet::PubAck(a)) => assert_eq!(a.reason_code, ReasonCode::NotAuthorized),
         other => panic!("{other:?}"),
@@ -593,7 +593,7 @@ async fn on_packet_read_before_processing_rewrites_and_refuses() {
     let mut s = client(f.addr, "rs").await;
     sub(&mut s, "read/out", 0).await;
     let mut p = client(f.addr, "rp").await;
-    p.publish(publish("read/in", 0, None, b"x")).await;
+    p.send_publish(publish("read/in", 0, None, b"x")).await;
     // Routed on the rewritten topic.
     assert_eq!(&*next_publish(&mut s).await.topic, "read/out");
     // OnPublish saw the rewritten packet: OnPacketRead ran before processing.
@@ -602,7 +602,7 @@ async fn on_packet_read_before_processing_rewrites_and_refuses() {
         f.log.pos(Event::OnPacketRead, "rp PUBLISH")
             < f.log.pos(Event::OnPublish, "rp read/out x q0")
     );
-    p.publish(publish("read/refuse", 0, None, b"x")).await;
+    p.send_publish(publish("read/refuse", 0, None, b"x")).await;
     assert_eq!(
         p.disconnect_reason().await,
         Some(ReasonCode::AdministrativeAction)
@@ -616,16 +616,17 @@ async fn on_packet_encode_rewrites_what_goes_on_the_wire() {
     let mut s = client(f.addr, "es").await;
     sub(&mut s, "enc", 1).await;
     let mut p = client(f.addr, "ep").await;
-    p.publish(publish("enc", 1, Some(3), b"original")).await;
+    p.send_publish(publish("enc", 1, Some(3), b"original"))
+        .await;
     let got = next_publish(&mut s).await;
     assert_eq!(&got.payload[..], b"encoded");
     assert!(f.log.has(Event::OnPacketEncode, "es PUBLISH"));
     assert!(f.log.has(Event::OnPacketEncode, "es SUBACK"));
     assert!(f.log.has(Event::OnPacketEncode, "ep PUBACK"));
     // Other topics keep their payload.
-    p.publish(publish("other", 0, None, b"same")).await;
+    p.send_publish(publish("other", 0, None, b"same")).await;
     sub(&mut s, "other", 0).await;
-    p.publish(publish("other", 0, None, b"same")).await;
+    p.send_publish(publish("other", 0, None, b"same")).await;
     assert_eq!(&next_publish(&mut s).await.payload[..], b"same");
     f.server.shutdown().await;
 }
@@ -699,7 +700,7 @@ async fn on_select_subscribers_change_reaches_routing() {
     let mut seen = client(f.addr, "seen").await;
     sub(&mut seen, "sel", 0).await;
     let mut p = client(f.addr, "sp").await;
-    p.publish(publish("sel", 1, Some(1), b"x")).await;
+    p.send_publish(publish("sel", 1, Some(1), b"x")).await;
     assert_eq!(&next_publish(&mut seen).await.payload[..], b"x");
     hidden.expect_quiet().await;
     // The probe (added first) saw both; the rewriter removed one; OnPublished counts one.
@@ -742,7 +743,8 @@ async fn on_publish_rewrite_reaches_subscribers_and_rejection_reaches_the_ack() 
     let mut s = client(f.addr, "ps1").await;
     sub(&mut s, "upper/#", 0).await;
     let mut p = client(f.addr, "pp1").await;
-    p.publish(publish("upper/a", 1, Some(1), b"shout")).await;
+    p.send_publish(publish("upper/a", 1, Some(1), b"shout"))
+        .await;
     assert!(
         matches!(p.recv().await, Some(Packet::PubAck(a)) if a.reason_code == ReasonCode::Success)
     );
@@ -750,7 +752,8 @@ async fn on_publish_rewrite_reaches_subscribers_and_rejection_reaches_the_ack() 
     // The probe runs first and sees the original; OnPublished sees the rewritten one.
     assert!(f.log.has(Event::OnPublish, "pp1 upper/a shout q1"));
     assert!(f.log.has(Event::OnPublished, "pp1 upper/a SHOUT q1 1"));
-    p.publish(publish("upper/a", 1, Some(2), b"reject")).await;
+    p.send_publish(publish("upper/a", 1, Some(2), b"reject"))
+        .await;
     match p.recv().await {
         Some(Packet::PubAck(a)) => {
             assert_eq!(a.reason_code, ReasonCode::ImplementationSpecificError)
@@ -768,7 +771,7 @@ async fn on_published_after_routing_with_the_count() {
     sub(&mut a, "cnt", 0).await;
     let mut b = client(f.addr, "pb").await;
     sub(&mut b, "cnt", 0).await;
-    b.publish(publish("cnt", 1, Some(1), b"n")).await;
+    b.send_publish(publish("cnt", 1, Some(1), b"n")).await;
     assert!(matches!(
         b.recv().await,
         Some(Packet::Publish(_)) | Some(Packet::PubAck(_))
@@ -797,7 +800,8 @@ async fn on_publish_dropped_when_a_queue_is_full() {
         .await;
     let mut p = client(f.addr, "dp").await;
     for (i, m) in [b"one", b"two"].iter().enumerate() {
-        p.publish(publish("drop", 1, Some(i as u16 + 1), *m)).await;
+        p.send_publish(publish("drop", 1, Some(i as u16 + 1), *m))
+            .await;
         assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     }
     assert_eq!(
@@ -813,9 +817,9 @@ async fn on_retain_message_when_set_and_cleared() {
     let mut p = client(f.addr, "rm").await;
     let mut m = publish("ret", 0, None, b"kept");
     m.retain = true;
-    p.publish(m.clone()).await;
+    p.send_publish(m.clone()).await;
     m.payload = Bytes::new();
-    p.publish(m).await;
+    p.send_publish(m).await;
     p.expect_quiet().await;
     assert_eq!(
         f.log.of(Event::OnRetainMessage),
@@ -832,7 +836,7 @@ async fn on_retain_published_for_each_retained_message_sent_on_subscribe() {
     for t in ["rp/a", "rp/b"] {
         let mut m = publish(t, 1, Some(1), b"r");
         m.retain = true;
-        p.publish(m).await;
+        p.send_publish(m).await;
         assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     }
     let mut s = client(f.addr, "rsub").await;
@@ -1001,7 +1005,7 @@ async fn on_retained_expired_when_a_retained_message_expires() {
     let mut m = publish("short", 0, None, b"lived");
     m.retain = true;
     m.properties.message_expiry_interval = Some(1);
-    p.publish(m).await;
+    p.send_publish(m).await;
     p.expect_quiet().await;
     assert!(f.log.of(Event::OnRetainedExpired).is_empty());
     f.log.wait(Event::OnRetainedExpired, "short").await;
@@ -1191,7 +1195,7 @@ async fn stored_loaders_restore_what_a_storage_hook_kept_into_a_second_broker() 
     sub(&mut k, "s/+", 1).await;
     let mut p = client(addr, "producer").await;
     let mut m = publish("s/1", 1, Some(1), b"unacked");
-    p.publish(m.clone()).await;
+    p.send_publish(m.clone()).await;
     assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     let first = next_publish(&mut k).await;
     assert_eq!(&first.payload[..], b"unacked");
@@ -1199,7 +1203,7 @@ async fn stored_loaders_restore_what_a_storage_hook_kept_into_a_second_broker() 
     m.payload = Bytes::from_static(b"kept");
     m.retain = true;
     m.packet_id = Some(2);
-    p.publish(m).await;
+    p.send_publish(m).await;
     assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     let received = one
         .broker()
@@ -1251,7 +1255,7 @@ async fn stored_loaders_restore_what_a_storage_hook_kept_into_a_second_broker() 
     k.send(Packet::PubAck(PubAck::new(again.packet_id.unwrap())))
         .await;
     let mut p = client(addr, "producer2").await;
-    p.publish(publish("s/2", 0, None, b"live")).await;
+    p.send_publish(publish("s/2", 0, None, b"live")).await;
     assert_eq!(&next_publish(&mut k).await.payload[..], b"live");
     // And the retained message is there for a new subscriber.
     let mut n = client(addr, "newcomer").await;

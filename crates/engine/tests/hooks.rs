@@ -77,12 +77,12 @@ async fn hooks_authenticate_and_authorize() {
         ),
         other => panic!("{other:?}"),
     }
-    r.publish(publish("out/x", 1, Some(2), b"x")).await;
+    r.send_publish(publish("out/x", 1, Some(2), b"x")).await;
     match r.recv().await {
         Some(Packet::PubAck(a)) => assert_eq!(a.reason_code, ReasonCode::NotAuthorized),
         other => panic!("{other:?}"),
     }
-    r.publish(publish("in/x", 1, Some(3), b"x")).await;
+    r.send_publish(publish("in/x", 1, Some(3), b"x")).await;
     match r.recv().await {
         // Allowed, but nobody listens.
         Some(Packet::PubAck(a)) => assert_eq!(a.reason_code, ReasonCode::NoMatchingSubscribers),
@@ -116,7 +116,7 @@ async fn obscure_not_authorized_answers_unspecified() {
     let mut c = connect_packet("u", V5, 0, true);
     c.username = Some("good".into());
     let (mut r, _) = Raw::connect(addr, c).await;
-    r.publish(publish("out/x", 1, Some(2), b"x")).await;
+    r.send_publish(publish("out/x", 1, Some(2), b"x")).await;
     match r.recv().await {
         Some(Packet::PubAck(a)) => assert_eq!(a.reason_code, ReasonCode::UnspecifiedError),
         other => panic!("{other:?}"),
@@ -321,7 +321,7 @@ async fn hook_events_fire() {
     let mut c = Raw::v5(addr, "rec").await;
     let mut m = publish("ev", 1, Some(1), b"r");
     m.retain = true;
-    c.publish(m).await;
+    c.send_publish(m).await;
     assert!(matches!(c.recv().await, Some(Packet::PubAck(_))));
     c.sub(subscribe(2, "ev", 1)).await;
     let got = c.expect_publish().await;
@@ -332,7 +332,7 @@ async fn hook_events_fire() {
     hidden.send(Packet::PingReq).await;
     assert!(matches!(hidden.recv().await, Some(Packet::PingResp)));
     // A refused packet closes the connection with the hook's code.
-    c.publish(publish("forbidden", 0, None, b"x")).await;
+    c.send_publish(publish("forbidden", 0, None, b"x")).await;
     assert_eq!(
         c.disconnect_reason().await,
         Some(ReasonCode::AdministrativeAction)
@@ -448,7 +448,7 @@ async fn hooks_may_call_back_into_the_broker() {
     wait_disconnected(&server, "away", 200).await;
     let mut p = Raw::v5(addr, "rp").await;
     for i in 1..=3 {
-        p.publish(publish("re/x", 1, Some(i), b"x")).await;
+        p.send_publish(publish("re/x", 1, Some(i), b"x")).await;
         assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     }
     assert_eq!(dropped.load(Ordering::SeqCst), 2);

@@ -240,7 +240,7 @@ async fn connect_timeout_closes_silent_socket() {
 async fn sys_topics_are_not_publishable() {
     let (server, addr) = start(Options::default()).await;
     let mut r = Raw::v5(addr, "sys").await;
-    r.publish(publish("$SYS/broker/uptime", 1, Some(5), b"0"))
+    r.send_publish(publish("$SYS/broker/uptime", 1, Some(5), b"0"))
         .await;
     match r.recv().await {
         Some(Packet::PubAck(a)) => assert_eq!(a.reason_code, ReasonCode::NotAuthorized),
@@ -257,7 +257,8 @@ async fn unacked_messages_are_redelivered_with_dup_on_resume() {
     let (mut sub, _) = Raw::connect(addr, c.clone()).await;
     sub.sub(subscribe(1, "d/#", 1)).await;
     let mut publ = Raw::v5(addr, "dup-pub").await;
-    publ.publish(publish("d/1", 1, Some(9), b"hello")).await;
+    publ.send_publish(publish("d/1", 1, Some(9), b"hello"))
+        .await;
     assert!(matches!(publ.recv().await, Some(Packet::PubAck(_))));
     let first = sub.expect_publish().await;
     assert!(!first.dup);
@@ -281,10 +282,10 @@ async fn repeated_qos2_publish_before_pubrel_is_reacknowledged() {
     sub.sub(subscribe(1, "q2", 0)).await;
     let mut r = Raw::v5(addr, "q2p").await;
     let p = publish("q2", 2, Some(3), b"once");
-    r.publish(p.clone()).await;
+    r.send_publish(p.clone()).await;
     let mut dup = p;
     dup.dup = true;
-    r.publish(dup).await;
+    r.send_publish(dup).await;
     for _ in 0..2 {
         match r.recv().await {
             Some(Packet::PubRec(a)) => {
@@ -312,7 +313,7 @@ async fn outbound_topic_aliases_within_the_client_maximum() {
     s.sub(subscribe(1, "al/#", 0)).await;
     let mut p = Raw::v5(addr, "alp").await;
     for t in ["al/one", "al/one", "al/two"] {
-        p.publish(publish(t, 0, None, b"x")).await;
+        p.send_publish(publish(t, 0, None, b"x")).await;
     }
     let mut got = Vec::new();
     for _ in 0..3 {
@@ -478,7 +479,7 @@ async fn unacknowledged_pile_up_waits_in_the_queue_and_drops_past_it() {
     for i in 1..=4u8 {
         let mut m = publish("pile", 1, Some(u16::from(i)), b"");
         m.payload = bytes::Bytes::from(vec![i]);
-        p.publish(m).await;
+        p.send_publish(m).await;
         assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     }
     for want in 1..=3u8 {
@@ -506,7 +507,7 @@ async fn subscribe_gets_all_of_20k_retained_messages() {
     for i in 0..N {
         let mut m = publish(&format!("kept/{i}"), 1, Some(i % 1000 + 1), b"v");
         m.retain = true;
-        p.publish(m).await;
+        p.send_publish(m).await;
         if i % 1000 == 999 {
             for _ in 0..1000 {
                 assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));

@@ -60,7 +60,7 @@ async fn slow_subscriber_hurts_only_itself() {
     for _ in 0..N {
         let mut m = publish("load", 0, None, b"");
         m.payload = body.clone();
-        p.publish(m).await;
+        p.send_publish(m).await;
     }
     for r in readers {
         assert_eq!(tokio::time::timeout(WAIT * 3, r).await.unwrap().unwrap(), N);
@@ -84,7 +84,7 @@ async fn taking_over_a_stuck_client_ends_its_connection() {
     for _ in 0..N {
         let mut m = publish("flood", 0, None, b"");
         m.payload = body.clone();
-        p.publish(m).await;
+        p.send_publish(m).await;
     }
     p.send(Packet::PingReq).await;
     assert!(matches!(p.recv().await, Some(Packet::PingResp)));
@@ -124,7 +124,7 @@ async fn qos1_publisher(
         for i in 0..burst {
             let mut m = publish(&topic, 1, Some(i + 1), b"");
             m.payload = body.clone();
-            p.publish(m).await;
+            p.send_publish(m).await;
         }
         for _ in 0..burst {
             assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));

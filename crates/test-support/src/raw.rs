@@ -81,7 +81,7 @@ impl Raw {
     }
 
     /// Sends the PUBLISH `p`.
-    pub async fn publish(&mut self, p: Publish) {
+    pub async fn send_publish(&mut self, p: Publish) {
         self.send(Packet::Publish(p)).await;
     }
 
