@@ -18,11 +18,11 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use moco_codec::{Connect, ProtocolVersion, Publish, QoS, RetainHandling, Subscribe};
-use moco_engine::message::DeliveryParams;
-use moco_engine::state::Transmit;
+use moco_codec::{ProtocolVersion, QoS};
 use moco_engine::{AllowAll, Broker, ClientHandle, ClientInfo, ConnectOutcome, Event, Hook};
 use moco_engine::{Hooks, Options};
+
+mod common;
 
 const SUBSCRIBERS: usize = 100;
 
@@ -70,16 +70,7 @@ fn setup(case: &str) -> Setup {
     let now = Instant::now();
     let mut subs = Vec::new();
     for i in 0..=SUBSCRIBERS {
-        let c = Connect {
-            protocol: ProtocolVersion::V5,
-            clean_start: true,
-            keep_alive: 0,
-            client_id: format!("c{i}").into(),
-            username: None,
-            password: None,
-            will: None,
-            properties: Default::default(),
-        };
+        let c = common::connect(format!("c{i}"));
         let h = match broker.connect(now, &c, Arc::from("bench"), Arc::from("bench")) {
             ConnectOutcome::Accepted(h) => h,
             ConnectOutcome::Refused(_) => {
@@ -110,26 +101,9 @@ fn setup(case: &str) -> Setup {
                 continue;
             }
         };
-        while h.state.lock().poll_transmit(now).is_some() {}
+        common::drain(&h, now);
         if i < SUBSCRIBERS {
-            broker.subscribe(
-                now,
-                &h,
-                Subscribe {
-                    packet_id: 1,
-                    filters: vec![(
-                        "bench/+/t".into(),
-                        moco_codec::SubscriptionOptions {
-                            qos: QoS::AtMostOnce,
-                            no_local: false,
-                            retain_as_published: false,
-                            retain_handling: RetainHandling::DoNotSend,
-                        },
-                    )],
-                    properties: Default::default(),
-                },
-            );
-            while h.state.lock().poll_transmit(now).is_some() {}
+            common::subscribe(&broker, now, &h);
         }
         subs.push(h);
     }
@@ -166,46 +140,10 @@ fn measured_round(s: &Setup, payload: &Bytes, out: &mut BytesMut) -> usize {
             .inline_publish("bench/x/t", payload.clone(), QoS::AtMostOnce, false)
             .unwrap();
     } else {
-        let p = Publish {
-            dup: false,
-            qos: QoS::AtMostOnce,
-            retain: false,
-            topic: "bench/x/t".into(),
-            packet_id: None,
-            payload: payload.clone(),
-            properties: Default::default(),
-        };
-        s.broker.publish(now, &s.publisher, p);
+        s.broker
+            .publish(now, &s.publisher, common::publish(payload));
     }
-    let mut delivered = 0;
-    for h in &s.subs {
-        let mut st = h.state.lock();
-        while let Some(t) = st.poll_transmit(now) {
-            if let Transmit::Publish {
-                delivery,
-                packet_id,
-                dup,
-                alias,
-            } = t
-            {
-                let params = DeliveryParams {
-                    qos: delivery.qos,
-                    retain: delivery.retain,
-                    dup,
-                    packet_id,
-                    sub_ids: &delivery.sub_ids,
-                    alias,
-                };
-                delivery
-                    .msg
-                    .write_to(ProtocolVersion::V5, &params, now, out)
-                    .unwrap();
-                delivered += 1;
-            }
-        }
-        out.clear();
-    }
-    delivered
+    common::drain_and_encode(&s.subs, now, out)
 }
 
 const CASES: [&str; 4] = ["zero_hooks", "noop_hook", "allow_all", "allow_all_noop"];

@@ -11,10 +11,9 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use moco_codec::{Connect, ProtocolVersion, Publish, QoS, RetainHandling, Subscribe};
-use moco_engine::message::DeliveryParams;
-use moco_engine::state::Transmit;
 use moco_engine::{AllowAll, Broker, ClientHandle, ConnectOutcome, Hooks, Options};
+
+mod common;
 
 struct Counting;
 
@@ -43,43 +42,16 @@ fn setup(n: usize) -> (Arc<Broker>, Vec<Arc<ClientHandle>>, moco_engine::ClientI
     let broker = Arc::new(Broker::new(Options::default(), hooks));
     let now = Instant::now();
     let mut subs = Vec::with_capacity(n);
-    let connect = |id: String| Connect {
-        protocol: ProtocolVersion::V5,
-        clean_start: true,
-        keep_alive: 0,
-        client_id: id.into(),
-        username: None,
-        password: None,
-        will: None,
-        properties: Default::default(),
-    };
     for i in 0..=n {
-        let c = connect(format!("c{i}"));
+        let c = common::connect(format!("c{i}"));
         let h = match broker.connect(now, &c, Arc::from("bench"), Arc::from("bench")) {
             ConnectOutcome::Accepted(h) => h,
             ConnectOutcome::Refused(a) => panic!("{a:?}"),
         };
         // Drop the CONNACK.
-        while h.state.lock().poll_transmit(now).is_some() {}
+        common::drain(&h, now);
         if i < n {
-            broker.subscribe(
-                now,
-                &h,
-                Subscribe {
-                    packet_id: 1,
-                    filters: vec![(
-                        "bench/+/t".into(),
-                        moco_codec::SubscriptionOptions {
-                            qos: QoS::AtMostOnce,
-                            no_local: false,
-                            retain_as_published: false,
-                            retain_handling: RetainHandling::DoNotSend,
-                        },
-                    )],
-                    properties: Default::default(),
-                },
-            );
-            while h.state.lock().poll_transmit(now).is_some() {}
+            common::subscribe(&broker, now, &h);
         }
         subs.push(h);
     }
@@ -95,45 +67,8 @@ fn round(
     out: &mut BytesMut,
 ) -> usize {
     let now = Instant::now();
-    let p = Publish {
-        dup: false,
-        qos: QoS::AtMostOnce,
-        retain: false,
-        topic: "bench/x/t".into(),
-        packet_id: None,
-        payload: payload.clone(),
-        properties: Default::default(),
-    };
-    broker.publish(now, publisher, p);
-    let mut delivered = 0;
-    for h in subs {
-        let mut st = h.state.lock();
-        while let Some(t) = st.poll_transmit(now) {
-            if let Transmit::Publish {
-                delivery,
-                packet_id,
-                dup,
-                alias,
-            } = t
-            {
-                let params = DeliveryParams {
-                    qos: delivery.qos,
-                    retain: delivery.retain,
-                    dup,
-                    packet_id,
-                    sub_ids: &delivery.sub_ids,
-                    alias,
-                };
-                delivery
-                    .msg
-                    .write_to(ProtocolVersion::V5, &params, now, out)
-                    .unwrap();
-                delivered += 1;
-            }
-        }
-        out.clear();
-    }
-    delivered
+    broker.publish(now, publisher, common::publish(payload));
+    common::drain_and_encode(subs, now, out)
 }
 
 fn routing(c: &mut Criterion) {

@@ -17,13 +17,13 @@ async fn ack_props(options: Options) -> [moco_codec::UserProperties; 3] {
     let (mut c, _) = Raw::connect(addr, connect_packet("c", ProtocolVersion::V5, 0, true)).await;
     let mut p1 = publish("t/1", 1, Some(1), b"x");
     p1.properties.user_properties = user_props();
-    c.send(Packet::Publish(p1)).await;
+    c.send_publish(p1).await;
     let Some(Packet::PubAck(ack)) = c.recv().await else {
         panic!("no PUBACK")
     };
     let mut p2 = publish("t/2", 2, Some(2), b"x");
     p2.properties.user_properties = user_props();
-    c.send(Packet::Publish(p2)).await;
+    c.send_publish(p2).await;
     let Some(Packet::PubRec(rec)) = c.recv().await else {
         panic!("no PUBREC")
     };

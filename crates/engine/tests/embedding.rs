@@ -4,9 +4,8 @@
 
 use moco_codec::{Packet, ProtocolVersion, PubAck, QoS, ReasonCode};
 use moco_engine::{AllowAll, Error, Server};
-use moco_test_support::{connect_packet, publish, subscribe, Raw};
+use moco_test_support::{clients_connected, connect_packet, publish, subscribe, Raw};
 
-const V5: ProtocolVersion = ProtocolVersion::V5;
 const V3: ProtocolVersion = ProtocolVersion::V311;
 
 /// A server with AllowAll on two listeners, `tcp-a` and `tcp-b`.
@@ -24,7 +23,7 @@ async fn two_listeners() -> (Server, std::net::SocketAddr, std::net::SocketAddr)
 #[tokio::test]
 async fn clients_are_listed_by_listener_and_looked_up() {
     let (server, a, b) = two_listeners().await;
-    let (_a1, _) = Raw::connect(a, connect_packet("a1", V5, 0, true)).await;
+    let _a1 = Raw::v5(a, "a1").await;
     let (_b1, _) = Raw::connect(b, connect_packet("b1", V3, 0, true)).await;
     // A session restored from storage: known, not connected.
     server
@@ -52,7 +51,7 @@ async fn clients_are_listed_by_listener_and_looked_up() {
 #[tokio::test]
 async fn disconnect_client_sends_the_reason_to_v5_and_closes_v3() {
     let (server, a, _) = two_listeners().await;
-    let (mut c5, _) = Raw::connect(a, connect_packet("c5", V5, 0, true)).await;
+    let mut c5 = Raw::v5(a, "c5").await;
     let (mut c3, _) = Raw::connect(a, connect_packet("c3", V3, 0, true)).await;
     assert!(server
         .disconnect_client("c5", ReasonCode::AdministrativeAction)
@@ -75,13 +74,11 @@ async fn disconnect_client_sends_the_reason_to_v5_and_closes_v3() {
 #[tokio::test]
 async fn unsubscribe_client_stops_its_deliveries() {
     let (server, a, _) = two_listeners().await;
-    let (mut s, _) = Raw::connect(a, connect_packet("s", V5, 0, true)).await;
-    s.send(Packet::Subscribe(subscribe(1, "t/#", 1))).await;
-    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
-    let (mut p, _) = Raw::connect(a, connect_packet("p", V5, 0, true)).await;
+    let mut s = Raw::v5(a, "s").await;
+    s.sub(subscribe(1, "t/#", 1)).await;
+    let mut p = Raw::v5(a, "p").await;
     let puback = async |p: &mut Raw, pid| {
-        p.send(Packet::Publish(publish("t/1", 1, Some(pid), b"x")))
-            .await;
+        p.send_publish(publish("t/1", 1, Some(pid), b"x")).await;
         match p.recv().await {
             Some(Packet::PubAck(a)) => a.reason_code,
             other => panic!("{other:?}"),
@@ -97,20 +94,12 @@ async fn unsubscribe_client_stops_its_deliveries() {
 #[tokio::test]
 async fn an_injected_client_publishes_receives_and_disconnects() {
     let (server, a, _) = two_listeners().await;
-    let (mut sock, _) = Raw::connect(a, connect_packet("sock", V5, 0, true)).await;
-    sock.send(Packet::Subscribe(subscribe(1, "out/#", 1))).await;
-    assert!(matches!(sock.recv().await, Some(Packet::SubAck(_))));
+    let mut sock = Raw::v5(a, "sock").await;
+    sock.sub(subscribe(1, "out/#", 1)).await;
 
     let inj = server.add_injected_client("inj", "local").unwrap();
     assert!(inj.connected && inj.injected);
-    assert_eq!(
-        server
-            .broker()
-            .info
-            .clients_connected
-            .load(std::sync::atomic::Ordering::Relaxed),
-        2
-    );
+    assert_eq!(clients_connected(&server), 2);
     assert!(server
         .inject_packet("inj", Packet::Subscribe(subscribe(1, "in/#", 1)))
         .unwrap());
@@ -126,7 +115,7 @@ async fn an_injected_client_publishes_receives_and_disconnects() {
         other => panic!("{other:?}"),
     }
     // ... and what the socket client publishes reaches it, with a packet id to acknowledge.
-    sock.send(Packet::Publish(publish("in/1", 1, Some(3), b"to-inj")))
+    sock.send_publish(publish("in/1", 1, Some(3), b"to-inj"))
         .await;
     loop {
         match sock.recv().await {
@@ -162,14 +151,7 @@ async fn an_injected_client_publishes_receives_and_disconnects() {
         .unwrap();
     assert!(!open);
     assert!(server.client("inj").is_none());
-    assert_eq!(
-        server
-            .broker()
-            .info
-            .clients_connected
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(clients_connected(&server), 1);
     server.shutdown().await;
 }
 

@@ -374,16 +374,6 @@ async fn next_publish(r: &mut Raw) -> Publish {
     }
 }
 
-/// Nothing more arrives within a short while (a PINGREQ round trip proves the connection
-/// processed everything before).
-async fn nothing_more(r: &mut Raw) {
-    r.send(Packet::PingReq).await;
-    match r.recv().await {
-        Some(Packet::PingResp) => {}
-        other => panic!("expected only PINGRESP, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn on_started_and_on_stopped_with_init_and_stop() {
     let f = fixture(Options::default()).await;
@@ -440,8 +430,7 @@ async fn on_acl_check_for_subscribe_and_publish() {
     let mut c = client(f.addr, "acl").await;
     assert_eq!(sub(&mut c, "deny/x", 1).await, [ReasonCode::NotAuthorized]);
     assert_eq!(sub(&mut c, "ok/x", 1).await, [ReasonCode::GrantedQoS1]);
-    c.send(Packet::Publish(publish("deny/p", 1, Some(1), b"x")))
-        .await;
+    c.send_publish(publish("deny/p", 1, Some(1), b"x")).await;
     match c.recv().await {
         Some(Packet::PubAck(a)) => assert_eq!(a.reason_code, ReasonCode::NotAuthorized),
         other => panic!("{other:?}"),
@@ -525,11 +514,7 @@ async fn on_session_established_after_connack_is_queued() {
 async fn on_disconnect_with_reason_and_session_end() {
     let f = fixture(Options::default()).await;
     let mut c = client(f.addr, "bye").await;
-    c.send(Packet::Disconnect(moco_codec::Disconnect {
-        reason_code: ReasonCode::Success,
-        properties: Default::default(),
-    }))
-    .await;
+    c.disconnect(ReasonCode::Success).await;
     f.log.wait(Event::OnDisconnect, "bye Success true").await;
     let mut p = connect_packet("keep", V5, 0, true);
     p.properties.session_expiry_interval = Some(60);
@@ -608,8 +593,7 @@ async fn on_packet_read_before_processing_rewrites_and_refuses() {
     let mut s = client(f.addr, "rs").await;
     sub(&mut s, "read/out", 0).await;
     let mut p = client(f.addr, "rp").await;
-    p.send(Packet::Publish(publish("read/in", 0, None, b"x")))
-        .await;
+    p.send_publish(publish("read/in", 0, None, b"x")).await;
     // Routed on the rewritten topic.
     assert_eq!(&*next_publish(&mut s).await.topic, "read/out");
     // OnPublish saw the rewritten packet: OnPacketRead ran before processing.
@@ -618,8 +602,7 @@ async fn on_packet_read_before_processing_rewrites_and_refuses() {
         f.log.pos(Event::OnPacketRead, "rp PUBLISH")
             < f.log.pos(Event::OnPublish, "rp read/out x q0")
     );
-    p.send(Packet::Publish(publish("read/refuse", 0, None, b"x")))
-        .await;
+    p.send_publish(publish("read/refuse", 0, None, b"x")).await;
     assert_eq!(
         p.disconnect_reason().await,
         Some(ReasonCode::AdministrativeAction)
@@ -633,7 +616,7 @@ async fn on_packet_encode_rewrites_what_goes_on_the_wire() {
     let mut s = client(f.addr, "es").await;
     sub(&mut s, "enc", 1).await;
     let mut p = client(f.addr, "ep").await;
-    p.send(Packet::Publish(publish("enc", 1, Some(3), b"original")))
+    p.send_publish(publish("enc", 1, Some(3), b"original"))
         .await;
     let got = next_publish(&mut s).await;
     assert_eq!(&got.payload[..], b"encoded");
@@ -641,11 +624,9 @@ async fn on_packet_encode_rewrites_what_goes_on_the_wire() {
     assert!(f.log.has(Event::OnPacketEncode, "es SUBACK"));
     assert!(f.log.has(Event::OnPacketEncode, "ep PUBACK"));
     // Other topics keep their payload.
-    p.send(Packet::Publish(publish("other", 0, None, b"same")))
-        .await;
+    p.send_publish(publish("other", 0, None, b"same")).await;
     sub(&mut s, "other", 0).await;
-    p.send(Packet::Publish(publish("other", 0, None, b"same")))
-        .await;
+    p.send_publish(publish("other", 0, None, b"same")).await;
     assert_eq!(&next_publish(&mut s).await.payload[..], b"same");
     f.server.shutdown().await;
 }
@@ -656,7 +637,7 @@ async fn on_packet_sent_after_the_bytes_are_written() {
     let mut c = client(f.addr, "ps").await;
     // The CONNACK (0x20) batch was written before the client read it.
     assert!(f.log.has(Event::OnPacketSent, "ps 20"));
-    nothing_more(&mut c).await;
+    c.expect_quiet().await;
     f.log.wait(Event::OnPacketSent, "ps d0").await;
     f.server.shutdown().await;
 }
@@ -666,7 +647,7 @@ async fn on_packet_processed_after_each_packet() {
     let f = fixture(Options::default()).await;
     let mut c = client(f.addr, "pp").await;
     sub(&mut c, "pp", 0).await;
-    nothing_more(&mut c).await;
+    c.expect_quiet().await;
     assert_eq!(
         f.log.of(Event::OnPacketProcessed),
         ["pp SUBSCRIBE", "pp PINGREQ"]
@@ -719,10 +700,9 @@ async fn on_select_subscribers_change_reaches_routing() {
     let mut seen = client(f.addr, "seen").await;
     sub(&mut seen, "sel", 0).await;
     let mut p = client(f.addr, "sp").await;
-    p.send(Packet::Publish(publish("sel", 1, Some(1), b"x")))
-        .await;
+    p.send_publish(publish("sel", 1, Some(1), b"x")).await;
     assert_eq!(&next_publish(&mut seen).await.payload[..], b"x");
-    nothing_more(&mut hidden).await;
+    hidden.expect_quiet().await;
     // The probe (added first) saw both; the rewriter removed one; OnPublished counts one.
     assert!(f
         .log
@@ -763,7 +743,7 @@ async fn on_publish_rewrite_reaches_subscribers_and_rejection_reaches_the_ack() 
     let mut s = client(f.addr, "ps1").await;
     sub(&mut s, "upper/#", 0).await;
     let mut p = client(f.addr, "pp1").await;
-    p.send(Packet::Publish(publish("upper/a", 1, Some(1), b"shout")))
+    p.send_publish(publish("upper/a", 1, Some(1), b"shout"))
         .await;
     assert!(
         matches!(p.recv().await, Some(Packet::PubAck(a)) if a.reason_code == ReasonCode::Success)
@@ -772,7 +752,7 @@ async fn on_publish_rewrite_reaches_subscribers_and_rejection_reaches_the_ack() 
     // The probe runs first and sees the original; OnPublished sees the rewritten one.
     assert!(f.log.has(Event::OnPublish, "pp1 upper/a shout q1"));
     assert!(f.log.has(Event::OnPublished, "pp1 upper/a SHOUT q1 1"));
-    p.send(Packet::Publish(publish("upper/a", 1, Some(2), b"reject")))
+    p.send_publish(publish("upper/a", 1, Some(2), b"reject"))
         .await;
     match p.recv().await {
         Some(Packet::PubAck(a)) => {
@@ -780,7 +760,7 @@ async fn on_publish_rewrite_reaches_subscribers_and_rejection_reaches_the_ack() 
         }
         other => panic!("{other:?}"),
     }
-    nothing_more(&mut s).await;
+    s.expect_quiet().await;
     f.server.shutdown().await;
 }
 
@@ -791,8 +771,7 @@ async fn on_published_after_routing_with_the_count() {
     sub(&mut a, "cnt", 0).await;
     let mut b = client(f.addr, "pb").await;
     sub(&mut b, "cnt", 0).await;
-    b.send(Packet::Publish(publish("cnt", 1, Some(1), b"n")))
-        .await;
+    b.send_publish(publish("cnt", 1, Some(1), b"n")).await;
     assert!(matches!(
         b.recv().await,
         Some(Packet::Publish(_)) | Some(Packet::PubAck(_))
@@ -821,7 +800,7 @@ async fn on_publish_dropped_when_a_queue_is_full() {
         .await;
     let mut p = client(f.addr, "dp").await;
     for (i, m) in [b"one", b"two"].iter().enumerate() {
-        p.send(Packet::Publish(publish("drop", 1, Some(i as u16 + 1), *m)))
+        p.send_publish(publish("drop", 1, Some(i as u16 + 1), *m))
             .await;
         assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     }
@@ -838,10 +817,10 @@ async fn on_retain_message_when_set_and_cleared() {
     let mut p = client(f.addr, "rm").await;
     let mut m = publish("ret", 0, None, b"kept");
     m.retain = true;
-    p.send(Packet::Publish(m.clone())).await;
+    p.send_publish(m.clone()).await;
     m.payload = Bytes::new();
-    p.send(Packet::Publish(m)).await;
-    nothing_more(&mut p).await;
+    p.send_publish(m).await;
+    p.expect_quiet().await;
     assert_eq!(
         f.log.of(Event::OnRetainMessage),
         ["rm ret kept q0", "rm ret  q0"]
@@ -857,7 +836,7 @@ async fn on_retain_published_for_each_retained_message_sent_on_subscribe() {
     for t in ["rp/a", "rp/b"] {
         let mut m = publish(t, 1, Some(1), b"r");
         m.retain = true;
-        p.send(Packet::Publish(m)).await;
+        p.send_publish(m).await;
         assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     }
     let mut s = client(f.addr, "rsub").await;
@@ -902,7 +881,7 @@ async fn on_qos_dropped_when_an_inflight_message_is_abandoned() {
             &format!("small big {} q1 TooLarge", "x".repeat(200)),
         )
         .await;
-    nothing_more(&mut s).await;
+    s.expect_quiet().await;
     f.server.shutdown().await;
 }
 
@@ -1026,8 +1005,8 @@ async fn on_retained_expired_when_a_retained_message_expires() {
     let mut m = publish("short", 0, None, b"lived");
     m.retain = true;
     m.properties.message_expiry_interval = Some(1);
-    p.send(Packet::Publish(m)).await;
-    nothing_more(&mut p).await;
+    p.send_publish(m).await;
+    p.expect_quiet().await;
     assert!(f.log.of(Event::OnRetainedExpired).is_empty());
     f.log.wait(Event::OnRetainedExpired, "short").await;
     f.server.shutdown().await;
@@ -1216,7 +1195,7 @@ async fn stored_loaders_restore_what_a_storage_hook_kept_into_a_second_broker() 
     sub(&mut k, "s/+", 1).await;
     let mut p = client(addr, "producer").await;
     let mut m = publish("s/1", 1, Some(1), b"unacked");
-    p.send(Packet::Publish(m.clone())).await;
+    p.send_publish(m.clone()).await;
     assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     let first = next_publish(&mut k).await;
     assert_eq!(&first.payload[..], b"unacked");
@@ -1224,7 +1203,7 @@ async fn stored_loaders_restore_what_a_storage_hook_kept_into_a_second_broker() 
     m.payload = Bytes::from_static(b"kept");
     m.retain = true;
     m.packet_id = Some(2);
-    p.send(Packet::Publish(m)).await;
+    p.send_publish(m).await;
     assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     let received = one
         .broker()
@@ -1276,8 +1255,7 @@ async fn stored_loaders_restore_what_a_storage_hook_kept_into_a_second_broker() 
     k.send(Packet::PubAck(PubAck::new(again.packet_id.unwrap())))
         .await;
     let mut p = client(addr, "producer2").await;
-    p.send(Packet::Publish(publish("s/2", 0, None, b"live")))
-        .await;
+    p.send_publish(publish("s/2", 0, None, b"live")).await;
     assert_eq!(&next_publish(&mut k).await.payload[..], b"live");
     // And the retained message is there for a new subscriber.
     let mut n = client(addr, "newcomer").await;

@@ -77,14 +77,12 @@ async fn hooks_authenticate_and_authorize() {
         ),
         other => panic!("{other:?}"),
     }
-    r.send(Packet::Publish(publish("out/x", 1, Some(2), b"x")))
-        .await;
+    r.send_publish(publish("out/x", 1, Some(2), b"x")).await;
     match r.recv().await {
         Some(Packet::PubAck(a)) => assert_eq!(a.reason_code, ReasonCode::NotAuthorized),
         other => panic!("{other:?}"),
     }
-    r.send(Packet::Publish(publish("in/x", 1, Some(3), b"x")))
-        .await;
+    r.send_publish(publish("in/x", 1, Some(3), b"x")).await;
     match r.recv().await {
         // Allowed, but nobody listens.
         Some(Packet::PubAck(a)) => assert_eq!(a.reason_code, ReasonCode::NoMatchingSubscribers),
@@ -118,8 +116,7 @@ async fn obscure_not_authorized_answers_unspecified() {
     let mut c = connect_packet("u", V5, 0, true);
     c.username = Some("good".into());
     let (mut r, _) = Raw::connect(addr, c).await;
-    r.send(Packet::Publish(publish("out/x", 1, Some(2), b"x")))
-        .await;
+    r.send_publish(publish("out/x", 1, Some(2), b"x")).await;
     match r.recv().await {
         Some(Packet::PubAck(a)) => assert_eq!(a.reason_code, ReasonCode::UnspecifiedError),
         other => panic!("{other:?}"),
@@ -129,11 +126,8 @@ async fn obscure_not_authorized_answers_unspecified() {
 
 #[tokio::test]
 async fn maximum_clients_is_enforced() {
-    let (server, addr) = start(Options {
-        capabilities: Capabilities {
-            maximum_clients: 1,
-            ..Default::default()
-        },
+    let (server, addr) = start_with(Capabilities {
+        maximum_clients: 1,
         ..Default::default()
     })
     .await;
@@ -322,32 +316,23 @@ impl Hook for RecorderHook {
 async fn hook_events_fire() {
     let rec = Arc::new(Recorder::default());
     let (server, addr) = serve(Server::builder().hook(RecorderHook(rec.clone())).build()).await;
-    let (mut hidden, _) = Raw::connect(addr, connect_packet("hidden", V5, 0, true)).await;
-    hidden.send(Packet::Subscribe(subscribe(1, "ev", 1))).await;
-    assert!(matches!(hidden.recv().await, Some(Packet::SubAck(_))));
-    let (mut c, _) = Raw::connect(addr, connect_packet("rec", V5, 0, true)).await;
+    let mut hidden = Raw::v5(addr, "hidden").await;
+    hidden.sub(subscribe(1, "ev", 1)).await;
+    let mut c = Raw::v5(addr, "rec").await;
     let mut m = publish("ev", 1, Some(1), b"r");
     m.retain = true;
-    c.send(Packet::Publish(m)).await;
+    c.send_publish(m).await;
     assert!(matches!(c.recv().await, Some(Packet::PubAck(_))));
-    c.send(Packet::Subscribe(subscribe(2, "ev", 1))).await;
-    assert!(matches!(c.recv().await, Some(Packet::SubAck(_))));
-    let got = match c.recv().await {
-        Some(Packet::Publish(p)) => p,
-        other => panic!("{other:?}"),
-    };
-    c.send(Packet::PubAck(moco_codec::PubAck::new(
-        got.packet_id.unwrap(),
-    )))
-    .await;
+    c.sub(subscribe(2, "ev", 1)).await;
+    let got = c.expect_publish().await;
+    c.puback(&got).await;
     c.send(Packet::PingReq).await;
     assert!(matches!(c.recv().await, Some(Packet::PingResp)));
     // The hidden subscriber was removed from the selection.
     hidden.send(Packet::PingReq).await;
     assert!(matches!(hidden.recv().await, Some(Packet::PingResp)));
     // A refused packet closes the connection with the hook's code.
-    c.send(Packet::Publish(publish("forbidden", 0, None, b"x")))
-        .await;
+    c.send_publish(publish("forbidden", 0, None, b"x")).await;
     assert_eq!(
         c.disconnect_reason().await,
         Some(ReasonCode::AdministrativeAction)
@@ -458,14 +443,12 @@ async fn hooks_may_call_back_into_the_broker() {
     let mut c = connect_packet("away", V5, 0, true);
     c.properties.session_expiry_interval = Some(60);
     let (mut s, _) = Raw::connect(addr, c).await;
-    s.send(Packet::Subscribe(subscribe(1, "re/#", 1))).await;
-    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
+    s.sub(subscribe(1, "re/#", 1)).await;
     drop(s);
     wait_disconnected(&server, "away", 200).await;
-    let (mut p, _) = Raw::connect(addr, connect_packet("rp", V5, 0, true)).await;
+    let mut p = Raw::v5(addr, "rp").await;
     for i in 1..=3 {
-        p.send(Packet::Publish(publish("re/x", 1, Some(i), b"x")))
-            .await;
+        p.send_publish(publish("re/x", 1, Some(i), b"x")).await;
         assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     }
     assert_eq!(dropped.load(Ordering::SeqCst), 2);

@@ -28,8 +28,7 @@ async fn inline_publish_and_subscribe() {
     let (mut c, _) = Raw::connect(addr, connect_packet("net", ProtocolVersion::V5, 0, true)).await;
     c.send(Packet::Subscribe(subscribe(1, "out/#", 0))).await;
     assert!(matches!(c.recv().await, Some(Packet::SubAck(_))));
-    c.send(Packet::Publish(publish("in/1", 0, None, b"up")))
-        .await;
+    c.send_publish(publish("in/1", 0, None, b"up")).await;
     let (topic, payload, _) = tokio::time::timeout(WAIT, rx.recv())
         .await
         .unwrap()

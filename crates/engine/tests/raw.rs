@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use moco_codec::{Packet, ProtocolVersion, PubAck, ReasonCode};
+use moco_codec::{Packet, ProtocolVersion, ReasonCode};
 use moco_engine::{Capabilities, Options};
 use moco_test_support::*;
 
@@ -11,22 +11,27 @@ const V5: ProtocolVersion = ProtocolVersion::V5;
 const V4: ProtocolVersion = ProtocolVersion::V311;
 const V3: ProtocolVersion = ProtocolVersion::V3;
 
+/// How the server ends `r`'s connection ([`Raw::disconnect_reason`]) and how long that took
+/// from now.
+async fn timed_disconnect_reason(r: &mut Raw) -> (Option<ReasonCode>, Duration) {
+    let t = std::time::Instant::now();
+    let reason = r.disconnect_reason().await;
+    (reason, t.elapsed())
+}
+
 #[tokio::test]
 async fn connack_advertises_limits() {
-    let (server, addr) = start(Options {
-        capabilities: Capabilities {
-            maximum_packet_size: 1000,
-            maximum_qos: 1,
-            retain_available: false,
-            wildcard_sub_available: false,
-            sub_id_available: false,
-            shared_sub_available: false,
-            topic_alias_maximum: 7,
-            receive_maximum: 9,
-            maximum_keep_alive: 20,
-            maximum_session_expiry_interval: 100,
-            ..Default::default()
-        },
+    let (server, addr) = start_with(Capabilities {
+        maximum_packet_size: 1000,
+        maximum_qos: 1,
+        retain_available: false,
+        wildcard_sub_available: false,
+        sub_id_available: false,
+        shared_sub_available: false,
+        topic_alias_maximum: 7,
+        receive_maximum: 9,
+        maximum_keep_alive: 20,
+        maximum_session_expiry_interval: 100,
         ..Default::default()
     })
     .await;
@@ -72,12 +77,8 @@ async fn empty_client_id_rules_for_v3() {
 async fn keep_alive_timeout_disconnects_with_8d() {
     let (server, addr) = start(Options::default()).await;
     let (mut r, _) = Raw::connect(addr, connect_packet("ka", V5, 1, true)).await;
-    let t = std::time::Instant::now();
-    assert_eq!(
-        r.disconnect_reason().await,
-        Some(ReasonCode::KeepAliveTimeout)
-    );
-    let waited = t.elapsed();
+    let (reason, waited) = timed_disconnect_reason(&mut r).await;
+    assert_eq!(reason, Some(ReasonCode::KeepAliveTimeout));
     assert!(
         waited >= Duration::from_millis(1400),
         "too early: {waited:?}"
@@ -103,12 +104,8 @@ async fn keep_alive_deadline_moves_with_each_packet() {
             "closed while pinging"
         );
     }
-    let t = std::time::Instant::now();
-    assert_eq!(
-        r.disconnect_reason().await,
-        Some(ReasonCode::KeepAliveTimeout)
-    );
-    let waited = t.elapsed();
+    let (reason, waited) = timed_disconnect_reason(&mut r).await;
+    assert_eq!(reason, Some(ReasonCode::KeepAliveTimeout));
     assert!(
         waited >= Duration::from_millis(1400) && waited < Duration::from_millis(3000),
         "closed {waited:?} after the last packet"
@@ -127,7 +124,7 @@ async fn keep_alive_v3_is_a_plain_close() {
 #[tokio::test]
 async fn take_over_disconnects_old_with_8e() {
     let (server, addr) = start(Options::default()).await;
-    let (mut old, _) = Raw::connect(addr, connect_packet("same", V5, 0, true)).await;
+    let mut old = Raw::v5(addr, "same").await;
     let (_new, ack) = Raw::connect(addr, connect_packet("same", V5, 0, true)).await;
     assert_eq!(ack.reason_code, ReasonCode::Success);
     assert_eq!(
@@ -140,7 +137,7 @@ async fn take_over_disconnects_old_with_8e() {
 #[tokio::test]
 async fn malformed_packet_gets_81() {
     let (server, addr) = start(Options::default()).await;
-    let (mut r, _) = Raw::connect(addr, connect_packet("bad", V5, 0, true)).await;
+    let mut r = Raw::v5(addr, "bad").await;
     // SUBSCRIBE with the wrong fixed-header flags (must be 0b0010).
     r.send_bytes(&[0x80, 0x06, 0x00, 0x01, 0x00, 0x00, 0x01, b'a'])
         .await;
@@ -153,101 +150,70 @@ async fn malformed_packet_gets_81() {
 
 #[tokio::test]
 async fn second_connect_is_protocol_error_82() {
-    let (server, addr) = start(Options::default()).await;
-    let (mut r, _) = Raw::connect(addr, connect_packet("twice", V5, 0, true)).await;
-    r.send(Packet::from(connect_packet("twice", V5, 0, true)))
-        .await;
-    assert_eq!(r.disconnect_reason().await, Some(ReasonCode::ProtocolError));
-    server.shutdown().await;
+    let second = Packet::from(connect_packet("twice", V5, 0, true));
+    assert_eq!(
+        disconnect_reason_after(Capabilities::default(), "twice", [second]).await,
+        Some(ReasonCode::ProtocolError)
+    );
 }
 
 #[tokio::test]
 async fn packet_too_large_gets_95() {
-    let (server, addr) = start(Options {
-        capabilities: Capabilities {
-            maximum_packet_size: 64,
-            ..Default::default()
-        },
+    let caps = Capabilities {
+        maximum_packet_size: 64,
         ..Default::default()
-    })
-    .await;
-    let (mut r, _) = Raw::connect(addr, connect_packet("big", V5, 0, true)).await;
-    r.send(Packet::Publish(publish("t", 0, None, &[b'x'; 200])))
-        .await;
+    };
+    let big = Packet::Publish(publish("t", 0, None, &[b'x'; 200]));
     assert_eq!(
-        r.disconnect_reason().await,
+        disconnect_reason_after(caps, "big", [big]).await,
         Some(ReasonCode::PacketTooLarge)
     );
-    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn qos_not_supported_gets_9b() {
-    let (server, addr) = start(Options {
-        capabilities: Capabilities {
-            maximum_qos: 1,
-            ..Default::default()
-        },
+    let caps = Capabilities {
+        maximum_qos: 1,
         ..Default::default()
-    })
-    .await;
-    let (mut r, _) = Raw::connect(addr, connect_packet("q2", V5, 0, true)).await;
-    r.send(Packet::Publish(publish("t", 2, Some(1), b"x")))
-        .await;
+    };
+    let qos2 = Packet::Publish(publish("t", 2, Some(1), b"x"));
     assert_eq!(
-        r.disconnect_reason().await,
+        disconnect_reason_after(caps, "q2", [qos2]).await,
         Some(ReasonCode::QoSNotSupported)
     );
-    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn receive_maximum_exceeded_gets_93() {
-    let (server, addr) = start(Options {
-        capabilities: Capabilities {
-            receive_maximum: 2,
-            ..Default::default()
-        },
+    let caps = Capabilities {
+        receive_maximum: 2,
         ..Default::default()
-    })
-    .await;
-    let (mut r, _) = Raw::connect(addr, connect_packet("rm", V5, 0, true)).await;
-    for pid in 1..=3 {
-        r.send(Packet::Publish(publish("t", 2, Some(pid), b"x")))
-            .await;
-    }
+    };
+    let three = (1..=3).map(|pid| Packet::Publish(publish("t", 2, Some(pid), b"x")));
     assert_eq!(
-        r.disconnect_reason().await,
+        disconnect_reason_after(caps, "rm", three).await,
         Some(ReasonCode::ReceiveMaximumExceeded)
     );
-    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn topic_alias_invalid_gets_94() {
-    let (server, addr) = start(Options {
-        capabilities: Capabilities {
-            topic_alias_maximum: 2,
-            ..Default::default()
-        },
+    let caps = Capabilities {
+        topic_alias_maximum: 2,
         ..Default::default()
-    })
-    .await;
-    let (mut r, _) = Raw::connect(addr, connect_packet("alias", V5, 0, true)).await;
+    };
     let mut p = publish("t", 0, None, b"x");
     p.properties.topic_alias = Some(3);
-    r.send(Packet::Publish(p)).await;
     assert_eq!(
-        r.disconnect_reason().await,
+        disconnect_reason_after(caps, "alias", [Packet::Publish(p)]).await,
         Some(ReasonCode::TopicAliasInvalid)
     );
-    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn shutdown_sends_8b_to_v5_and_closes_v3() {
     let (server, addr) = start(Options::default()).await;
-    let (mut r5, _) = Raw::connect(addr, connect_packet("s5", V5, 0, true)).await;
+    let mut r5 = Raw::v5(addr, "s5").await;
     let (mut r4, _) = Raw::connect(addr, connect_packet("s4", V4, 0, true)).await;
     let stop = tokio::spawn(server.shutdown());
     assert_eq!(
@@ -273,14 +239,9 @@ async fn connect_timeout_closes_silent_socket() {
 #[tokio::test]
 async fn sys_topics_are_not_publishable() {
     let (server, addr) = start(Options::default()).await;
-    let (mut r, _) = Raw::connect(addr, connect_packet("sys", V5, 0, true)).await;
-    r.send(Packet::Publish(publish(
-        "$SYS/broker/uptime",
-        1,
-        Some(5),
-        b"0",
-    )))
-    .await;
+    let mut r = Raw::v5(addr, "sys").await;
+    r.send_publish(publish("$SYS/broker/uptime", 1, Some(5), b"0"))
+        .await;
     match r.recv().await {
         Some(Packet::PubAck(a)) => assert_eq!(a.reason_code, ReasonCode::NotAuthorized),
         other => panic!("{other:?}"),
@@ -294,46 +255,37 @@ async fn unacked_messages_are_redelivered_with_dup_on_resume() {
     let mut c = connect_packet("dup", V5, 0, true);
     c.properties.session_expiry_interval = Some(60);
     let (mut sub, _) = Raw::connect(addr, c.clone()).await;
-    sub.send(Packet::Subscribe(subscribe(1, "d/#", 1))).await;
-    assert!(matches!(sub.recv().await, Some(Packet::SubAck(_))));
-    let (mut publ, _) = Raw::connect(addr, connect_packet("dup-pub", V5, 0, true)).await;
-    publ.send(Packet::Publish(publish("d/1", 1, Some(9), b"hello")))
+    sub.sub(subscribe(1, "d/#", 1)).await;
+    let mut publ = Raw::v5(addr, "dup-pub").await;
+    publ.send_publish(publish("d/1", 1, Some(9), b"hello"))
         .await;
     assert!(matches!(publ.recv().await, Some(Packet::PubAck(_))));
-    let first = match sub.recv().await {
-        Some(Packet::Publish(p)) => p,
-        other => panic!("{other:?}"),
-    };
+    let first = sub.expect_publish().await;
     assert!(!first.dup);
     // Drop the connection without acknowledging; resume the session.
     drop(sub);
     c.clean_start = false;
     let (mut sub, ack) = Raw::connect(addr, c).await;
     assert!(ack.session_present);
-    let again = match sub.recv().await {
-        Some(Packet::Publish(p)) => p,
-        other => panic!("{other:?}"),
-    };
+    let again = sub.expect_publish().await;
     assert!(again.dup);
     assert_eq!(again.packet_id, first.packet_id);
     assert_eq!(&again.payload[..], b"hello");
-    sub.send(Packet::PubAck(PubAck::new(again.packet_id.unwrap())))
-        .await;
+    sub.puback(&again).await;
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn repeated_qos2_publish_before_pubrel_is_reacknowledged() {
     let (server, addr) = start(Options::default()).await;
-    let (mut sub, _) = Raw::connect(addr, connect_packet("q2s", V5, 0, true)).await;
-    sub.send(Packet::Subscribe(subscribe(1, "q2", 0))).await;
-    assert!(matches!(sub.recv().await, Some(Packet::SubAck(_))));
-    let (mut r, _) = Raw::connect(addr, connect_packet("q2p", V5, 0, true)).await;
+    let mut sub = Raw::v5(addr, "q2s").await;
+    sub.sub(subscribe(1, "q2", 0)).await;
+    let mut r = Raw::v5(addr, "q2p").await;
     let p = publish("q2", 2, Some(3), b"once");
-    r.send(Packet::Publish(p.clone())).await;
+    r.send_publish(p.clone()).await;
     let mut dup = p;
     dup.dup = true;
-    r.send(Packet::Publish(dup)).await;
+    r.send_publish(dup).await;
     for _ in 0..2 {
         match r.recv().await {
             Some(Packet::PubRec(a)) => {
@@ -358,11 +310,10 @@ async fn outbound_topic_aliases_within_the_client_maximum() {
     let mut c = connect_packet("al", V5, 0, true);
     c.properties.topic_alias_maximum = Some(1);
     let (mut s, _) = Raw::connect(addr, c).await;
-    s.send(Packet::Subscribe(subscribe(1, "al/#", 0))).await;
-    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
-    let (mut p, _) = Raw::connect(addr, connect_packet("alp", V5, 0, true)).await;
+    s.sub(subscribe(1, "al/#", 0)).await;
+    let mut p = Raw::v5(addr, "alp").await;
     for t in ["al/one", "al/one", "al/two"] {
-        p.send(Packet::Publish(publish(t, 0, None, b"x"))).await;
+        p.send_publish(publish(t, 0, None, b"x")).await;
     }
     let mut got = Vec::new();
     for _ in 0..3 {
@@ -384,11 +335,8 @@ async fn outbound_topic_aliases_within_the_client_maximum() {
 
 #[tokio::test]
 async fn minimum_protocol_version_refuses_older_clients() {
-    let (server, addr) = start(Options {
-        capabilities: Capabilities {
-            minimum_protocol_version: 5,
-            ..Default::default()
-        },
+    let (server, addr) = start_with(Capabilities {
+        minimum_protocol_version: 5,
         ..Default::default()
     })
     .await;
@@ -403,19 +351,16 @@ async fn minimum_protocol_version_refuses_older_clients() {
 #[tokio::test]
 async fn passive_client_disconnect_leaves_the_close_to_the_client() {
     use tokio::io::AsyncReadExt;
-    let (server, addr) = start(Options {
-        capabilities: Capabilities {
-            compatibilities: moco_engine::Compatibilities {
-                passive_client_disconnect: true,
-                ..Default::default()
-            },
+    let (server, addr) = start_with(Capabilities {
+        compatibilities: moco_engine::Compatibilities {
+            passive_client_disconnect: true,
             ..Default::default()
         },
         ..Default::default()
     })
     .await;
-    let (mut old, _) = Raw::connect(addr, connect_packet("pas", V5, 0, true)).await;
-    let (_new, _) = Raw::connect(addr, connect_packet("pas", V5, 0, true)).await;
+    let mut old = Raw::v5(addr, "pas").await;
+    let _new = Raw::v5(addr, "pas").await;
     match old.recv().await {
         Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::SessionTakenOver),
         other => panic!("{other:?}"),
@@ -450,11 +395,8 @@ async fn unknown_protocol_level_gets_a_v311_refusal() {
 
 #[tokio::test]
 async fn maximum_keep_alive_holds_v5_and_v3_clients() {
-    let (server, addr) = start(Options {
-        capabilities: Capabilities {
-            maximum_keep_alive: 1,
-            ..Default::default()
-        },
+    let (server, addr) = start_with(Capabilities {
+        maximum_keep_alive: 1,
         ..Default::default()
     })
     .await;
@@ -492,13 +434,10 @@ async fn maximum_keep_alive_holds_v5_and_v3_clients() {
     server.shutdown().await;
 
     // The compatibility switch refuses them instead (return code 2, identifier rejected).
-    let (server, addr) = start(Options {
-        capabilities: Capabilities {
-            maximum_keep_alive: 1,
-            compatibilities: moco_engine::Compatibilities {
-                refuse_v3_keep_alive_above_maximum: true,
-                ..Default::default()
-            },
+    let (server, addr) = start_with(Capabilities {
+        maximum_keep_alive: 1,
+        compatibilities: moco_engine::Compatibilities {
+            refuse_v3_keep_alive_above_maximum: true,
             ..Default::default()
         },
         ..Default::default()
@@ -525,50 +464,36 @@ async fn maximum_keep_alive_holds_v5_and_v3_clients() {
 
 #[tokio::test]
 async fn unacknowledged_pile_up_waits_in_the_queue_and_drops_past_it() {
-    let (server, addr) = start(Options {
-        capabilities: Capabilities {
-            maximum_client_writes_pending: 2,
-            ..Default::default()
-        },
+    let (server, addr) = start_with(Capabilities {
+        maximum_client_writes_pending: 2,
         ..Default::default()
     })
     .await;
     let mut c = connect_packet("pile", V5, 0, true);
     c.properties.receive_maximum = Some(1);
     let (mut s, _) = Raw::connect(addr, c).await;
-    s.send(Packet::Subscribe(subscribe(1, "pile", 1))).await;
-    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
-    let (mut p, _) = Raw::connect(addr, connect_packet("piler", V5, 0, true)).await;
+    s.sub(subscribe(1, "pile", 1)).await;
+    let mut p = Raw::v5(addr, "piler").await;
     // One in flight (not acknowledged yet), two queued, the fourth is dropped: the
     // subscriber stays connected and gets the first three, in order, as it acknowledges.
     for i in 1..=4u8 {
         let mut m = publish("pile", 1, Some(u16::from(i)), b"");
         m.payload = bytes::Bytes::from(vec![i]);
-        p.send(Packet::Publish(m)).await;
+        p.send_publish(m).await;
         assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
     }
     for want in 1..=3u8 {
         match s.recv().await {
             Some(Packet::Publish(m)) => {
                 assert_eq!(&m.payload[..], &[want]);
-                s.send(Packet::PubAck(moco_codec::PubAck::new(
-                    m.packet_id.unwrap(),
-                )))
-                .await;
+                s.puback(&m).await;
             }
             other => panic!("{other:?}"),
         }
     }
     s.send(Packet::PingReq).await;
     assert!(matches!(s.recv().await, Some(Packet::PingResp)));
-    assert_eq!(
-        server
-            .broker()
-            .info
-            .messages_dropped
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(messages_dropped(&server), 1);
     server.shutdown().await;
 }
 
@@ -578,11 +503,11 @@ async fn subscribe_gets_all_of_20k_retained_messages() {
     // subscriber's receive maximum: all of them arrive, with flow control.
     const N: u16 = 20_000;
     let (server, addr) = start(Options::default()).await;
-    let (mut p, _) = Raw::connect(addr, connect_packet("keeper", V5, 0, true)).await;
+    let mut p = Raw::v5(addr, "keeper").await;
     for i in 0..N {
         let mut m = publish(&format!("kept/{i}"), 1, Some(i % 1000 + 1), b"v");
         m.retain = true;
-        p.send(Packet::Publish(m)).await;
+        p.send_publish(m).await;
         if i % 1000 == 999 {
             for _ in 0..1000 {
                 assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
@@ -594,28 +519,19 @@ async fn subscribe_gets_all_of_20k_retained_messages() {
     let mut c = connect_packet("all", V5, 0, true);
     c.properties.receive_maximum = Some(100);
     let (mut s, _) = Raw::connect(addr, c).await;
-    s.send(Packet::Subscribe(subscribe(1, "kept/#", 1))).await;
-    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
+    s.sub(subscribe(1, "kept/#", 1)).await;
     let mut seen = std::collections::HashSet::new();
     while seen.len() < usize::from(N) {
         match s.recv().await {
             Some(Packet::Publish(m)) => {
                 assert!(m.retain);
                 seen.insert(m.topic.clone());
-                s.send(Packet::PubAck(moco_codec::PubAck::new(
-                    m.packet_id.unwrap(),
-                )))
-                .await;
+                s.puback(&m).await;
             }
             other => panic!("after {} messages: {other:?}", seen.len()),
         }
     }
-    let info = &server.broker().info;
-    assert_eq!(
-        info.messages_dropped
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(messages_dropped(&server), 0);
     server.shutdown().await;
 }
 
@@ -626,9 +542,7 @@ async fn packets_after_an_idle_spell_are_read_whole() {
     static PAYLOAD: [u8; 3000] = [7u8; 3000];
     let (server, addr) = start(Options::default()).await;
     let (mut c, _) = Raw::connect(addr, connect_packet("idler", V5, 60, true)).await;
-    c.send(Packet::Subscribe(subscribe(1, "idle/echo", 0)))
-        .await;
-    assert!(matches!(c.recv().await, Some(Packet::SubAck(_))));
+    c.sub(subscribe(1, "idle/echo", 0)).await;
     for split in [false, true] {
         // Past the reader's quiet spell (100 ms): its read buffer is given back.
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -9,32 +9,37 @@ use moco_test_support::*;
 const N: usize = 128;
 const PAYLOAD: usize = 64 * 1024;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_subscriber_hurts_only_itself() {
-    let (server, addr) = start(Options::default()).await;
+/// Connects v5 client `id` over a socket with a 4 KiB receive buffer, checks it gets a CONNACK
+/// and subscribes it to `filter` at `qos`; the test then never reads from it again.
+async fn stuck_subscriber(addr: std::net::SocketAddr, id: &str, filter: &str, qos: u8) -> Raw {
     let v5 = ProtocolVersion::V5;
-
-    // The slow one: a tiny receive buffer, subscribes, then never reads again.
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
     let stream = sock.connect(addr).await.unwrap();
-    let mut slow = Raw {
+    let mut stuck = Raw {
         stream,
         dec: moco_codec::Decoder::with_version(0, v5),
         buf: bytes::BytesMut::new(),
         version: v5,
     };
-    slow.send(Packet::from(connect_packet("slow", v5, 0, true)))
+    stuck
+        .send(Packet::from(connect_packet(id, v5, 0, true)))
         .await;
-    assert!(matches!(slow.recv().await, Some(Packet::ConnAck(_))));
-    slow.send(Packet::Subscribe(subscribe(1, "load", 0))).await;
-    assert!(matches!(slow.recv().await, Some(Packet::SubAck(_))));
+    assert!(matches!(stuck.recv().await, Some(Packet::ConnAck(_))));
+    stuck.sub(subscribe(1, filter, qos)).await;
+    stuck
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_subscriber_hurts_only_itself() {
+    let (server, addr) = start(Options::default()).await;
+    // The slow one: a tiny receive buffer, subscribes, then never reads again.
+    let slow = stuck_subscriber(addr, "slow", "load", 0).await;
 
     let mut readers = Vec::new();
     for i in 0..100 {
-        let (mut r, _) = Raw::connect(addr, connect_packet(&format!("fast{i}"), v5, 0, true)).await;
-        r.send(Packet::Subscribe(subscribe(1, "load", 0))).await;
-        assert!(matches!(r.recv().await, Some(Packet::SubAck(_))));
+        let mut r = Raw::v5(addr, &format!("fast{i}")).await;
+        r.sub(subscribe(1, "load", 0)).await;
         readers.push(tokio::spawn(async move {
             let mut n = 0;
             while n < N {
@@ -50,12 +55,12 @@ async fn slow_subscriber_hurts_only_itself() {
         }));
     }
 
-    let (mut p, _) = Raw::connect(addr, connect_packet("pub", v5, 0, true)).await;
+    let mut p = Raw::v5(addr, "pub").await;
     let body = bytes::Bytes::from(vec![7u8; PAYLOAD]);
     for _ in 0..N {
         let mut m = publish("load", 0, None, b"");
         m.payload = body.clone();
-        p.send(Packet::Publish(m)).await;
+        p.send_publish(m).await;
     }
     for r in readers {
         assert_eq!(tokio::time::timeout(WAIT * 3, r).await.unwrap().unwrap(), N);
@@ -73,29 +78,13 @@ async fn taking_over_a_stuck_client_ends_its_connection() {
     use std::sync::atomic::Ordering;
     let (server, addr) = start(Options::default()).await;
     let v5 = ProtocolVersion::V5;
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let stream = sock.connect(addr).await.unwrap();
-    let mut stuck = Raw {
-        stream,
-        dec: moco_codec::Decoder::with_version(0, v5),
-        buf: bytes::BytesMut::new(),
-        version: v5,
-    };
-    stuck
-        .send(Packet::from(connect_packet("stuck", v5, 0, true)))
-        .await;
-    assert!(matches!(stuck.recv().await, Some(Packet::ConnAck(_))));
-    stuck
-        .send(Packet::Subscribe(subscribe(1, "flood", 0)))
-        .await;
-    assert!(matches!(stuck.recv().await, Some(Packet::SubAck(_))));
-    let (mut p, _) = Raw::connect(addr, connect_packet("flooder", v5, 0, true)).await;
+    let stuck = stuck_subscriber(addr, "stuck", "flood", 0).await;
+    let mut p = Raw::v5(addr, "flooder").await;
     let body = bytes::Bytes::from(vec![1u8; PAYLOAD]);
     for _ in 0..N {
         let mut m = publish("flood", 0, None, b"");
         m.payload = body.clone();
-        p.send(Packet::Publish(m)).await;
+        p.send_publish(m).await;
     }
     p.send(Packet::PingReq).await;
     assert!(matches!(p.recv().await, Some(Packet::PingResp)));
@@ -127,8 +116,7 @@ async fn qos1_publisher(
     n: u16,
     size: usize,
 ) {
-    let v5 = ProtocolVersion::V5;
-    let (mut p, _) = Raw::connect(addr, connect_packet(&id, v5, 0, true)).await;
+    let mut p = Raw::v5(addr, &id).await;
     let body = bytes::Bytes::from(vec![3u8; size]);
     let mut sent = 0;
     while sent < n {
@@ -136,7 +124,7 @@ async fn qos1_publisher(
         for i in 0..burst {
             let mut m = publish(&topic, 1, Some(i + 1), b"");
             m.payload = body.clone();
-            p.send(Packet::Publish(m)).await;
+            p.send_publish(m).await;
         }
         for _ in 0..burst {
             assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
@@ -147,15 +135,11 @@ async fn qos1_publisher(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_in_qos1_to_a_slower_subscriber_loses_nothing() {
-    use std::sync::atomic::Ordering;
     // A queue of 64 for a subscriber that takes 10 in flight and reads more slowly than four
     // publishers send: back-pressure holds the publishers instead of dropping.
     const EACH: u16 = 2_000;
-    let (server, addr) = start(Options {
-        capabilities: moco_engine::Capabilities {
-            maximum_client_writes_pending: 64,
-            ..Default::default()
-        },
+    let (server, addr) = start_with(moco_engine::Capabilities {
+        maximum_client_writes_pending: 64,
         ..Default::default()
     })
     .await;
@@ -163,8 +147,7 @@ async fn fan_in_qos1_to_a_slower_subscriber_loses_nothing() {
     let mut c = connect_packet("sink", v5, 0, true);
     c.properties.receive_maximum = Some(10);
     let (mut s, _) = Raw::connect(addr, c).await;
-    s.send(Packet::Subscribe(subscribe(1, "in/+", 1))).await;
-    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
+    s.sub(subscribe(1, "in/+", 1)).await;
     let pubs: Vec<_> = (0..4)
         .map(|i| {
             tokio::spawn(qos1_publisher(
@@ -184,10 +167,7 @@ async fn fan_in_qos1_to_a_slower_subscriber_loses_nothing() {
                 if got % 200 == 0 {
                     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 }
-                s.send(Packet::PubAck(moco_codec::PubAck::new(
-                    m.packet_id.unwrap(),
-                )))
-                .await;
+                s.puback(&m).await;
             }
             other => panic!("after {got}: {other:?}"),
         }
@@ -195,60 +175,30 @@ async fn fan_in_qos1_to_a_slower_subscriber_loses_nothing() {
     for p in pubs {
         p.await.unwrap();
     }
-    assert_eq!(
-        server
-            .broker()
-            .info
-            .messages_dropped
-            .load(Ordering::Relaxed),
-        0
-    );
+    assert_eq!(messages_dropped(&server), 0);
     server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_qos1_subscriber_holds_up_publishers_only_briefly() {
-    use std::sync::atomic::Ordering;
     const MSGS: u16 = 2_000;
-    let (server, addr) = start(Options {
-        capabilities: moco_engine::Capabilities {
-            maximum_client_writes_pending: 64,
-            ..Default::default()
-        },
+    let (server, addr) = start_with(moco_engine::Capabilities {
+        maximum_client_writes_pending: 64,
         ..Default::default()
     })
     .await;
-    let v5 = ProtocolVersion::V5;
     // Stuck: a tiny receive buffer, subscribes at QoS 1, never reads again.
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let stream = sock.connect(addr).await.unwrap();
-    let mut stuck = Raw {
-        stream,
-        dec: moco_codec::Decoder::with_version(0, v5),
-        buf: bytes::BytesMut::new(),
-        version: v5,
-    };
-    stuck
-        .send(Packet::from(connect_packet("stuck1", v5, 0, true)))
-        .await;
-    assert!(matches!(stuck.recv().await, Some(Packet::ConnAck(_))));
-    stuck.send(Packet::Subscribe(subscribe(1, "q1", 1))).await;
-    assert!(matches!(stuck.recv().await, Some(Packet::SubAck(_))));
+    let stuck = stuck_subscriber(addr, "stuck1", "q1", 1).await;
     // A healthy subscriber of the same messages.
-    let (mut fast, _) = Raw::connect(addr, connect_packet("fast1", v5, 0, true)).await;
-    fast.send(Packet::Subscribe(subscribe(1, "q1", 1))).await;
-    assert!(matches!(fast.recv().await, Some(Packet::SubAck(_))));
+    let mut fast = Raw::v5(addr, "fast1").await;
+    fast.sub(subscribe(1, "q1", 1)).await;
     let reader = tokio::spawn(async move {
         let mut n = 0;
         while n < MSGS {
             match fast.recv().await {
                 Some(Packet::Publish(m)) => {
                     n += 1;
-                    fast.send(Packet::PubAck(moco_codec::PubAck::new(
-                        m.packet_id.unwrap(),
-                    )))
-                    .await;
+                    fast.puback(&m).await;
                 }
                 other => panic!("{other:?}"),
             }
@@ -268,14 +218,7 @@ async fn a_stuck_qos1_subscriber_holds_up_publishers_only_briefly() {
         took < moco_engine::flow::STALL_AFTER * 4,
         "publisher held up for {took:?}"
     );
-    assert!(
-        server
-            .broker()
-            .info
-            .messages_dropped
-            .load(Ordering::Relaxed)
-            > 0
-    );
+    assert!(messages_dropped(&server) > 0);
     drop(stuck);
     server.shutdown().await;
 }

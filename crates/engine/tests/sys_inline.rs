@@ -59,12 +59,11 @@ async fn sys_topics_are_mochis_set_retained_current_on_subscribe_and_resent() {
         ..Default::default()
     })
     .await;
-    let (mut other, _) = Raw::connect(addr, connect_packet("other", V5, 0, true)).await;
+    let mut other = Raw::v5(addr, "other").await;
     other.send(Packet::PingReq).await;
     assert!(matches!(other.recv().await, Some(Packet::PingResp)));
-    let (mut s, _) = Raw::connect(addr, connect_packet("sys", V5, 0, true)).await;
-    s.send(Packet::Subscribe(subscribe(1, "$SYS/#", 0))).await;
-    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
+    let mut s = Raw::v5(addr, "sys").await;
+    s.sub(subscribe(1, "$SYS/#", 0)).await;
     // On subscribe: every topic, retained, with values as of the subscription.
     let v = sys_values(&mut s).await;
     let mut names: Vec<_> = v.keys().cloned().collect();
@@ -203,7 +202,7 @@ async fn server_inline_client_callbacks_by_id_bypass_acl_and_run_publish_hooks()
 #[tokio::test]
 async fn server_inject_packet_acts_as_the_client() {
     let (server, addr) = start(Options::default()).await;
-    let (mut c, _) = Raw::connect(addr, connect_packet("inj", V5, 0, true)).await;
+    let mut c = Raw::v5(addr, "inj").await;
     // An injected SUBSCRIBE: the SUBACK goes to the client, the subscription is its own.
     assert!(server
         .inject_packet("inj", Packet::Subscribe(subscribe(7, "inj/#", 0)))
@@ -263,8 +262,7 @@ async fn debug_hook_logs_the_packet_flow() {
     let mut c = connect_packet("dbg", V5, 0, true);
     c.password = Some(bytes::Bytes::from_static(b"secret"));
     let (mut r, _) = Raw::connect(addr, c).await;
-    r.send(Packet::Subscribe(subscribe(1, "d", 0))).await;
-    assert!(matches!(r.recv().await, Some(Packet::SubAck(_))));
+    r.sub(subscribe(1, "d", 0)).await;
     server.shutdown().await;
     let log = String::from_utf8(buf.0.lock().clone()).unwrap();
     for needle in [
@@ -286,7 +284,7 @@ async fn debug_hook_logs_the_packet_flow() {
 #[tokio::test]
 async fn messages_received_counts_each_publish_of_a_read() {
     let (server, addr) = start(Options::default()).await;
-    let (mut p, _) = Raw::connect(addr, connect_packet("counted", V5, 0, true)).await;
+    let mut p = Raw::v5(addr, "counted").await;
     // Five QoS 0 PUBLISHes and a QoS 1 one in a single write: one read, one batch.
     let mut out = bytes::BytesMut::new();
     for i in 0..5u8 {

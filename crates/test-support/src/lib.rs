@@ -8,7 +8,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use moco_engine::{AllowAll, Options, Server};
+use moco_codec::{Packet, ReasonCode};
+use moco_engine::{AllowAll, Capabilities, Options, Server};
 
 pub mod blocking;
 mod clients;
@@ -32,6 +33,52 @@ pub async fn serve(mut server: Server) -> (Server, SocketAddr) {
 /// Starts a server with [`AllowAll`] and `options` on an ephemeral loopback port.
 pub async fn start(options: Options) -> (Server, SocketAddr) {
     serve(Server::builder().options(options).hook(AllowAll).build()).await
+}
+
+/// Starts a server with [`AllowAll`] and `capabilities` (every other option default) on an
+/// ephemeral loopback port.
+pub async fn start_with(capabilities: Capabilities) -> (Server, SocketAddr) {
+    start(Options {
+        capabilities,
+        ..Default::default()
+    })
+    .await
+}
+
+/// Starts a server with `capabilities` ([`start_with`]), connects v5 client `id`
+/// ([`Raw::v5`]), sends `packets`, and returns how the server ended the connection
+/// ([`Raw::disconnect_reason`]) once the server is shut down.
+pub async fn disconnect_reason_after(
+    capabilities: Capabilities,
+    id: &str,
+    packets: impl IntoIterator<Item = Packet>,
+) -> Option<ReasonCode> {
+    let (server, addr) = start_with(capabilities).await;
+    let mut r = Raw::v5(addr, id).await;
+    for p in packets {
+        r.send(p).await;
+    }
+    let reason = r.disconnect_reason().await;
+    server.shutdown().await;
+    reason
+}
+
+/// How many messages `server`'s broker has dropped so far (its `messages_dropped` counter).
+pub fn messages_dropped(server: &Server) -> u64 {
+    server
+        .broker()
+        .info
+        .messages_dropped
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// How many clients `server`'s broker counts as connected (its `clients_connected` counter).
+pub fn clients_connected(server: &Server) -> u64 {
+    server
+        .broker()
+        .info
+        .clients_connected
+        .load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Waits until the broker has seen client `id`'s connection close: polls every 10 ms, at most

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 
 use moco_codec::{
-    ConnAck, Connect, Decoder, Packet, ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling,
-    Subscribe, SubscriptionOptions,
+    ConnAck, Connect, Decoder, Packet, ProtocolVersion, PubAck, Publish, QoS, ReasonCode,
+    RetainHandling, Subscribe, SubscriptionOptions,
 };
 
 use crate::WAIT;
@@ -58,6 +58,14 @@ impl Raw {
         }
     }
 
+    /// Opens a socket and connects client `id` with v5, no keep-alive and clean start; the
+    /// CONNACK is read but not looked at (use [`Raw::connect`] to check it).
+    pub async fn v5(addr: SocketAddr, id: &str) -> Raw {
+        Raw::connect(addr, connect_packet(id, ProtocolVersion::V5, 0, true))
+            .await
+            .0
+    }
+
     /// Opens a socket, sends `connect` and asserts the CONNACK accepts it.
     pub async fn connect_ok(addr: SocketAddr, connect: Connect) -> Raw {
         let (r, ack) = Raw::connect(addr, connect).await;
@@ -70,6 +78,20 @@ impl Raw {
         let mut out = bytes::BytesMut::new();
         p.encode(self.version, &mut out).unwrap();
         self.send_bytes(&out).await;
+    }
+
+    /// Sends the PUBLISH `p`.
+    pub async fn send_publish(&mut self, p: Publish) {
+        self.send(Packet::Publish(p)).await;
+    }
+
+    /// Sends a DISCONNECT with `reason` and no properties.
+    pub async fn disconnect(&mut self, reason: ReasonCode) {
+        self.send(Packet::Disconnect(moco_codec::Disconnect {
+            reason_code: reason,
+            properties: Default::default(),
+        }))
+        .await;
     }
 
     /// Writes `b` as it is.
@@ -98,6 +120,38 @@ impl Raw {
                 Ok(_) => {}
             }
         }
+    }
+
+    /// Sends `s` and returns the SUBACK's reason codes; panics on anything else.
+    pub async fn sub(&mut self, s: Subscribe) -> Vec<ReasonCode> {
+        self.send(Packet::Subscribe(s)).await;
+        match self.recv().await {
+            Some(Packet::SubAck(a)) => a.reason_codes,
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// The next packet, which must be a PUBLISH.
+    pub async fn expect_publish(&mut self) -> Publish {
+        match self.recv().await {
+            Some(Packet::Publish(p)) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+
+    /// Asserts nothing is pending: a PINGREQ is answered before any other packet.
+    pub async fn expect_quiet(&mut self) {
+        self.send(Packet::PingReq).await;
+        match self.recv().await {
+            Some(Packet::PingResp) => {}
+            other => panic!("expected nothing but PINGRESP, got {other:?}"),
+        }
+    }
+
+    /// Acknowledges the QoS 1 PUBLISH `p` (panics if it has no packet id).
+    pub async fn puback(&mut self, p: &Publish) {
+        self.send(Packet::PubAck(PubAck::new(p.packet_id.unwrap())))
+            .await;
     }
 
     /// Reads until the server's DISCONNECT (returning its reason) or the close (`None`).
