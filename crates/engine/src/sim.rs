@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 
 use moco_codec::{ConnAck, Connect, Packet};
 
-use crate::broker::{report_notes, Broker, ClientHandle};
+use crate::broker::{Broker, ClientHandle};
 use crate::error::CloseReason;
 use crate::handshake::{Handshake, Step};
 use crate::hooks::{AllowAll, Hooks};
 use crate::options::Options;
-use crate::state::Transmit;
 
 /// A broker and a virtual clock.
 pub(crate) struct Sim {
@@ -66,28 +65,7 @@ impl Sim {
 
     /// Everything the broker has to send the client now, as the writer would write it.
     pub(crate) fn recv(&self, c: &SimClient) -> Vec<Packet> {
-        let mut out = Vec::new();
-        let notes = {
-            let mut st = c.0.state.lock();
-            while let Some(t) = st.poll_transmit(self.now) {
-                out.push(match t {
-                    Transmit::Packet(p) => p,
-                    Transmit::Publish {
-                        delivery,
-                        packet_id,
-                        dup,
-                        alias,
-                    } => Packet::Publish(
-                        delivery
-                            .msg
-                            .to_publish(&delivery.params(dup, packet_id, alias), self.now),
-                    ),
-                });
-            }
-            st.take_notes()
-        };
-        report_notes(self.broker.hooks(), &self.broker.info, &c.0.info.id, notes);
-        out
+        self.broker.drain_output(&c.0, self.now)
     }
 
     /// The client's transport ends now (a network failure, or the client closing after
@@ -244,6 +222,14 @@ mod tests {
         }
     }
 
+    /// The code and version of the CONNACK `step` refuses with, if it has one.
+    fn connack_of(step: &Step) -> Option<(ReasonCode, ProtocolVersion)> {
+        match step {
+            Step::Refuse(Some((Packet::ConnAck(a), v)), _) => Some((a.reason_code, *v)),
+            _ => None,
+        }
+    }
+
     fn auth(data: &'static [u8]) -> Packet {
         let mut a = moco_codec::Auth::new(ReasonCode::ContinueAuthentication);
         a.properties.authentication_method = Some("m".into());
@@ -286,9 +272,15 @@ mod tests {
         let mut hs = sim.handshake();
         hs.handle_packet(&sim.broker, sim.now, Packet::from(c.clone()));
         let step = hs.handle_packet(&sim.broker, sim.now, auth(b"wrong"));
+        assert_eq!(
+            connack_of(&step).map(|c| c.0),
+            Some(ReasonCode::NotAuthorized)
+        );
         assert!(
-            matches!(&step, Step::Refuse(Some((Packet::ConnAck(a), _)), crate::Error::Refused(ReasonCode::NotAuthorized))
-                if a.reason_code == ReasonCode::NotAuthorized),
+            matches!(
+                step,
+                Step::Refuse(_, crate::Error::Refused(ReasonCode::NotAuthorized))
+            ),
             "{step:?}"
         );
 
@@ -296,9 +288,12 @@ mod tests {
         let mut hs = sim.handshake();
         hs.handle_packet(&sim.broker, sim.now, Packet::from(c.clone()));
         let step = hs.handle_packet(&sim.broker, sim.now, Packet::PingReq);
+        assert_eq!(
+            connack_of(&step).map(|c| c.0),
+            Some(ReasonCode::ProtocolError)
+        );
         assert!(
-            matches!(&step, Step::Refuse(Some((Packet::ConnAck(a), _)), crate::Error::Protocol(_))
-                if a.reason_code == ReasonCode::ProtocolError),
+            matches!(step, Step::Refuse(_, crate::Error::Protocol(_))),
             "{step:?}"
         );
 
@@ -321,17 +316,18 @@ mod tests {
             moco_codec::DecodeError::Malformed("x"),
             Some(ProtocolVersion::V5),
         );
-        assert!(
-            matches!(&step, Step::Refuse(Some((Packet::ConnAck(a), ProtocolVersion::V5)), _)
-                if a.reason_code == ReasonCode::MalformedPacket),
-            "{step:?}"
+        assert_eq!(
+            connack_of(&step),
+            Some((ReasonCode::MalformedPacket, ProtocolVersion::V5))
         );
         let step =
             hs.handle_decode_error(moco_codec::DecodeError::UnsupportedProtocolVersion(9), None);
-        assert!(
-            matches!(&step, Step::Refuse(Some((Packet::ConnAck(a), ProtocolVersion::V311)), _)
-                if a.reason_code == ReasonCode::UnsupportedProtocolVersion),
-            "{step:?}"
+        assert_eq!(
+            connack_of(&step),
+            Some((
+                ReasonCode::UnsupportedProtocolVersion,
+                ProtocolVersion::V311
+            ))
         );
     }
 

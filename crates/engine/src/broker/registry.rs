@@ -99,28 +99,34 @@ impl Broker {
         if !h.injected.load(Ordering::Relaxed) {
             return Err(Error::NotInjected);
         }
-        let now = Instant::now();
+        Ok(self.drain_output(&h, Instant::now()))
+    }
+
+    /// Everything a client without a socket has to be sent at `now`, as packets (what a
+    /// writer would encode), its notes reported.
+    pub(crate) fn drain_output(&self, h: &ClientHandle, now: Instant) -> Vec<Packet> {
         let mut out = Vec::new();
-        let mut st = h.state.lock();
-        while let Some(t) = st.poll_transmit(now) {
-            out.push(match t {
-                crate::state::Transmit::Packet(p) => p,
-                crate::state::Transmit::Publish {
-                    delivery,
-                    packet_id,
-                    dup,
-                    alias,
-                } => Packet::Publish(
-                    delivery
-                        .msg
-                        .to_publish(&delivery.params(dup, packet_id, alias), now),
-                ),
-            });
-        }
-        let notes = st.take_notes();
-        drop(st);
+        let notes = {
+            let mut st = h.state.lock();
+            while let Some(t) = st.poll_transmit(now) {
+                out.push(match t {
+                    crate::state::Transmit::Packet(p) => p,
+                    crate::state::Transmit::Publish {
+                        delivery,
+                        packet_id,
+                        dup,
+                        alias,
+                    } => Packet::Publish(
+                        delivery
+                            .msg
+                            .to_publish(&delivery.params(dup, packet_id, alias), now),
+                    ),
+                });
+            }
+            st.take_notes()
+        };
         report_notes(&self.hooks, &self.info, &h.info.id, notes);
-        Ok(out)
+        out
     }
 
     /// Ends injected client `h` as a connection's driver would when it closes (once).
