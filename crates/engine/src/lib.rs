@@ -21,6 +21,7 @@ pub mod hooks;
 pub mod message;
 pub mod options;
 pub mod records;
+pub mod registry;
 pub mod retained;
 pub mod router;
 mod server;
@@ -30,12 +31,15 @@ pub mod state;
 pub mod store;
 pub mod sys;
 
-pub use broker::{flow, Broker, ClientHandle, ClientSnapshot, ConnectOutcome, InlineHandler};
+pub use broker::{
+    flow, Broker, ClientHandle, ClientSnapshot, ConnectOutcome, InlineHandler, Seams,
+};
 pub use debug_hook::{DebugHook, DebugOptions};
 pub use driver::{inject_packet, run_connection};
 pub use error::{CloseReason, Error, PolicyRefusal, ProtocolViolation};
 pub use hooks::{Access, AllowAll, ClientInfo, Event, EventSet, Hook, HookError, Hooks};
 pub use options::{Capabilities, Compatibilities, Options};
+pub use registry::{LocalRegistry, SessionRegistry};
 pub use retained::{LocalRetained, RetainedStore};
 pub use router::{LocalRouter, Router, Target};
 pub use server::{Listener, Server, ServerBuilder};

@@ -31,6 +31,7 @@ use crate::error::{CloseReason, Error, ProtocolViolation};
 use crate::hooks::{Access, ClientInfo, DisconnectInfo, Hooks};
 use crate::message::{Delivery, Message, Will};
 use crate::options::Options;
+use crate::registry::{LocalRegistry, SessionRegistry};
 use crate::retained::{LocalRetained, RetainedStore};
 use crate::router::{LocalRouter, Router, Target};
 use crate::state::{ClientState, ConnLimits, Note, Session};
@@ -209,6 +210,30 @@ pub enum ConnectOutcome {
     Refused(Box<ConnAck>),
 }
 
+/// The seams a broker is built with ([`Broker::with_seams`]), each a small trait whose
+/// in-memory implementation is the default (`None`): where a cluster or a persistence layer
+/// plugs in without touching the engine.
+#[derive(Default, Clone)]
+#[non_exhaustive]
+pub struct Seams {
+    /// Who gets a message ([`LocalRouter`] by default).
+    pub router: Option<Arc<dyn Router>>,
+    /// Where retained messages live ([`LocalRetained`] by default).
+    pub retained: Option<Arc<dyn RetainedStore>>,
+    /// Who owns a client id ([`LocalRegistry`] by default).
+    pub registry: Option<Arc<dyn SessionRegistry>>,
+}
+
+impl std::fmt::Debug for Seams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seams")
+            .field("router", &self.router.is_some())
+            .field("retained", &self.retained.is_some())
+            .field("registry", &self.registry.is_some())
+            .finish()
+    }
+}
+
 /// The broker: shared by every connection.
 pub struct Broker {
     /// Tells this broker's cached routes from another's (see [`RouteCache`]).
@@ -221,6 +246,7 @@ pub struct Broker {
     clients: RwLock<HashMap<ByteString, Arc<ClientHandle>, moco_topic::SeededState>>,
     router: Arc<dyn Router>,
     retained: Arc<dyn RetainedStore>,
+    registry: Arc<dyn SessionRegistry>,
     wills: Mutex<Vec<PendingWill>>,
     inline_subs: RwLock<Vec<InlineSub>>,
     /// `inline_subs` is not empty (read per message without its lock).
@@ -257,20 +283,39 @@ impl Broker {
         Self::with_stores(options, hooks, router, Arc::new(LocalRetained::new()))
     }
 
-    /// A broker with a custom router and retained store: the seams a cluster or a persistent
-    /// store plugs into.
+    /// A broker with a custom router and retained store.
     pub fn with_stores(
         options: Options,
         hooks: Hooks,
         router: Arc<dyn Router>,
         retained: Arc<dyn RetainedStore>,
     ) -> Self {
+        Self::with_seams(
+            options,
+            hooks,
+            Seams {
+                router: Some(router),
+                retained: Some(retained),
+                ..Seams::default()
+            },
+        )
+    }
+
+    /// A broker with the given seams (see [`Seams`]): what a cluster or a persistent store
+    /// plugs into. A seam left `None` is the in-memory default.
+    pub fn with_seams(options: Options, hooks: Hooks, seams: Seams) -> Self {
+        let strategy = options.capabilities.shared_sub_strategy;
         Broker {
             options: options.normalized(),
             hooks,
             clients: RwLock::new(HashMap::default()),
-            router,
-            retained,
+            router: seams
+                .router
+                .unwrap_or_else(|| Arc::new(LocalRouter::with_strategy(strategy))),
+            retained: seams
+                .retained
+                .unwrap_or_else(|| Arc::new(LocalRetained::new())),
+            registry: seams.registry.unwrap_or_else(|| Arc::new(LocalRegistry)),
             wills: Mutex::new(Vec::new()),
             inline_subs: RwLock::new(Vec::new()),
             has_inline_subs: AtomicBool::new(false),

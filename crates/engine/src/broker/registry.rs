@@ -204,6 +204,7 @@ impl Broker {
                 drop(clients);
                 let session = std::mem::take(&mut handle.state.lock().session);
                 self.drop_session(&handle.info.id, session);
+                self.registry.release(&handle.info.id);
             }
         } else {
             // u32::MAX (v3 persistent sessions by default) effectively never expires.
