@@ -27,6 +27,7 @@ pub mod router;
 mod server;
 #[cfg(test)]
 mod sim;
+pub mod sink;
 pub mod state;
 pub mod store;
 pub mod sys;
@@ -43,6 +44,7 @@ pub use registry::{LocalRegistry, SessionRegistry};
 pub use retained::{LocalRetained, RetainedStore};
 pub use router::{LocalRouter, Router, Target};
 pub use server::{Listener, Server, ServerBuilder};
+pub use sink::{SessionEvent, SessionSink};
 
 pub use store::Restored;
 pub use sys::{SysInfo, SysSnapshot};

@@ -27,6 +27,7 @@ use crate::options::Options;
 use crate::registry::SessionRegistry;
 use crate::retained::RetainedStore;
 use crate::router::Router;
+use crate::sink::SessionSink;
 
 /// A source of client connections: anything that yields byte streams (TCP here; TLS,
 /// WebSocket and Unix sockets come from the transport crate).
@@ -155,6 +156,12 @@ impl ServerBuilder {
     /// Replaces the in-memory retained store (e.g. with a persistent or shared one).
     pub fn retained_store(mut self, store: Arc<dyn RetainedStore>) -> Self {
         self.seams.retained = Some(store);
+        self
+    }
+
+    /// Installs a session sink: the changes of session state a persistence layer records.
+    pub fn session_sink(mut self, sink: Arc<dyn SessionSink>) -> Self {
+        self.seams.sink = Some(sink);
         self
     }
 

@@ -28,10 +28,15 @@ pub(crate) struct SimClient(pub(crate) Arc<ClientHandle>);
 impl Sim {
     /// A broker with `options` and [`AllowAll`], at an arbitrary instant.
     pub(crate) fn new(options: Options) -> Sim {
+        Sim::with_seams(options, crate::broker::Seams::default())
+    }
+
+    /// A broker with `options`, [`AllowAll`] and these seams.
+    pub(crate) fn with_seams(options: Options, seams: crate::broker::Seams) -> Sim {
         let mut hooks = Hooks::new();
         hooks.add(Arc::new(AllowAll));
         Sim {
-            broker: Arc::new(Broker::new(options, hooks)),
+            broker: Arc::new(Broker::with_seams(options, hooks, seams)),
             now: Instant::now(),
             clients: Vec::new(),
         }

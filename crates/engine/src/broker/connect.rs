@@ -239,6 +239,7 @@ impl Broker {
         };
         let mut wills_now = Vec::new();
         let mut ended = None;
+        let mut adopted = false;
         let (handle, session_present) = {
             let mut clients = self.clients.write();
             self.routes_changed();
@@ -256,12 +257,17 @@ impl Broker {
                     tracing::warn!(client = %client_id, error = %e, "handed-over subscription");
                 }
                 session = Some(s);
+                adopted = true;
             }
             let session_present = session.is_some();
             let mut session = session.unwrap_or_else(|| Session::new(expiry));
             session.expiry_interval = expiry;
             let mut st = ClientState::new(client_id.clone(), limits, session, now);
-            st.set_note_completions(self.hooks.provides(crate::hooks::Event::OnQosComplete));
+            let stored = self.records_messages(expiry);
+            st.set_note_storage(stored);
+            st.set_note_completions(
+                stored || self.hooks.provides(crate::hooks::Event::OnQosComplete),
+            );
             st.set_inherit_ack_properties(!caps.compatibilities.no_inherited_properties_on_ack);
 
             if v5 {
@@ -313,6 +319,28 @@ impl Broker {
         }
         for (id, w) in wills_now {
             self.publish_will(now, &id, w);
+        }
+        if let Some(sink) = &self.sink {
+            let will = handle.will.lock();
+            sink.record(SessionEvent::Opened {
+                client: &info,
+                expiry_interval: expiry,
+                resumed: session_present,
+                will: will.as_deref(),
+            });
+            drop(will);
+            if adopted {
+                // A session handed over by another broker: this broker's store has not seen
+                // its subscriptions.
+                let subs = handle.state.lock().session.subscriptions.clone();
+                for (filter, options) in &subs {
+                    sink.record(SessionEvent::Subscribed {
+                        client_id: &info.id,
+                        filter,
+                        options: *options,
+                    });
+                }
+            }
         }
         self.info.client_connected();
         self.hooks.on_session_established(&info, connect);
@@ -399,6 +427,7 @@ impl Broker {
                 let mut filters = session.subscriptions.keys().map(|f| &**f);
                 self.router.remove_client(&old.info.id, &mut filters);
                 self.routes_changed();
+                self.record_ended(&old.info.id);
                 Some(session)
             }
             TakenOver::Ended(gone) => {

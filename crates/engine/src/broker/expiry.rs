@@ -93,6 +93,9 @@ impl Broker {
                 .map(|(_, topic)| topic)
                 .collect();
             for topic in gone {
+                if let Some(sink) = &self.sink {
+                    sink.record(SessionEvent::RetainedCleared { topic: &topic });
+                }
                 self.hooks.on_retained_expired(&topic);
             }
         }

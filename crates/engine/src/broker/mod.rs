@@ -34,6 +34,7 @@ use crate::options::Options;
 use crate::registry::{LocalRegistry, SessionRegistry};
 use crate::retained::{LocalRetained, RetainedStore};
 use crate::router::{LocalRouter, Router, Target};
+use crate::sink::{SessionEvent, SessionSink};
 use crate::state::{ClientState, ConnLimits, Note, Session};
 
 mod acl;
@@ -170,12 +171,23 @@ pub struct ClientSnapshot {
     pub injected: bool,
 }
 
-pub(crate) fn report_notes(hooks: &Hooks, info: &SysInfo, id: &str, notes: Vec<Note>) {
+/// Reports a client's notes to the hooks, the `$SYS` counters and the session sink; called
+/// outside locks, so that hooks may call back into the broker.
+pub(crate) fn report_notes(broker: &Broker, id: &str, notes: Vec<Note>) {
     use crate::hooks::Event;
+    use crate::sink::SessionEvent as E;
+    let (hooks, info) = (&broker.hooks, &broker.info);
+    let sink = broker.sink.as_deref();
     for n in notes {
         match n {
             Note::Dropped(m, why) => {
                 info.messages_dropped.fetch_add(1, Ordering::Relaxed);
+                if let Some(sink) = sink {
+                    sink.record(E::Dropped {
+                        client_id: id,
+                        message: &m,
+                    });
+                }
                 if hooks.provides(Event::OnPublishDropped) {
                     let p = Publish {
                         dup: false,
@@ -189,12 +201,69 @@ pub(crate) fn report_notes(hooks: &Hooks, info: &SysInfo, id: &str, notes: Vec<N
                     hooks.on_publish_dropped(id, &p, why);
                 }
             }
-            Note::QosComplete(pid) => hooks.on_qos_complete(id, pid),
-            Note::QosDropped(pid) => {
+            Note::QosComplete(packet_id) => {
+                if let Some(sink) = sink {
+                    sink.record(E::Completed {
+                        client_id: id,
+                        packet_id,
+                    });
+                }
+                hooks.on_qos_complete(id, packet_id)
+            }
+            Note::QosDropped(packet_id) => {
                 info.inflight_dropped.fetch_add(1, Ordering::Relaxed);
-                hooks.on_qos_dropped(id, pid);
+                if let Some(sink) = sink {
+                    sink.record(E::Abandoned {
+                        client_id: id,
+                        packet_id,
+                    });
+                }
+                hooks.on_qos_dropped(id, packet_id);
             }
             Note::PacketIdExhausted => hooks.on_packet_id_exhausted(id),
+            Note::Queued(message, qos) => {
+                if let Some(sink) = sink {
+                    sink.record(E::Queued {
+                        client_id: id,
+                        message: &message,
+                        qos,
+                    });
+                }
+            }
+            Note::Dequeued(message) => {
+                if let Some(sink) = sink {
+                    sink.record(E::Dequeued {
+                        client_id: id,
+                        message: &message,
+                    });
+                }
+            }
+            Note::InFlight(packet_id, message, qos) => {
+                if let Some(sink) = sink {
+                    sink.record(E::InFlight {
+                        client_id: id,
+                        packet_id,
+                        message: &message,
+                        qos,
+                    });
+                }
+            }
+            Note::Qos2Received(packet_id) => {
+                if let Some(sink) = sink {
+                    sink.record(E::Qos2Received {
+                        client_id: id,
+                        packet_id,
+                    });
+                }
+            }
+            Note::Qos2Released(packet_id) => {
+                if let Some(sink) = sink {
+                    sink.record(E::Qos2Released {
+                        client_id: id,
+                        packet_id,
+                    });
+                }
+            }
         }
     }
 }
@@ -222,6 +291,8 @@ pub struct Seams {
     pub retained: Option<Arc<dyn RetainedStore>>,
     /// Who owns a client id ([`LocalRegistry`] by default).
     pub registry: Option<Arc<dyn SessionRegistry>>,
+    /// What persistence records (none by default: nothing is recorded).
+    pub sink: Option<Arc<dyn SessionSink>>,
 }
 
 impl std::fmt::Debug for Seams {
@@ -230,6 +301,7 @@ impl std::fmt::Debug for Seams {
             .field("router", &self.router.is_some())
             .field("retained", &self.retained.is_some())
             .field("registry", &self.registry.is_some())
+            .field("sink", &self.sink.is_some())
             .finish()
     }
 }
@@ -247,6 +319,7 @@ pub struct Broker {
     router: Arc<dyn Router>,
     retained: Arc<dyn RetainedStore>,
     registry: Arc<dyn SessionRegistry>,
+    sink: Option<Arc<dyn SessionSink>>,
     wills: Mutex<Vec<PendingWill>>,
     inline_subs: RwLock<Vec<InlineSub>>,
     /// `inline_subs` is not empty (read per message without its lock).
@@ -316,6 +389,7 @@ impl Broker {
                 .retained
                 .unwrap_or_else(|| Arc::new(LocalRetained::new())),
             registry: seams.registry.unwrap_or_else(|| Arc::new(LocalRegistry)),
+            sink: seams.sink,
             wills: Mutex::new(Vec::new()),
             inline_subs: RwLock::new(Vec::new()),
             has_inline_subs: AtomicBool::new(false),

@@ -80,6 +80,8 @@ impl Broker {
                 },
             );
         }
+        // What was handed back is not recorded again; what happens from now on is.
+        st.set_note_storage(self.records_messages(expiry_interval));
         let deadline = now.checked_add(Duration::from_secs(u64::from(expiry_interval)));
         let handle = Arc::new(ClientHandle {
             info,

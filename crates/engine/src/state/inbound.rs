@@ -101,6 +101,8 @@ impl ClientState {
             QoS::ExactlyOnce => {
                 if reason.is_error() {
                     self.session.inbound_qos2.remove(&packet_id);
+                } else if self.note_storage {
+                    self.notes.push(Note::Qos2Received(packet_id));
                 }
                 self.control.push_back(Packet::PubRec(PubRec {
                     packet_id,

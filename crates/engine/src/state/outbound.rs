@@ -65,6 +65,10 @@ impl ClientState {
             self.unpin_held();
             delivery.msg = delivery.msg.unpinned();
         }
+        if self.note_storage {
+            self.notes
+                .push(Note::Queued(delivery.msg.clone(), delivery.qos));
+        }
         self.session.pending.push_back(delivery);
     }
 
@@ -94,6 +98,9 @@ impl ClientState {
             None => {
                 let d = self.session.pending.pop_front();
                 self.maybe_reset_pins();
+                if let (true, Some(d)) = (self.note_storage, &d) {
+                    self.notes.push(Note::Dequeued(d.msg.clone()));
+                }
                 d
             }
         }
@@ -317,6 +324,9 @@ impl ClientState {
                 Stage::AwaitPubRec
             };
             let alias = self.alias_for(&d.msg.topic);
+            if self.note_storage {
+                self.notes.push(Note::InFlight(pid, d.msg.clone(), d.qos));
+            }
             self.session.inflight.push_back(Inflight {
                 packet_id: pid,
                 delivery: d,
