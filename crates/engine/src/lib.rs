@@ -44,7 +44,7 @@ pub use registry::{LocalRegistry, SessionRegistry};
 pub use retained::{LocalRetained, RetainedStore};
 pub use router::{LocalRouter, Router, Target};
 pub use server::{Listener, Server, ServerBuilder};
-pub use sink::{SessionEvent, SessionSink};
+pub use sink::{Durable, SessionEvent, SessionSink};
 
 pub use store::Restored;
 pub use sys::{SysInfo, SysSnapshot};

@@ -65,7 +65,30 @@ impl Sim {
 
     /// The client sends `packet` now; false once its connection is closing.
     pub(crate) fn send(&self, c: &SimClient, packet: Packet) -> bool {
-        crate::driver::process_at(&self.broker, &c.0, packet, self.now)
+        let open = crate::driver::process_at(&self.broker, &c.0, packet, self.now);
+        self.settle(c);
+        open
+    }
+
+    /// Releases the client's held acknowledgements if what they wait for is durable now (as
+    /// the reader does after a read); they stay held while it is not.
+    pub(crate) fn settle(&self, c: &SimClient) {
+        if !c.0.state.lock().holds_acks() {
+            return;
+        }
+        let stored = match self.broker.durable() {
+            None => Some(true),
+            Some(mut durable) => {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                match durable.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(stored) => Some(stored),
+                    std::task::Poll::Pending => None,
+                }
+            }
+        };
+        if let Some(stored) = stored {
+            c.0.state.lock().release_acks(stored);
+        }
     }
 
     /// Everything the broker has to send the client now, as the writer would write it.

@@ -17,6 +17,8 @@
 //! lives. A [`SessionEvent::Dropped`] may name a message that was never queued (it expired or
 //! found a full queue on arrival); a sink ignores what it does not know.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -150,12 +152,33 @@ pub enum SessionEvent<'a> {
     },
 }
 
-/// Receives the changes of session state (see the module docs). Called on connection tasks,
-/// often under the client's state lock: record quickly (append to a batch, hand to a writer
-/// task) and never block on I/O here.
+/// What an acknowledgement waits for ([`SessionSink::durable`]): true once the changes are
+/// durable, false if they could not be stored.
+pub type Durable = Pin<Box<dyn Future<Output = bool> + Send + 'static>>;
+
+/// Receives the changes of session state (see the module docs). Called on connection tasks
+/// outside the broker's locks, in the order the changes happened: record quickly (append to a
+/// batch that a writer task takes) and never block on I/O here.
 pub trait SessionSink: Send + Sync + 'static {
     /// Records one change.
     fn record(&self, event: SessionEvent<'_>);
+
+    /// Whether a publisher's PUBACK / PUBREC waits until the changes its message made are
+    /// durable (`durability: sync`): then, after each read of a connection whose packets were
+    /// acknowledged, the connection awaits [`durable`](SessionSink::durable) before it sends
+    /// the acknowledgements. Asked once, when the broker is built. The default, false, sends
+    /// them at once (the changes are written in the background).
+    fn syncs(&self) -> bool {
+        false
+    }
+
+    /// Resolves once every change recorded so far is durable (true) or could not be stored
+    /// (false: a v5 publisher then gets 0x80 in its acknowledgement, a v3 one is
+    /// disconnected). `None`: nothing recorded is waiting. Many connections wait at once:
+    /// let them share one flush (group commit).
+    fn durable(&self) -> Option<Durable> {
+        None
+    }
 }
 
 #[cfg(test)]

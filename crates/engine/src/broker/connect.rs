@@ -265,6 +265,7 @@ impl Broker {
             let mut st = ClientState::new(client_id.clone(), limits, session, now);
             let stored = self.records_messages(expiry);
             st.set_note_storage(stored);
+            st.set_hold_acks(self.sync_acks);
             st.set_note_completions(
                 stored || self.hooks.provides(crate::hooks::Event::OnQosComplete),
             );

@@ -320,6 +320,8 @@ pub struct Broker {
     retained: Arc<dyn RetainedStore>,
     registry: Arc<dyn SessionRegistry>,
     sink: Option<Arc<dyn SessionSink>>,
+    /// The sink holds acknowledgements until durable ([`SessionSink::syncs`]).
+    sync_acks: bool,
     wills: Mutex<Vec<PendingWill>>,
     inline_subs: RwLock<Vec<InlineSub>>,
     /// `inline_subs` is not empty (read per message without its lock).
@@ -389,6 +391,7 @@ impl Broker {
                 .retained
                 .unwrap_or_else(|| Arc::new(LocalRetained::new())),
             registry: seams.registry.unwrap_or_else(|| Arc::new(LocalRegistry)),
+            sync_acks: seams.sink.as_ref().is_some_and(|s| s.syncs()),
             sink: seams.sink,
             wills: Mutex::new(Vec::new()),
             inline_subs: RwLock::new(Vec::new()),
@@ -433,6 +436,17 @@ impl Broker {
                 h.close(CloseReason::ServerShuttingDown);
             }
         }
+    }
+
+    /// Whether acknowledgements of inbound QoS 1/2 messages wait until what the messages
+    /// changed is durable (a session sink with [`SessionSink::syncs`]).
+    pub fn syncs_acks(&self) -> bool {
+        self.sync_acks
+    }
+
+    /// What held acknowledgements wait for (see [`SessionSink::durable`]); `None`: nothing.
+    pub fn durable(&self) -> Option<crate::sink::Durable> {
+        self.sink.as_ref()?.durable()
     }
 
     /// True once [`Broker::shutdown`] was called.

@@ -86,6 +86,9 @@ impl Broker {
         match outcome {
             ConnectOutcome::Accepted(h) => {
                 h.injected.store(true, Ordering::Relaxed);
+                // Injected packets are handled synchronously, with no reader to wait for
+                // durability: their acknowledgements go at once.
+                h.state.lock().set_hold_acks(false);
                 Ok(h)
             }
             ConnectOutcome::Refused(ack) => Err(Error::Refused(ack.reason_code)),

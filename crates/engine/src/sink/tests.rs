@@ -269,3 +269,126 @@ fn a_session_without_expiry_records_no_messages() {
         ]
     );
 }
+
+/// A sink whose changes become durable when the test says so (or fail to).
+#[derive(Default)]
+struct Gate {
+    recorded: std::sync::atomic::AtomicU64,
+    durable: Arc<std::sync::atomic::AtomicU64>,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Gate {
+    fn flush(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.durable.store(self.recorded.load(SeqCst), SeqCst);
+    }
+}
+
+impl SessionSink for Gate {
+    fn record(&self, _: SessionEvent<'_>) {
+        self.recorded
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn syncs(&self) -> bool {
+        true
+    }
+    fn durable(&self) -> Option<super::Durable> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let target = self.recorded.load(SeqCst);
+        if self.durable.load(SeqCst) >= target {
+            return None;
+        }
+        let (durable, failing) = (self.durable.clone(), self.failing.clone());
+        Some(Box::pin(std::future::poll_fn(move |_| {
+            if failing.load(SeqCst) {
+                std::task::Poll::Ready(false)
+            } else if durable.load(SeqCst) >= target {
+                std::task::Poll::Ready(true)
+            } else {
+                std::task::Poll::Pending
+            }
+        })))
+    }
+}
+
+fn acks(got: &[Packet]) -> Vec<(u16, ReasonCode)> {
+    got.iter()
+        .filter_map(|p| match p {
+            Packet::PubAck(a) => Some((a.packet_id, a.reason_code)),
+            Packet::PubRec(r) => Some((r.packet_id, r.reason_code)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `durability: sync`: an acknowledgement waits for what its message changed to be durable,
+/// only when it changed something, and a store that fails is never acknowledged as stored.
+#[test]
+fn acknowledgements_wait_for_durability() {
+    let gate = Arc::new(Gate::default());
+    let mut sim = Sim::with_seams(
+        Options::default(),
+        Seams {
+            sink: Some(gate.clone()),
+            ..Seams::default()
+        },
+    );
+    let dev = sim.connect(&connect("dev", true, 60)).unwrap();
+    sim.send(
+        &dev,
+        Packet::Subscribe(Subscribe {
+            packet_id: 1,
+            filters: vec![("t".into(), SubscriptionOptions::new(QoS::AtLeastOnce))],
+            properties: Default::default(),
+        }),
+    );
+    gate.flush();
+    let publisher = sim.connect(&connect("pub", true, 0)).unwrap();
+    sim.recv(&publisher);
+
+    // Queued for a lasting session: held until the store says durable.
+    sim.send(
+        &publisher,
+        Packet::Publish(publish("t", QoS::AtLeastOnce, Some(1), false, b"m")),
+    );
+    assert_eq!(acks(&sim.recv(&publisher)), []);
+    gate.flush();
+    sim.settle(&publisher);
+    assert_eq!(acks(&sim.recv(&publisher)), [(1, ReasonCode::Success)]);
+
+    // Nobody lasting gets it: nothing to store, acknowledged at once.
+    sim.send(
+        &publisher,
+        Packet::Publish(publish("other", QoS::AtLeastOnce, Some(2), false, b"m")),
+    );
+    assert_eq!(
+        acks(&sim.recv(&publisher)),
+        [(2, ReasonCode::NoMatchingSubscribers)]
+    );
+
+    // The store fails: a v5 publisher hears 0x80, and the QoS 2 id is free again.
+    gate.failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    sim.send(
+        &publisher,
+        Packet::Publish(publish("t", QoS::ExactlyOnce, Some(3), false, b"m")),
+    );
+    assert_eq!(
+        acks(&sim.recv(&publisher)),
+        [(3, ReasonCode::UnspecifiedError)]
+    );
+    assert!(!publisher.0.state.lock().session.inbound_qos2.contains(&3));
+
+    // ... and a v3 one, whose acknowledgements carry no code, is disconnected.
+    let mut v3 = Connect::new(ProtocolVersion::V311, "v3");
+    v3.keep_alive = 0;
+    let old = sim.connect(&v3).unwrap();
+    sim.recv(&old);
+    sim.send(
+        &old,
+        Packet::Publish(publish("t", QoS::AtLeastOnce, Some(4), false, b"m")),
+    );
+    assert_eq!(acks(&sim.recv(&old)), []);
+    assert!(!old.0.state.lock().is_connected());
+}
