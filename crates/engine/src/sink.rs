@@ -22,11 +22,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use moco_codec::QoS;
 use moco_topic::SubscriptionOptions;
 
 use crate::hooks::ClientInfo;
-use crate::message::{Message, Will};
+use crate::message::{Delivery, Message, Will};
 
 /// One change of session state, for [`SessionSink::record`].
 #[derive(Debug)]
@@ -80,10 +79,9 @@ pub enum SessionEvent<'a> {
     Queued {
         /// The client.
         client_id: &'a str,
-        /// The message (shared with every other session it was routed to).
-        message: &'a Arc<Message>,
-        /// The QoS it is delivered at.
-        qos: QoS,
+        /// The delivery: the message (shared with every other session it was routed to),
+        /// and this session's QoS, RETAIN flag and subscription identifiers.
+        delivery: &'a Delivery,
     },
     /// A queued message left the queue to be sent (a QoS 1/2 one is then
     /// [`InFlight`](SessionEvent::InFlight)).
@@ -106,10 +104,8 @@ pub enum SessionEvent<'a> {
         client_id: &'a str,
         /// Its packet identifier.
         packet_id: u16,
-        /// The message.
-        message: &'a Arc<Message>,
-        /// The QoS it is delivered at.
-        qos: QoS,
+        /// The delivery.
+        delivery: &'a Delivery,
     },
     /// The flow of outbound `packet_id` completed (PUBACK or PUBCOMP received).
     Completed {

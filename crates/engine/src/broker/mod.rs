@@ -221,12 +221,11 @@ pub(crate) fn report_notes(broker: &Broker, id: &str, notes: Vec<Note>) {
                 hooks.on_qos_dropped(id, packet_id);
             }
             Note::PacketIdExhausted => hooks.on_packet_id_exhausted(id),
-            Note::Queued(message, qos) => {
+            Note::Queued(delivery) => {
                 if let Some(sink) = sink {
                     sink.record(E::Queued {
                         client_id: id,
-                        message: &message,
-                        qos,
+                        delivery: &delivery,
                     });
                 }
             }
@@ -238,13 +237,12 @@ pub(crate) fn report_notes(broker: &Broker, id: &str, notes: Vec<Note>) {
                     });
                 }
             }
-            Note::InFlight(packet_id, message, qos) => {
+            Note::InFlight(packet_id, delivery) => {
                 if let Some(sink) = sink {
                     sink.record(E::InFlight {
                         client_id: id,
                         packet_id,
-                        message: &message,
-                        qos,
+                        delivery: &delivery,
                     });
                 }
             }

@@ -63,6 +63,9 @@ impl Broker {
         };
         let mut st = ClientState::new(id.clone(), limits, session, now);
         st.detach();
+        // A session sink records the queue again as it is restored: the records it handed
+        // back are replaced by those of the messages that now stand for them.
+        st.set_note_storage(self.records_messages(expiry_interval));
         for (p, qos) in pending {
             let msg = Arc::new(Message::from_publish(
                 p,
@@ -80,8 +83,6 @@ impl Broker {
                 },
             );
         }
-        // What was handed back is not recorded again; what happens from now on is.
-        st.set_note_storage(self.records_messages(expiry_interval));
         let deadline = now.checked_add(Duration::from_secs(u64::from(expiry_interval)));
         let handle = Arc::new(ClientHandle {
             info,

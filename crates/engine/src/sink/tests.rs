@@ -54,17 +54,18 @@ impl SessionSink for Lines {
             E::Unsubscribed { client_id, filter } => format!("unsubscribed {client_id} {filter}"),
             E::Queued {
                 client_id,
-                message,
-                qos,
-            } => format!("queued {client_id} {} qos={}", message.topic, qos as u8),
+                delivery,
+            } => format!(
+                "queued {client_id} {} qos={}",
+                delivery.msg.topic, delivery.qos as u8
+            ),
             E::Dequeued { client_id, message } => format!("dequeued {client_id} {}", message.topic),
             E::Dropped { client_id, message } => format!("dropped {client_id} {}", message.topic),
             E::InFlight {
                 client_id,
                 packet_id,
-                message,
-                ..
-            } => format!("inflight {client_id} {packet_id} {}", message.topic),
+                delivery,
+            } => format!("inflight {client_id} {packet_id} {}", delivery.msg.topic),
             E::Completed {
                 client_id,
                 packet_id,

@@ -196,11 +196,11 @@ pub enum Note {
     PacketIdExhausted,
     /// A message joined the queue of a lasting session (noted only with
     /// [`ClientState::set_note_storage`], as the four below).
-    Queued(Arc<Message>, QoS),
+    Queued(Delivery),
     /// A queued message left the queue to be sent.
     Dequeued(Arc<Message>),
     /// A QoS 1/2 message was sent with this packet id for the first time.
-    InFlight(u16, Arc<Message>, QoS),
+    InFlight(u16, Delivery),
     /// An inbound QoS 2 PUBLISH with this packet id was accepted; its PUBREL is awaited.
     Qos2Received(u16),
     /// The PUBREL of this inbound packet id arrived.
