@@ -38,11 +38,14 @@
 mod backend;
 pub mod format;
 mod memory;
+mod persist;
+mod records;
 mod redis_backend;
 mod sled_backend;
 
 pub use backend::{Backend, Batch, Op, StoreError, StoreFuture};
 pub use format::{decode_raw, decode_value, encode_raw, encode_value, FORMAT_VERSION, MAGIC};
 pub use memory::MemoryBackend;
+pub use persist::{Durability, Persistence};
 pub use redis_backend::{escape_glob, RedisBackend, RedisConfig, DEFAULT_PREFIX};
 pub use sled_backend::SledBackend;
