@@ -2,7 +2,7 @@
 //!
 //! sled's calls block (they may read from disk), so each runs on tokio's blocking pool. A write
 //! applies its batch with `apply_batch` (atomic, also against a crash) and then waits for a
-//! flush that started after the batch was applied: concurrent writers share one flush (group
+//! flush (`Db::flush`, an fsync of sled's log) that started after the batch was applied: concurrent writers share one flush (group
 //! commit, see [`GroupCommit`]), so throughput does not fall to one fsync per write and a
 //! writer waiting on the disk blocks nobody else.
 
@@ -235,7 +235,14 @@ impl Inner {
                     self.commit.flushes.fetch_add(1, Ordering::Relaxed);
                     let inner = self.clone();
                     tokio::spawn(async move {
-                        let result = inner.db.flush_async().await;
+                        // The blocking flush on tokio's pool, not `flush_async`: concurrent
+                        // `flush_async` calls deadlock in sled 0.34 (sled#1308, fixed only in
+                        // its unreleased main; the flush_coalescing example shows it here).
+                        let db = inner.db.clone();
+                        let result = match tokio::task::spawn_blocking(move || db.flush()).await {
+                            Ok(r) => r.map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        };
                         let mut st = inner.commit.state.lock();
                         st.flushing = false;
                         st.generation += 1;
@@ -243,7 +250,7 @@ impl Inner {
                             Ok(_) => st.durable = st.durable.max(target),
                             Err(e) => {
                                 tracing::warn!(path = %inner.path.display(), error = %e, "sled flush failed");
-                                st.last_error = Some((target, e.to_string()));
+                                st.last_error = Some((target, e));
                             }
                         }
                         let generation = st.generation;

@@ -415,9 +415,8 @@ async fn redis_prefixes_are_isolated() {
 
 #[tokio::test]
 async fn redis_batch_is_one_transaction() {
-    // What Redis can show: a batch whose transaction the server rejects leaves nothing behind.
-    // A key holding a list makes nothing fail at EXEC for SET/DEL, so check the other side:
-    // readers never see half a batch.
+    // What Redis can show from outside: readers never see half a batch (each is one
+    // MULTI/EXEC, which the server runs without interleaving other clients' commands).
     let Some(b) = redis("atomic").await else {
         return;
     };
@@ -462,4 +461,85 @@ async fn redis_unreachable_names_the_address() {
         .unwrap_err();
     assert!(matches!(err, StoreError::RedisConnect { .. }), "{err:?}");
     assert!(err.to_string().contains(&address), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_reconnects_after_a_restart() {
+    // Our own redis-server on a fixed free port, stopped and started again under the backend.
+    if redis_url().is_none() {
+        return; // redis-server cannot be had here (said loudly above)
+    }
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        // MOCO_TEST_REDIS_URL names a server elsewhere and there is none to restart here.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "redis-server is not installed"
+        );
+        eprintln!(
+            "\n!!!!! SKIPPING redis_reconnects_after_a_restart: no local redis-server !!!!!\n"
+        );
+        return;
+    }
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        child
+    };
+    let mut server = start();
+    let b = redis_with_prefix(&format!("127.0.0.1:{port}"), "moco:").await;
+    let mut batch = Batch::new();
+    batch.put("before", "1");
+    b.write(batch).await.unwrap();
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let mut batch = Batch::new();
+    batch.put("while down", "1");
+    let t = std::time::Instant::now();
+    let err = b.write(batch).await.unwrap_err();
+    eprintln!(
+        "write while Redis is down failed after {:?}: {err}",
+        t.elapsed()
+    );
+    assert!(matches!(err, StoreError::Redis(_)), "{err:?}");
+
+    let mut server = start();
+    let t = std::time::Instant::now();
+    loop {
+        let mut batch = Batch::new();
+        batch.put("after", "1");
+        match b.write(batch).await {
+            Ok(()) => break,
+            Err(e) if t.elapsed() < std::time::Duration::from_secs(30) => {
+                eprintln!("not yet back: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("no reconnect within 30 s: {e}"),
+        }
+    }
+    eprintln!("writes succeed again {:?} after the restart", t.elapsed());
+    assert_eq!(b.get(b"after").await.unwrap(), Some(Bytes::from("1")));
+    server.kill().unwrap();
+    server.wait().unwrap();
 }
