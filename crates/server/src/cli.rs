@@ -10,6 +10,7 @@ const EXAMPLES: &str = "\
 Examples:
   moco                                  # TCP on 127.0.0.1:1883, anonymous clients (loopback only)
   moco --tcp 127.0.0.1:11883            # the same on another port
+  moco --in-memory                      # keep nothing across restarts (default: ./moco-data)
   moco --config moco.yaml               # listeners, auth, limits and logging from a file
   moco --config moco.yaml --tcp :1883   # the file, with its TCP listener moved to every interface
   moco check-config moco.yaml           # validate a file and print the effective configuration
@@ -52,6 +53,20 @@ pub struct Cli {
     /// PEM private key for --tls-cert-file.
     #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
+
+    /// Without a configuration file: keep nothing across restarts (by default sessions,
+    /// queued, in-flight and retained messages are kept in --data-dir).
+    #[arg(long, env = "MOCO_IN_MEMORY")]
+    pub in_memory: bool,
+
+    /// Without a configuration file: where sessions and messages are kept (a sled database).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "MOCO_DATA_DIR",
+        default_value = "moco-data"
+    )]
+    pub data_dir: PathBuf,
 
     /// A subcommand instead of running the broker.
     #[command(subcommand)]

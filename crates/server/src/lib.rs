@@ -20,6 +20,7 @@ use anyhow::Context;
 use clap::Parser;
 use moco_auth::{Ledger, LedgerHook, SharedLedger};
 use moco_engine::{AllowAll, Server};
+use moco_storage::{Durability, Persistence};
 use tracing::{error, info, warn};
 
 use crate::cli::{Cli, Command};
@@ -232,6 +233,8 @@ impl AuthState {
 /// change.
 pub struct Broker {
     server: Server,
+    /// The persistence the server records into, closed (flushed) after it stops.
+    storage: Option<Persistence>,
     addrs: Vec<(String, SocketAddr)>,
     settings: Settings,
     auth: AuthState,
@@ -245,6 +248,62 @@ impl std::fmt::Debug for Broker {
             .field("auth", &self.auth.name())
             .finish_non_exhaustive()
     }
+}
+
+/// Opens the configured storage: `hooks.storage` from the file, or without a file the sled
+/// database in `--data-dir` unless `--in-memory`. A backend that cannot be opened (a locked
+/// or unreadable directory, an unreachable Redis) fails the start with the reason.
+async fn open_storage(
+    settings: &Settings,
+    cli: &Cli,
+    dir: Option<&Path>,
+) -> anyhow::Result<Option<Persistence>> {
+    let s = &settings.config.hooks.storage;
+    let sled =
+        |path: PathBuf, what: &str| -> anyhow::Result<(Arc<dyn moco_storage::Backend>, String)> {
+            let b = moco_storage::SledBackend::open(&path)
+                .with_context(|| format!("{what}: cannot open {}", path.display()))?;
+            Ok((Arc::new(b), path.display().to_string()))
+        };
+    let (backend, location) = if let Some(c) = &s.sled {
+        sled(config::resolve(dir, &c.path), "hooks.storage.sled.path")?
+    } else if let Some(r) = &s.redis {
+        let backend = moco_storage::RedisBackend::connect(moco_storage::RedisConfig {
+            address: r.address.clone(),
+            username: r.username.clone(),
+            password: r.password.clone(),
+            database: i64::from(r.database),
+            prefix: r.prefix.clone(),
+        })
+        .await
+        .with_context(|| format!("hooks.storage.redis.address: cannot use {}", r.address))?;
+        let b: Arc<dyn moco_storage::Backend> = Arc::new(backend);
+        (b, r.address.clone())
+    } else if matches!(settings.source, Source::Defaults) && !cli.in_memory {
+        sled(
+            cli.data_dir.clone(),
+            "--data-dir (--in-memory keeps nothing across restarts)",
+        )?
+    } else {
+        return Ok(None);
+    };
+    let durability = match s.durability {
+        config::DurabilityMode::Sync => Durability::Sync,
+        config::DurabilityMode::Periodic => {
+            Durability::Periodic(std::time::Duration::from_millis(s.flush_interval_ms))
+        }
+    };
+    let name = backend.name();
+    let store = Persistence::open(backend, durability)
+        .await
+        .with_context(|| format!("cannot read the stored state ({name})"))?;
+    info!(
+        backend = name,
+        at = %location,
+        durability = ?s.durability,
+        "sessions, queued, in-flight and retained messages are kept across restarts"
+    );
+    Ok(Some(store))
 }
 
 fn ledger_of(config: &Config, dir: Option<&Path>) -> Result<Option<Ledger>, moco_auth::Error> {
@@ -274,6 +333,10 @@ impl Broker {
         } else {
             AuthState::DenyAll
         };
+        let storage = open_storage(&settings, &cli, dir.as_deref()).await?;
+        if let Some(p) = &storage {
+            builder = p.install(builder);
+        }
         let debug = &config.hooks.debug;
         if debug.enable {
             builder = builder.hook(moco_engine::DebugHook::new(moco_engine::DebugOptions {
@@ -332,6 +395,7 @@ impl Broker {
         }
         Ok(Self {
             server,
+            storage,
             addrs,
             settings,
             auth,
@@ -380,6 +444,13 @@ impl Broker {
             );
         } else {
             info!("moco stopped");
+        }
+        if let Some(store) = self.storage {
+            match tokio::time::timeout(SHUTDOWN_GRACE, store.close()).await {
+                Ok(true) => {}
+                Ok(false) => warn!("the last changes could not be stored"),
+                Err(_) => warn!("storage did not finish writing within the grace period"),
+            }
         }
     }
 
@@ -451,6 +522,8 @@ impl Broker {
             info: self.cli.info.clone(),
             tls_cert_file: self.cli.tls_cert_file.clone(),
             tls_key_file: self.cli.tls_key_file.clone(),
+            in_memory: self.cli.in_memory,
+            data_dir: self.cli.data_dir.clone(),
             command: None,
         }
     }

@@ -205,10 +205,10 @@ const BAD: &[(&str, &str, usize, &str, &str)] = &[
     ),
     (
         "storage.yaml",
-        "hooks:\n  storage:\n    sled:\n      path: /tmp/x\n",
-        4,
-        "hooks.storage.sled",
-        "not available yet",
+        "hooks:\n  storage:\n    sled:\n      path: /tmp/x\n    durability: periodic\n    flush_interval_ms: 0\n",
+        6,
+        "hooks.storage.flush_interval_ms",
+        "at least 1",
     ),
     (
         "log-format.yaml",

@@ -127,7 +127,7 @@ impl Broker {
             handle
                 .acl_read
                 .store(!st.session.acl_checked.is_empty(), Ordering::Relaxed);
-            st.send(Packet::SubAck(SubAck {
+            st.send_ack(Packet::SubAck(SubAck {
                 packet_id: sub.packet_id,
                 reason_codes: codes.clone(),
                 properties: Default::default(),
@@ -183,7 +183,7 @@ impl Broker {
                 ReasonCode::NoSubscriptionExisted
             });
         }
-        handle.state.lock().send(Packet::UnsubAck(UnsubAck {
+        handle.state.lock().send_ack(Packet::UnsubAck(UnsubAck {
             packet_id: unsub.packet_id,
             reason_codes: codes,
             properties: Default::default(),

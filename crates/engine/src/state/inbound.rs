@@ -111,6 +111,13 @@ impl ClientState {
                 })
             }
         };
+        self.send_ack(ack);
+    }
+
+    /// Queues an acknowledgement of something the client asked to be kept (PUBACK, PUBREC,
+    /// SUBACK, UNSUBACK): held, in order, while acknowledgements wait for durability
+    /// ([`ClientState::set_hold_acks`]), sent at once otherwise.
+    pub fn send_ack(&mut self, ack: Packet) {
         match &mut self.held_acks {
             Some(held) => held.push(ack),
             None if self.hold_acks => self.held_acks = Some(Box::new(vec![ack])),
@@ -130,10 +137,10 @@ impl ClientState {
         self.held_acks.is_some()
     }
 
-    /// Sends the held acknowledgements, in the order their PUBLISHes arrived: as they are
-    /// once what they acknowledge is durable (`stored` true); otherwise a v5 client gets each
-    /// with 0x80 unspecified error (and a QoS 2 id is forgotten, so a resent PUBLISH is
-    /// routed again), and a v3 client, whose acknowledgements carry no code, is disconnected.
+    /// Sends the held acknowledgements, in the order their packets arrived: as they are once
+    /// what they acknowledge is durable (`stored` true); otherwise a v5 client gets each with
+    /// 0x80 unspecified error (and a QoS 2 id is forgotten, so a resent PUBLISH is routed
+    /// again), and a v3 client, whose PUBACK carries no code, is disconnected.
     pub fn release_acks(&mut self, stored: bool) {
         let Some(held) = self.held_acks.take() else {
             return;
@@ -150,6 +157,8 @@ impl ClientState {
                         r.reason_code = ReasonCode::UnspecifiedError;
                         self.session.inbound_qos2.remove(&r.packet_id);
                     }
+                    Packet::SubAck(a) => a.reason_codes.fill(ReasonCode::UnspecifiedError),
+                    Packet::UnsubAck(a) => a.reason_codes.fill(ReasonCode::UnspecifiedError),
                     _ => {}
                 }
             }

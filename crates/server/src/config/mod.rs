@@ -42,8 +42,8 @@ pub use effective::effective_yaml;
 pub use load::{detect_format, load_file, parse, resolve, ConfigError, Format, LoadedConfig};
 pub use location::{locate, Location};
 pub use schema::{
-    effective_id, parse_address, AuthConfig, Config, DebugConfig, HooksConfig, ListenerConfig,
-    ListenerKind, LogFormat, LoggingConfig, RedisConfig, SledConfig, StorageConfig,
+    effective_id, parse_address, AuthConfig, Config, DebugConfig, DurabilityMode, HooksConfig,
+    ListenerConfig, ListenerKind, LogFormat, LoggingConfig, RedisConfig, SledConfig, StorageConfig,
     DEFAULT_TCP_ADDRESS,
 };
 pub use validation::{check_exposure, validate, Invalid, Segment};

@@ -181,8 +181,8 @@ pub struct AuthConfig {
     pub ledger_file: Option<PathBuf>,
 }
 
-/// Storage backends (at most one). Not available yet: setting one is refused.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Storage backends (at most one): what survives a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     /// An embedded sled database.
@@ -191,6 +191,31 @@ pub struct StorageConfig {
     /// A Redis server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisConfig>,
+    /// When a publisher's acknowledgement may be sent.
+    pub durability: DurabilityMode,
+    /// With `durability: periodic`: the most time between writes, in milliseconds.
+    pub flush_interval_ms: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            sled: None,
+            redis: None,
+            durability: DurabilityMode::Sync,
+            flush_interval_ms: 1000,
+        }
+    }
+}
+
+/// `hooks.storage.durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DurabilityMode {
+    /// PUBACK / PUBREC only once what the message changed is stored.
+    Sync,
+    /// Acknowledge at once, write at most every `flush_interval_ms`.
+    Periodic,
 }
 
 /// The sled storage backend.
@@ -222,7 +247,7 @@ pub struct RedisConfig {
 }
 
 fn default_redis_prefix() -> String {
-    "moco".to_owned()
+    moco_storage::DEFAULT_PREFIX.to_owned()
 }
 
 /// The engine's debug hook ([`moco_engine::DebugHook`]): every packet and client event

@@ -193,14 +193,17 @@ pub fn validate(config: &Config, base: Option<&Path>) -> Result<(), Invalid> {
             "choose one storage backend (sled or redis)",
         ));
     }
-    for (name, set) in [
-        ("sled", storage.sled.is_some()),
-        ("redis", storage.redis.is_some()),
-    ] {
-        if set {
+    if storage.durability == super::DurabilityMode::Periodic && storage.flush_interval_ms == 0 {
+        return Err(Invalid::at(
+            &[&"hooks", &"storage", &"flush_interval_ms"],
+            "must be at least 1 with `durability: periodic`",
+        ));
+    }
+    if let Some(redis) = &storage.redis {
+        if redis.address.trim().is_empty() {
             return Err(Invalid::at(
-                &[&"hooks", &"storage", &name],
-                format!("the `{name}` storage hook is not available yet in this build"),
+                &[&"hooks", &"storage", &"redis", &"address"],
+                "must be HOST:PORT",
             ));
         }
     }

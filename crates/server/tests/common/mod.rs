@@ -18,7 +18,11 @@ pub fn moco() -> Command {
     // The tests decide the configuration and the log level.
     cmd.env_remove("MOCO_CONFIG")
         .env_remove("MOCO_LOG")
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        .env_remove("MOCO_DATA_DIR")
+        // Without a file moco keeps its state in ./moco-data; tests that run it side by side
+        // keep nothing unless they ask for a directory of their own.
+        .env("MOCO_IN_MEMORY", "true");
     cmd
 }
 
