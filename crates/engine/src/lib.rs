@@ -30,7 +30,10 @@ pub mod state;
 pub mod store;
 pub mod sys;
 
-pub use broker::{flow, Broker, ClientHandle, ClientSnapshot, ConnectOutcome, InlineHandler};
+pub use broker::{
+    flow, Broker, ClientDetail, ClientHandle, ClientSnapshot, ConnectOutcome, InlineHandler,
+    RetainedPage, SubscriptionSnapshot,
+};
 pub use debug_hook::{DebugHook, DebugOptions};
 pub use driver::{inject_packet, run_connection};
 pub use error::{CloseReason, Error, PolicyRefusal, ProtocolViolation};

@@ -36,6 +36,7 @@ use crate::router::{LocalRouter, Router, Target};
 use crate::state::{ClientState, ConnLimits, Note, Session};
 
 mod acl;
+mod admin;
 mod connect;
 mod expiry;
 pub mod flow;
@@ -50,6 +51,7 @@ mod sys;
 #[cfg(test)]
 mod tests;
 
+pub use admin::{ClientDetail, RetainedPage, SubscriptionSnapshot};
 use connect::{limits_qos, obscure};
 use expiry::PendingWill;
 pub use inline::InlineHandler;
