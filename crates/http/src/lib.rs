@@ -88,6 +88,9 @@ pub struct HttpOptions {
     pub max_body_bytes: usize,
     /// How long a request may take before it is answered 503.
     pub request_timeout: Duration,
+    /// How long a client may take to send a request's headers (also while a kept-alive
+    /// connection idles), so that a slow or silent client cannot hold a connection.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for HttpOptions {
@@ -98,6 +101,7 @@ impl Default for HttpOptions {
             anonymous_read: false,
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -114,6 +118,12 @@ impl HttpOptions {
     /// Sets the credentials.
     pub fn with_auth(mut self, auth: HttpAuth) -> Self {
         self.auth = auth;
+        self
+    }
+
+    /// Sets the time a client has to send a request's headers.
+    pub fn with_header_read_timeout(mut self, limit: Duration) -> Self {
+        self.header_read_timeout = limit;
         self
     }
 
@@ -248,6 +258,11 @@ async fn dashboard() -> Html<&'static str> {
     Html(DASHBOARD_HTML)
 }
 
+/// Connections one listener serves at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 256;
+/// Request headers at most (hyper's default buffer bounds their size, ~400 KiB).
+const MAX_HEADERS: usize = 64;
+
 /// One HTTP listener serving in the background.
 #[derive(Debug)]
 pub struct HttpServer {
@@ -275,6 +290,8 @@ impl HttpServer {
     }
 
     /// Serves on a listener already bound (no exposure check: the caller chose the socket).
+    /// HTTP/1.1 only; at most 256 connections at once, headers within
+    /// [`HttpOptions::header_read_timeout`].
     pub fn serve(
         listener: TcpListener,
         broker: Arc<Broker>,
@@ -284,20 +301,10 @@ impl HttpServer {
     ) -> Result<Self, Error> {
         let addr = listener.local_addr().map_err(Error::Io)?;
         let app = router(broker, health, options);
-        let (stop, mut stopped) = watch::channel(false);
-        let id = id.to_owned();
+        let (stop, stopped) = watch::channel(false);
         info!(listener = %id, %addr, endpoints = ?options.endpoints, "HTTP listener added");
-        let task = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                warn!(listener = %id, error = %e, "HTTP listener failed");
-            }
-        });
+        let limits = (options.header_read_timeout, id.to_owned());
+        let task = tokio::spawn(accept_loop(listener, app, stopped, limits));
         Ok(Self { addr, stop, task })
     }
 
@@ -306,7 +313,7 @@ impl HttpServer {
         self.addr
     }
 
-    /// Stops accepting and waits (at most a second) for requests in progress.
+    /// Stops accepting, lets requests in progress finish (at most a second) and closes.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let mut task = self.task;
@@ -317,4 +324,60 @@ impl HttpServer {
             task.abort();
         }
     }
+}
+
+/// Resolves once the stop flag is set (without holding the channel's read guard, which is
+/// not `Send`).
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    mut stopped: watch::Receiver<bool>,
+    (header_timeout, id): (Duration, String),
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("never closed"),
+            _ = stopping(&mut stopped) => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    warn!(listener = %id, error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stopping(&mut stopped) => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stop = stopped.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_headers(MAX_HEADERS)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stopping(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+        // Reap finished connections so the set stays small.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
 }

@@ -558,3 +558,29 @@ async fn beyond_loopback_without_credentials_is_refused_at_start() {
         .check_exposure("[::1]:8080".parse().unwrap())
         .is_ok());
 }
+
+#[tokio::test]
+async fn a_client_slow_to_send_its_headers_is_cut_off() {
+    let f =
+        start(HttpOptions::default().with_header_read_timeout(Duration::from_millis(200))).await;
+    let mut s = tokio::net::TcpStream::connect(f.http).await.unwrap();
+    s.write_all(b"GET /api/v1/sys HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    // The server closes (after a 408 or nothing); never waits for the rest.
+    tokio::time::timeout(WAIT, s.read_to_end(&mut rest))
+        .await
+        .expect("closed in time")
+        .ok();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let reply = String::from_utf8_lossy(&rest);
+    assert!(!reply.contains("200 OK"), "{reply}");
+    // A prompt client is served meanwhile.
+    assert_eq!(get(f.http, "/livez").await.status, 200);
+}
