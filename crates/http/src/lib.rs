@@ -25,6 +25,7 @@
 mod admin;
 mod auth;
 mod error;
+mod hook;
 mod metrics;
 mod sys;
 
@@ -47,6 +48,7 @@ use tracing::{info, warn};
 
 pub use auth::HttpAuth;
 pub use error::Error;
+pub use hook::MetricsHook;
 pub use metrics::render as render_metrics;
 pub use sys::SysJson;
 
@@ -91,6 +93,9 @@ pub struct HttpOptions {
     /// How long a client may take to send a request's headers (also while a kept-alive
     /// connection idles), so that a slow or silent client cannot hold a connection.
     pub header_read_timeout: Duration,
+    /// The counters of a [`MetricsHook`] installed in the broker, added to `/metrics`
+    /// (connections by listener and protocol, drops by reason).
+    pub metrics: Option<MetricsHook>,
 }
 
 impl Default for HttpOptions {
@@ -102,6 +107,7 @@ impl Default for HttpOptions {
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            metrics: None,
         }
     }
 }
@@ -124,6 +130,12 @@ impl HttpOptions {
     /// Sets the time a client has to send a request's headers.
     pub fn with_header_read_timeout(mut self, limit: Duration) -> Self {
         self.header_read_timeout = limit;
+        self
+    }
+
+    /// Adds the counters of `hook` (installed in the broker) to `/metrics`.
+    pub fn with_metrics(mut self, hook: MetricsHook) -> Self {
+        self.metrics = Some(hook);
         self
     }
 
@@ -177,6 +189,7 @@ pub(crate) struct AppState {
     pub auth: Arc<HttpAuth>,
     pub anonymous_read: bool,
     pub endpoints: Endpoints,
+    pub metrics: Option<MetricsHook>,
 }
 
 /// The axum router of one listener with `options`, for an embedder who serves it in an app of
@@ -188,6 +201,7 @@ pub fn router(broker: Arc<Broker>, health: Arc<Health>, options: &HttpOptions) -
         auth: Arc::new(options.auth.clone()),
         anonymous_read: options.anonymous_read,
         endpoints: options.endpoints,
+        metrics: options.metrics.clone(),
     };
     let health_routes = Router::new()
         .route("/healthcheck", get(healthcheck))
@@ -249,7 +263,7 @@ async fn sys_json(State(s): State<AppState>) -> Json<SysJson> {
 async fn metrics(State(s): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-        metrics::render(&s.broker),
+        metrics::render(&s.broker, s.metrics.as_ref()),
     )
         .into_response()
 }

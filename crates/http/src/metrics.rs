@@ -6,12 +6,15 @@ use std::time::Instant;
 
 use moco_engine::Broker;
 
+use crate::hook::{MetricsHook, DROP_REASONS};
+
 /// The content type of the Prometheus text format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The metrics of `broker` now, in the Prometheus text format. Built from one `$SYS`
-/// snapshot, so `/metrics` and `/api/v1/sys` read at the same moment agree.
-pub fn render(broker: &Broker) -> String {
+/// The metrics of `broker` now, in the Prometheus text format, plus the counters of `hook`
+/// if it is installed. Built from one `$SYS` snapshot, so `/metrics` and `/api/v1/sys` read at
+/// the same moment agree.
+pub fn render(broker: &Broker, hook: Option<&MetricsHook>) -> String {
     let s = broker.sys_snapshot(Instant::now());
     let mut out = String::with_capacity(4096);
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
@@ -142,6 +145,32 @@ pub fn render(broker: &Broker) -> String {
              moco_process_cpu_seconds_total {cpu}"
         );
     }
+    if let Some(h) = hook {
+        let _ = writeln!(
+            out,
+            "# HELP moco_connections_accepted_total Connections accepted, by listener and \
+             protocol level (3: v3.1, 4: v3.1.1, 5: v5).\n\
+             # TYPE moco_connections_accepted_total counter"
+        );
+        for (listener, protocol, n) in h.connects() {
+            let _ = writeln!(
+                out,
+                "moco_connections_accepted_total{{listener=\"{}\",protocol=\"{protocol}\"}} {n}",
+                escape(&listener)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP moco_messages_dropped_by_reason_total Messages dropped, by reason.\n\
+             # TYPE moco_messages_dropped_by_reason_total counter"
+        );
+        for (reason, n) in DROP_REASONS.iter().zip(h.dropped()) {
+            let _ = writeln!(
+                out,
+                "moco_messages_dropped_by_reason_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "# HELP moco_build_info The broker's version.\n# TYPE moco_build_info gauge\n\
@@ -149,6 +178,13 @@ pub fn render(broker: &Broker) -> String {
         s.version
     );
     out
+}
+
+/// A label value as the text format wants it: backslash, quote and newline escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// User plus system CPU time of this process from `/proc/self/stat` (Linux), in seconds.
@@ -166,6 +202,11 @@ fn process_cpu_seconds() -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(super::escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn cpu_time_is_read() {

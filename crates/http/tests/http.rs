@@ -584,3 +584,107 @@ async fn a_client_slow_to_send_its_headers_is_cut_off() {
     // A prompt client is served meanwhile.
     assert_eq!(get(f.http, "/livez").await.status, 200);
 }
+
+#[tokio::test]
+async fn the_metrics_hook_counts_connections_by_listener_and_drops_by_reason() {
+    use moco_engine::codec::ProtocolVersion;
+    let hook = moco_http::MetricsHook::default();
+    let (server, mqtt) = moco_test_support::serve(
+        Server::builder()
+            .hook(moco_engine::AllowAll)
+            .hook(hook.clone())
+            .build(),
+    )
+    .await;
+    let listener = HttpServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        server.broker().clone(),
+        Health::new(),
+        &HttpOptions::default().with_metrics(hook),
+        "http",
+    )
+    .await
+    .unwrap();
+    // A v5 subscriber that takes packets of 64 bytes at most: a larger message is dropped.
+    let mut small = moco_test_support::connect_packet("small", ProtocolVersion::V5, 0, true);
+    small.properties.maximum_packet_size = Some(64);
+    let mut sub = Raw::connect_ok(mqtt, small).await;
+    sub.sub(subscribe(1, "big/#", 1)).await;
+    let mut v311 = Raw::connect_ok(
+        mqtt,
+        moco_test_support::connect_packet("old", ProtocolVersion::V311, 0, true),
+    )
+    .await;
+    // QoS 1: a QoS 1/2 message too large for its subscriber is abandoned and counted (a QoS 0
+    // one is left out uncounted).
+    v311.send_publish(publish("big/1", 1, Some(7), &[b'x'; 200]))
+        .await;
+    assert!(matches!(
+        v311.recv().await,
+        Some(moco_engine::codec::Packet::PubAck(_))
+    ));
+    sub.expect_quiet().await;
+
+    // The subscriber's writer abandons the message on its own task: wait for its count.
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = get(listener.local_addr(), "/metrics").await.body;
+        if text.contains("moco_messages_dropped_total 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+    let find = |name: &str, label: &str, value: &str| -> f64 {
+        let s = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get(label) == Some(value))
+            .unwrap_or_else(|| panic!("no {name}{{{label}={value}}} in\n{text}"));
+        match s.value {
+            prometheus_parse::Value::Counter(v) => v,
+            ref other => panic!("{other:?}"),
+        }
+    };
+    let by_protocol = |p: &str| {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "moco_connections_accepted_total")
+            .filter(|s| {
+                s.labels.get("listener") == Some("tcp") && s.labels.get("protocol") == Some(p)
+            })
+            .count()
+    };
+    assert_eq!(by_protocol("5"), 1);
+    assert_eq!(by_protocol("4"), 1);
+    assert_eq!(
+        find(
+            "moco_messages_dropped_by_reason_total",
+            "reason",
+            "too_large"
+        ),
+        1.0
+    );
+    assert_eq!(
+        find(
+            "moco_messages_dropped_by_reason_total",
+            "reason",
+            "queue_full"
+        ),
+        0.0
+    );
+    assert_eq!(
+        find("moco_connections_accepted_total", "protocol", "5"),
+        1.0
+    );
+    let total = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "moco_messages_dropped_total")
+        .map(|s| matches!(s.value, prometheus_parse::Value::Counter(v) if v == 1.0));
+    assert_eq!(total, Some(true), "{text}");
+    listener.shutdown().await;
+    server.shutdown().await;
+}

@@ -295,15 +295,18 @@ impl Broker {
     pub async fn start(settings: Settings, cli: Cli) -> anyhow::Result<Self> {
         let config = &settings.config;
         let mut options = config.engine_options();
-        // The admin API publishes through the inline client.
-        if config
+        let serves_http = config
             .listeners
             .iter()
-            .any(|l| l.kind == config::ListenerKind::Http)
-        {
-            options.inline_client = true;
-        }
+            .any(|l| l.kind == config::ListenerKind::Http);
+        // The admin API publishes through the inline client.
+        options.inline_client |= serves_http;
         let mut builder = Server::builder().options(options);
+        // Connections by listener and drops by reason, for /metrics.
+        let metrics = moco_http::MetricsHook::default();
+        if serves_http {
+            builder = builder.hook(metrics.clone());
+        }
         let dir = settings.config_dir();
         let auth = if config.hooks.auth.allow_all {
             builder = builder.hook(AllowAll);
@@ -333,7 +336,9 @@ impl Broker {
             let id = config::effective_id(l);
             let addr = l.socket_addr().map_err(anyhow::Error::msg)?;
             if let Some(options) = l.http_options() {
-                let options = options.map_err(anyhow::Error::msg)?;
+                let options = options
+                    .map_err(anyhow::Error::msg)?
+                    .with_metrics(metrics.clone());
                 let broker = server.broker().clone();
                 match moco_http::HttpServer::bind(addr, broker, health.clone(), &options, &id).await
                 {

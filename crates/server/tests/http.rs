@@ -51,6 +51,10 @@ fn info_flag_serves_sys_json_health_and_metrics() {
     let (status, metrics) = get(http, "/metrics", None);
     assert_eq!(status, 200);
     assert!(metrics.contains("moco_clients_connected 0"), "{metrics}");
+    assert!(
+        metrics.contains("moco_messages_dropped_by_reason_total{reason=\"queue_full\"} 0"),
+        "the metrics hook is installed: {metrics}"
+    );
     assert_eq!(get(http, "/dashboard", None).0, 200);
     m.signal("TERM");
     assert_eq!(m.wait_exit(WAIT).code(), Some(0));
