@@ -146,18 +146,29 @@ pub fn render(broker: &Broker, hook: Option<&MetricsHook>) -> String {
         );
     }
     if let Some(h) = hook {
-        let _ = writeln!(
-            out,
-            "# HELP moco_connections_accepted_total Connections accepted, by listener and \
-             protocol level (3: v3.1, 4: v3.1.1, 5: v5).\n\
-             # TYPE moco_connections_accepted_total counter"
-        );
-        for (listener, protocol, n) in h.connects() {
-            let _ = writeln!(
-                out,
-                "moco_connections_accepted_total{{listener=\"{}\",protocol=\"{protocol}\"}} {n}",
-                escape(&listener)
-            );
+        let connects = h.connects();
+        for (name, help, accepted) in [
+            (
+                "moco_connect_attempts_total",
+                "CONNECT packets received, by listener and protocol level (3: v3.1, 4: v3.1.1, \
+                 5: v5); less the accepted ones: refused (authentication and other checks).",
+                false,
+            ),
+            (
+                "moco_connections_accepted_total",
+                "Connections accepted, by listener and protocol level.",
+                true,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (listener, protocol, tried, ok) in &connects {
+                let n = if accepted { ok } else { tried };
+                let _ = writeln!(
+                    out,
+                    "{name}{{listener=\"{}\",protocol=\"{protocol}\"}} {n}",
+                    escape(listener)
+                );
+            }
         }
         let _ = writeln!(
             out,

@@ -591,8 +591,9 @@ async fn the_metrics_hook_counts_connections_by_listener_and_drops_by_reason() {
     let hook = moco_http::MetricsHook::default();
     let (server, mqtt) = moco_test_support::serve(
         Server::builder()
-            .hook(moco_engine::AllowAll)
             .hook(hook.clone())
+            .hook(RefuseIntruder)
+            .hook(moco_engine::AllowAll)
             .build(),
     )
     .await;
@@ -615,6 +616,12 @@ async fn the_metrics_hook_counts_connections_by_listener_and_drops_by_reason() {
         moco_test_support::connect_packet("old", ProtocolVersion::V311, 0, true),
     )
     .await;
+    let (_, refused) = Raw::connect(
+        mqtt,
+        moco_test_support::connect_packet("intruder", ProtocolVersion::V5, 0, true),
+    )
+    .await;
+    assert_eq!(refused.reason_code, ReasonCode::NotAuthorized);
     // QoS 1: a QoS 1/2 message too large for its subscriber is abandoned and counted (a QoS 0
     // one is left out uncounted).
     v311.send_publish(publish("big/1", 1, Some(7), &[b'x'; 200]))
@@ -659,6 +666,17 @@ async fn the_metrics_hook_counts_connections_by_listener_and_drops_by_reason() {
     };
     assert_eq!(by_protocol("5"), 1);
     assert_eq!(by_protocol("4"), 1);
+    let v5 = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get("protocol") == Some("5"))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) => v,
+                ref other => panic!("{other:?}"),
+            })
+    };
+    assert_eq!(v5("moco_connect_attempts_total"), Some(2.0), "{text}");
     assert_eq!(
         find(
             "moco_messages_dropped_by_reason_total",
@@ -687,4 +705,27 @@ async fn the_metrics_hook_counts_connections_by_listener_and_drops_by_reason() {
     assert_eq!(total, Some(true), "{text}");
     listener.shutdown().await;
     server.shutdown().await;
+}
+
+/// Refuses client `intruder` in OnConnect (after the metrics hook saw its CONNECT).
+struct RefuseIntruder;
+
+impl moco_engine::Hook for RefuseIntruder {
+    fn id(&self) -> &str {
+        "refuse-intruder"
+    }
+    fn provides(&self, e: moco_engine::Event) -> bool {
+        e == moco_engine::Event::OnConnect
+    }
+    fn on_connect(
+        &self,
+        client: &moco_engine::ClientInfo,
+        _: &moco_engine::codec::Connect,
+    ) -> Result<(), ReasonCode> {
+        if &*client.id == "intruder" {
+            Err(ReasonCode::NotAuthorized)
+        } else {
+            Ok(())
+        }
+    }
 }
