@@ -11,7 +11,7 @@
 //! | `GET /api/v1/sys` | the `$SYS` numbers, mochi's JSON keys | `http`, `sysinfo` (also `/`) |
 //! | `GET /healthcheck`, `/livez` | 200 while serving | every kind |
 //! | `GET /readyz` | 200 once ready ([`Health::set_ready`]), 503 while shutting down | every kind |
-//! | `GET /metrics` | Prometheus text format, `moco_` names | `http` |
+//! | `GET /metrics` | Prometheus text format (OpenMetrics if asked), `moco_` names | `http` |
 //! | `/api/v5/…` | clients, kick, subscriptions, retained, publish, stats | `http` |
 //! | `GET /dashboard` (and `/`) | the dashboard page | `http` |
 //!
@@ -260,12 +260,23 @@ async fn sys_json(State(s): State<AppState>) -> Json<SysJson> {
     Json(SysJson::now(&s.broker))
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-        metrics::render(&s.broker, s.metrics.as_ref()),
-    )
-        .into_response()
+/// Prometheus text, or OpenMetrics when the scraper's `Accept` names it.
+async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let text = metrics::render(&s.broker, s.metrics.as_ref());
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(header::CONTENT_TYPE, metrics::OPENMETRICS_CONTENT_TYPE)],
+            metrics::to_openmetrics(&text),
+        )
+            .into_response()
+    } else {
+        ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+    }
 }
 
 async fn dashboard() -> Html<&'static str> {

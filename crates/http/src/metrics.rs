@@ -1,5 +1,6 @@
-//! `/metrics` in the Prometheus text format (0.0.4): the `$SYS` numbers under Prometheus
-//! names (`moco_` prefix, `_total` on counters, units in the name), plus process CPU time.
+//! `/metrics` in the Prometheus text format (0.0.4), or OpenMetrics 1.0 when the scraper asks
+//! for it: the `$SYS` numbers under Prometheus names (`moco_` prefix, `_total` on counters,
+//! units in the name), plus process CPU time and the [`MetricsHook`]'s counters.
 
 use std::fmt::Write;
 use std::time::Instant;
@@ -10,6 +11,42 @@ use crate::hook::{MetricsHook, DROP_REASONS};
 
 /// The content type of the Prometheus text format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of OpenMetrics text.
+pub(crate) const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The same metrics in OpenMetrics 1.0: a counter's family is named without its `_total`, an
+/// `_info` gauge becomes an info family without its `_info` (the samples keep both), and the
+/// exposition ends with `# EOF`.
+pub(crate) fn to_openmetrics(text: &str) -> String {
+    let typed = |kind: &'static str| {
+        text.lines()
+            .filter_map(move |l| l.strip_prefix("# TYPE ")?.strip_suffix(kind))
+            .collect::<std::collections::HashSet<&str>>()
+    };
+    let (counters, gauges) = (typed(" counter"), typed(" gauge"));
+    let mut out = String::with_capacity(text.len() + 8);
+    for line in text.lines() {
+        let family = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let (name, rest) = line.strip_prefix(p)?.split_once(' ')?;
+            if let Some(base) = name
+                .strip_suffix("_total")
+                .filter(|_| counters.contains(name))
+            {
+                return Some(format!("{p}{base} {rest}"));
+            }
+            let base = name
+                .strip_suffix("_info")
+                .filter(|_| gauges.contains(name))?;
+            let rest = if rest == "gauge" { "info" } else { rest };
+            Some(format!("{p}{base} {rest}"))
+        });
+        out.push_str(family.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out.push_str("# EOF\n");
+    out
+}
 
 /// The metrics of `broker` now, in the Prometheus text format, plus the counters of `hook`
 /// if it is installed. Built from one `$SYS` snapshot, so `/metrics` and `/api/v1/sys` read at
@@ -213,6 +250,18 @@ fn process_cpu_seconds() -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn openmetrics_names_counter_families_without_total_and_ends_with_eof() {
+        let text = "# HELP a_total A.\n# TYPE a_total counter\na_total 1\n\
+                    # HELP g G.\n# TYPE g gauge\ng 2\n\
+                    # HELP b_info B.\n# TYPE b_info gauge\nb_info{v=\"1\"} 1\n";
+        assert_eq!(
+            super::to_openmetrics(text),
+            "# HELP a A.\n# TYPE a counter\na_total 1\n# HELP g G.\n# TYPE g gauge\ng 2\n\
+             # HELP b B.\n# TYPE b info\nb_info{v=\"1\"} 1\n# EOF\n"
+        );
+    }
+
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(super::escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");

@@ -729,3 +729,20 @@ impl moco_engine::Hook for RefuseIntruder {
         }
     }
 }
+
+#[tokio::test]
+async fn metrics_speak_openmetrics_when_asked() {
+    let f = start(HttpOptions::default()).await;
+    let accept = "application/openmetrics-text; version=1.0.0,text/plain;version=0.0.4;q=0.5";
+    let r = request(f.http, "GET", "/metrics", &[("Accept", accept)], "").await;
+    assert_eq!(r.status, 200);
+    assert!(r.headers["content-type"].starts_with("application/openmetrics-text; version=1.0.0"));
+    assert!(r.body.ends_with("# EOF\n"), "{}", r.body);
+    assert!(r.body.contains("# TYPE moco_messages_received counter\n"));
+    assert!(r.body.contains("\nmoco_messages_received_total 0\n"));
+    assert!(!r.body.contains("# TYPE moco_messages_received_total"));
+    // A plain scraper still gets the Prometheus text format.
+    let plain = get(f.http, "/metrics").await;
+    assert!(plain.headers["content-type"].starts_with("text/plain; version=0.0.4"));
+    assert!(!plain.body.contains("# EOF"));
+}
