@@ -21,27 +21,31 @@ pub mod hooks;
 pub mod message;
 pub mod options;
 pub mod records;
+pub mod registry;
 pub mod retained;
 pub mod router;
 mod server;
 #[cfg(test)]
 mod sim;
+pub mod sink;
 pub mod state;
 pub mod store;
 pub mod sys;
 
 pub use broker::{
     flow, Broker, ClientDetail, ClientHandle, ClientSnapshot, ConnectOutcome, InlineHandler,
-    RetainedPage, SubscriptionSnapshot,
+    RetainedPage, Seams, SubscriptionSnapshot,
 };
 pub use debug_hook::{DebugHook, DebugOptions};
 pub use driver::{inject_packet, run_connection};
 pub use error::{CloseReason, Error, PolicyRefusal, ProtocolViolation};
 pub use hooks::{Access, AllowAll, ClientInfo, Event, EventSet, Hook, HookError, Hooks};
 pub use options::{Capabilities, Compatibilities, Options};
+pub use registry::{LocalRegistry, SessionRegistry};
 pub use retained::{LocalRetained, RetainedStore};
 pub use router::{LocalRouter, Router, Target};
 pub use server::{Listener, Server, ServerBuilder};
+pub use sink::{Durable, SessionEvent, SessionSink};
 
 pub use store::Restored;
 pub use sys::{SysInfo, SysSnapshot};
