@@ -155,13 +155,16 @@ impl Broker {
     }
 
     /// Clears the retained message of `topic` without publishing anything (an operator's
-    /// delete, as EMQX's); `OnRetainMessage` hooks see it cleared (an empty retained
-    /// publish from the inline client), so storage forgets it too. Returns whether there
-    /// was one.
+    /// delete, as EMQX's): the session sink records it cleared and `OnRetainMessage` hooks
+    /// see an empty retained publish from the inline client, so storage forgets it too.
+    /// Returns whether there was one.
     pub fn delete_retained(&self, topic: &str) -> Result<bool, Error> {
         moco_topic::validate_topic_name(topic).map_err(Error::Topic)?;
         let existed = self.retained.remove(topic);
         if existed {
+            if let Some(sink) = self.sink.as_deref() {
+                sink.record(SessionEvent::RetainedCleared { topic });
+            }
             let cleared = Publish {
                 dup: false,
                 qos: QoS::AtMostOnce,
@@ -209,6 +212,36 @@ mod tests {
         assert!(!b.delete_retained("b/1").unwrap());
         assert!(b.retained_message("b/1").unwrap().is_none());
         assert!(b.retained_message("a/+").is_err());
+    }
+
+    #[test]
+    fn a_deleted_retained_message_is_recorded_cleared() {
+        #[derive(Default)]
+        struct Cleared(Mutex<Vec<String>>);
+        impl crate::SessionSink for Cleared {
+            fn record(&self, event: SessionEvent<'_>) {
+                if let SessionEvent::RetainedCleared { topic } = event {
+                    self.0.lock().push(topic.to_owned());
+                }
+            }
+        }
+        let sink = Arc::new(Cleared::default());
+        let mut hooks = Hooks::new();
+        hooks.add(Arc::new(AllowAll));
+        let options = Options {
+            inline_client: true,
+            ..Default::default()
+        };
+        let seams = crate::broker::Seams {
+            sink: Some(sink.clone()),
+            ..Default::default()
+        };
+        let b = Broker::with_seams(options, hooks, seams);
+        b.inline_publish("kept", "x", QoS::AtMostOnce, true)
+            .unwrap();
+        assert!(b.delete_retained("kept").unwrap());
+        assert!(!b.delete_retained("kept").unwrap());
+        assert_eq!(*sink.0.lock(), vec!["kept".to_owned()]);
     }
 
     #[test]
