@@ -33,7 +33,8 @@ pub mod store;
 pub mod sys;
 
 pub use broker::{
-    flow, Broker, ClientHandle, ClientSnapshot, ConnectOutcome, InlineHandler, Seams,
+    flow, Broker, ClientDetail, ClientHandle, ClientSnapshot, ConnectOutcome, InlineHandler,
+    RetainedPage, Seams, SubscriptionSnapshot,
 };
 pub use debug_hook::{DebugHook, DebugOptions};
 pub use driver::{inject_packet, run_connection};

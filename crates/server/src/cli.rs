@@ -8,12 +8,14 @@ use crate::config::{Config, ListenerConfig, ListenerKind};
 
 const EXAMPLES: &str = "\
 Examples:
-  moco                                  # TCP on 127.0.0.1:1883, anonymous clients (loopback only)
+  moco                                  # TCP 127.0.0.1:1883 and HTTP 127.0.0.1:8080 (loopback only)
   moco --tcp 127.0.0.1:11883            # the same on another port
   moco --in-memory                      # keep nothing across restarts (default: ./moco-data)
   moco --config moco.yaml               # listeners, auth, limits and logging from a file
   moco --config moco.yaml --tcp :1883   # the file, with its TCP listener moved to every interface
+  moco --info 127.0.0.1:9090            # the dashboard, metrics and admin API on another port
   moco check-config moco.yaml           # validate a file and print the effective configuration
+  moco passwd < password.txt            # print an argon2 hash for a ledger or HTTP user
   MOCO_CONFIG=/etc/moco.yaml MOCO_LOG=debug moco
 
 Signals: SIGINT/SIGTERM stop the broker (v5 clients get DISCONNECT 0x8B); SIGHUP reloads the
@@ -42,7 +44,8 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub ws: Option<String>,
 
-    /// Address of the HTTP listener: $SYS as JSON, health (not available yet).
+    /// Address of the HTTP listener (dashboard, $SYS as JSON, health, metrics, admin API);
+    /// overrides the file's first `http` listener. Default: 127.0.0.1:8080.
     #[arg(long, value_name = "ADDR")]
     pub info: Option<String>,
 
@@ -82,6 +85,11 @@ pub enum Command {
         /// The file (YAML or JSON).
         file: PathBuf,
     },
+    /// Print the argon2id hash of a password read from standard input (one line), for the
+    /// auth ledger's `password` fields and the HTTP listeners' `users` (mosquitto_passwd's
+    /// habit). A terminal shows the password as it is typed: pipe it in (`moco passwd <
+    /// file`) to keep it off the screen.
+    Passwd,
 }
 
 impl Cli {

@@ -90,8 +90,10 @@ impl Settings {
 /// The entry point of the `moco` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::CheckConfig { file }) = &cli.command {
-        return check_config(file);
+    match &cli.command {
+        Some(Command::CheckConfig { file }) => return check_config(file),
+        Some(Command::Passwd) => return passwd(),
+        None => {}
     }
     let settings = match Settings::resolve(&cli) {
         Ok(s) => s,
@@ -123,6 +125,34 @@ pub fn main() -> ExitCode {
         Err(e) => {
             error!("{e:#}");
             eprintln!("moco: {e:#}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// `moco passwd`: one line of standard input to its argon2id hash on standard output.
+fn passwd() -> ExitCode {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        eprint!("Password (shown as typed; pipe it in to hide it): ");
+    }
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
+        eprintln!("moco: cannot read the password: {e}");
+        return ExitCode::from(EXIT_RUNTIME);
+    }
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        eprintln!("moco: the password is empty");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match moco_auth::hash_password(password.as_bytes(), moco_auth::HashAlgorithm::Argon2id) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("moco: {e}");
             ExitCode::from(EXIT_RUNTIME)
         }
     }
@@ -239,6 +269,8 @@ pub struct Broker {
     settings: Settings,
     auth: AuthState,
     cli: Cli,
+    /// The HTTP listeners: they outlive the engine's shutdown, so `/readyz` says 503 during it.
+    http: Vec<moco_http::HttpServer>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -321,7 +353,19 @@ impl Broker {
     /// Builds the server from `settings`, binds every listener and starts serving.
     pub async fn start(settings: Settings, cli: Cli) -> anyhow::Result<Self> {
         let config = &settings.config;
-        let mut builder = Server::builder().options(config.engine_options());
+        let mut options = config.engine_options();
+        let serves_http = config
+            .listeners
+            .iter()
+            .any(|l| l.kind == config::ListenerKind::Http);
+        // The admin API publishes through the inline client.
+        options.inline_client |= serves_http;
+        let mut builder = Server::builder().options(options);
+        // Connections by listener and drops by reason, for /metrics.
+        let metrics = moco_http::MetricsHook::default();
+        if serves_http {
+            builder = builder.hook(metrics.clone());
+        }
         let dir = settings.config_dir();
         let auth = if config.hooks.auth.allow_all {
             builder = builder.hook(AllowAll);
@@ -349,9 +393,31 @@ impl Broker {
         // logged as connected.
         let mut server = builder.hook(ConnectionLog).try_build()?;
         let mut addrs = Vec::new();
+        let health = moco_http::Health::new();
+        let mut http = Vec::new();
         for l in &config.listeners {
             let id = config::effective_id(l);
             let addr = l.socket_addr().map_err(anyhow::Error::msg)?;
+            if let Some(options) = l.http_options() {
+                let options = options
+                    .map_err(anyhow::Error::msg)?
+                    .with_metrics(metrics.clone());
+                let broker = server.broker().clone();
+                match moco_http::HttpServer::bind(addr, broker, health.clone(), &options, &id).await
+                {
+                    Ok(h) => {
+                        addrs.push((id, h.local_addr()));
+                        http.push(h);
+                    }
+                    // The default's HTTP listener is a convenience: a busy port 8080 must not
+                    // stop the broker that nobody asked to serve HTTP.
+                    Err(e) if matches!(settings.source, Source::Defaults) && cli.info.is_none() => {
+                        warn!(listener = %id, "HTTP listener not started: {e}")
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("listener `{id}`")),
+                }
+                continue;
+            }
             let socket = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr} (listener `{id}`)"))?;
@@ -359,6 +425,7 @@ impl Broker {
             addrs.push((id, bound));
         }
         server.serve();
+        health.set_ready(true);
         let listening = addrs
             .iter()
             .map(|(id, a)| format!("{id}={a}"))
@@ -400,6 +467,7 @@ impl Broker {
             settings,
             auth,
             cli,
+            http,
         })
     }
 
@@ -444,6 +512,9 @@ impl Broker {
             );
         } else {
             info!("moco stopped");
+        }
+        for h in self.http {
+            h.shutdown().await;
         }
         if let Some(store) = self.storage {
             match tokio::time::timeout(SHUTDOWN_GRACE, store.close()).await {

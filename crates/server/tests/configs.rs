@@ -65,6 +65,9 @@ fn example_names_every_field() {
             "password",
             "database",
             "prefix",
+            "bearer_token",
+            "users",
+            "anonymous_read",
         ]
         .map(String::from),
     );

@@ -38,6 +38,7 @@ use crate::sink::{SessionEvent, SessionSink};
 use crate::state::{ClientState, ConnLimits, Note, Session};
 
 mod acl;
+mod admin;
 mod connect;
 mod expiry;
 pub mod flow;
@@ -52,6 +53,7 @@ mod sys;
 #[cfg(test)]
 mod tests;
 
+pub use admin::{ClientDetail, RetainedPage, SubscriptionSnapshot};
 use connect::{limits_qos, obscure};
 use expiry::PendingWill;
 pub use inline::InlineHandler;

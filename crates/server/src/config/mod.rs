@@ -14,7 +14,7 @@
 //!
 //! ```yaml
 //! listeners:                  # default: one TCP listener on 127.0.0.1:1883
-//!   - type: tcp               # tcp (tls, ws, wss, http, unix: not available yet)
+//!   - type: tcp               # tcp, or http / sysinfo / healthcheck (tls, ws, wss, unix: not yet)
 //!     id: main                # default: the type; unique
 //!     address: 0.0.0.0:1883   # also ":1883" (all interfaces) or "localhost:1883"
 //! hooks:
@@ -33,12 +33,14 @@
 //! `listeners[1].address`) and what is wrong, in one line.
 
 mod effective;
+mod http;
 mod load;
 mod location;
 mod schema;
 mod validation;
 
 pub use effective::effective_yaml;
+pub use http::{HttpAuthConfig, DEFAULT_HTTP_ADDRESS};
 pub use load::{detect_format, load_file, parse, resolve, ConfigError, Format, LoadedConfig};
 pub use location::{locate, Location};
 pub use schema::{

@@ -45,10 +45,15 @@ impl Default for Config {
 pub const DEFAULT_TCP_ADDRESS: &str = "127.0.0.1:1883";
 
 impl Config {
-    /// The configuration of `moco` run without a file: loopback-only listeners and anonymous
-    /// clients allowed.
+    /// The configuration of `moco` run without a file: loopback-only listeners (MQTT over TCP
+    /// and HTTP) and anonymous clients allowed.
     pub fn loopback_default() -> Self {
         let mut c = Self::default();
+        c.listeners.push(ListenerConfig::new(
+            ListenerKind::Http,
+            "http",
+            super::DEFAULT_HTTP_ADDRESS,
+        ));
         c.hooks.auth.allow_all = true;
         c
     }
@@ -71,9 +76,12 @@ pub enum ListenerKind {
     Ws,
     /// MQTT over WebSocket with TLS. Not available yet.
     Wss,
-    /// HTTP: `$SYS` as JSON, health check (mochi's `sysinfo`). Not available yet.
-    #[serde(alias = "sysinfo")]
+    /// HTTP: the dashboard, `$SYS` as JSON, health, Prometheus metrics and the admin API.
     Http,
+    /// HTTP: `$SYS` as JSON on `/` (mochi's `sysinfo`), plus health.
+    Sysinfo,
+    /// HTTP: `/healthcheck` (mochi's `healthcheck`), `/livez` and `/readyz`.
+    Healthcheck,
     /// MQTT over a Unix socket; the address is a path. Not available yet.
     Unix,
 }
@@ -87,6 +95,8 @@ impl ListenerKind {
             Self::Ws => "ws",
             Self::Wss => "wss",
             Self::Http => "http",
+            Self::Sysinfo => "sysinfo",
+            Self::Healthcheck => "healthcheck",
             Self::Unix => "unix",
         }
     }
@@ -115,6 +125,15 @@ pub struct ListenerConfig {
     /// PEM private key, for `tls` and `wss`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key_file: Option<PathBuf>,
+    /// Credentials of an HTTP listener (`http`, `sysinfo`, `healthcheck`); required beyond
+    /// loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<super::HttpAuthConfig>,
+    /// Let anonymous readers use an HTTP listener's read-only endpoints (health, readiness,
+    /// metrics, `$SYS` JSON) even with `auth` set, or beyond loopback without it for a
+    /// `sysinfo` or `healthcheck` listener.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous_read: bool,
 }
 
 impl ListenerConfig {
@@ -126,6 +145,8 @@ impl ListenerConfig {
             address: address.to_owned(),
             tls_cert_file: None,
             tls_key_file: None,
+            auth: None,
+            anonymous_read: false,
         }
     }
 

@@ -144,11 +144,37 @@ pub fn validate(config: &Config, base: Option<&Path>) -> Result<(), Invalid> {
                 }
             }
         }
-        if l.kind != ListenerKind::Tcp {
+        match l.http_options() {
+            Some(Err(e)) => return Err(Invalid::at(&[&"listeners", &i, &"auth"], e)),
+            Some(Ok(http)) => {
+                if let Ok(addr) = l.socket_addr() {
+                    if let Err(e) = http.check_exposure(addr) {
+                        return Err(Invalid::at(&[&"listeners", &i, &"address"], e.to_string()));
+                    }
+                }
+            }
+            None if l.auth.is_some() || l.anonymous_read => {
+                let field = if l.auth.is_some() {
+                    "auth"
+                } else {
+                    "anonymous_read"
+                };
+                return Err(Invalid::at(
+                    &[&"listeners", &i, &field],
+                    format!(
+                        "only HTTP listeners (http, sysinfo, healthcheck) take `{field}`; \
+                         MQTT clients are authenticated by `hooks.auth`"
+                    ),
+                ));
+            }
+            None => {}
+        }
+        if l.kind != ListenerKind::Tcp && l.kind.http_endpoints().is_none() {
             return Err(Invalid::at(
                 &[&"listeners", &i, &"type"],
                 format!(
-                    "`{}` listeners are not available yet in this build: only `tcp`",
+                    "`{}` listeners are not available yet in this build: only `tcp`, `http`, \
+                     `sysinfo` and `healthcheck`",
                     l.kind.name()
                 ),
             ));
