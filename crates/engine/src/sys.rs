@@ -90,8 +90,10 @@ impl SysInfo {
     }
 }
 
-/// The `$SYS` values at one instant (mochi's `system.Info`).
+/// The `$SYS` values at one instant (mochi's `system.Info`). With the `serde` feature it
+/// (de)serialises with mochi's JSON keys, which are its field names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SysSnapshot {
     /// The broker's version.
     pub version: String,

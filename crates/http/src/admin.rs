@@ -18,7 +18,7 @@ use moco_engine::{ClientDetail, ClientSnapshot, Error as EngineError, Subscripti
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::{AppState, SysJson};
+use crate::{sys_now, AppState, SysJson};
 
 /// The largest page a listing returns.
 pub(crate) const MAX_LIMIT: usize = 10_000;
@@ -458,7 +458,7 @@ async fn publish(State(s): State<AppState>, body: Bytes) -> Result<Response, Api
 }
 
 async fn stats(State(s): State<AppState>) -> Json<SysJson> {
-    Json(SysJson::now(&s.broker))
+    Json(sys_now(&s.broker))
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ pub use auth::HttpAuth;
 pub use error::Error;
 pub use hook::MetricsHook;
 pub use metrics::render as render_metrics;
-pub use sys::SysJson;
+pub use sys::{sys_now, SysJson};
 
 /// The dashboard page: one self-contained file (script and styles inline, no CDN).
 pub const DASHBOARD_HTML: &str = include_str!("dashboard.html");
@@ -257,7 +257,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 async fn sys_json(State(s): State<AppState>) -> Json<SysJson> {
-    Json(SysJson::now(&s.broker))
+    Json(sys_now(&s.broker))
 }
 
 /// Prometheus text, or OpenMetrics when the scraper's `Accept` names it.

@@ -265,8 +265,7 @@ impl Persistence {
             }
         }
         if let Some(v) = backend.get(SYS).await? {
-            let r: SysRecord = decode_value(&v)?;
-            loaded.sys = Some(r.into());
+            loaded.sys = Some(decode_value(&v)?);
         }
         loaded.clients = live.into_values().collect();
         debug!(
@@ -706,8 +705,7 @@ impl Hook for Persistence {
     }
 
     fn on_sys_info_tick(&self, info: &SysSnapshot) {
-        let record = SysRecord::from(info);
-        self.change(|st| match encode_value(&record) {
+        self.change(|st| match encode_value(info) {
             Ok(v) => {
                 st.batch.put(SYS, v);
             }
@@ -768,40 +766,5 @@ impl From<SubscriptionRecord> for SubscriptionOptions {
         };
         o.identifier = r.identifier.and_then(std::num::NonZeroU32::new);
         o
-    }
-}
-
-impl From<&SysSnapshot> for SysRecord {
-    fn from(s: &SysSnapshot) -> Self {
-        SysRecord {
-            started: s.started,
-            bytes_received: s.bytes_received,
-            bytes_sent: s.bytes_sent,
-            clients_maximum: s.clients_maximum,
-            messages_received: s.messages_received,
-            messages_sent: s.messages_sent,
-            messages_dropped: s.messages_dropped,
-            inflight_dropped: s.inflight_dropped,
-            packets_received: s.packets_received,
-            packets_sent: s.packets_sent,
-        }
-    }
-}
-
-impl From<SysRecord> for SysSnapshot {
-    fn from(r: SysRecord) -> Self {
-        SysSnapshot {
-            started: r.started,
-            bytes_received: r.bytes_received,
-            bytes_sent: r.bytes_sent,
-            clients_maximum: r.clients_maximum,
-            messages_received: r.messages_received,
-            messages_sent: r.messages_sent,
-            messages_dropped: r.messages_dropped,
-            inflight_dropped: r.inflight_dropped,
-            packets_received: r.packets_received,
-            packets_sent: r.packets_sent,
-            ..SysSnapshot::default()
-        }
     }
 }

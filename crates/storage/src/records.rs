@@ -14,7 +14,7 @@
 //! | `p/{client}\0{packet id: u16}` | empty: an inbound QoS 2 id awaiting PUBREL |
 //! | `m/{message id: u64}` | a message, stored once for every queue and flight that holds it |
 //! | `t/{topic}` | a retained message |
-//! | `y/sys` | [`SysRecord`]: the `$SYS` counters |
+//! | `y/sys` | the `$SYS` counters (the engine's `SysSnapshot`) |
 //!
 //! Messages (`m/` and `t/`) are stored as the v5 PUBLISH that carries them (topic, payload,
 //! properties, with the expiry interval left at the time of writing) behind the time it was
@@ -109,21 +109,6 @@ pub(crate) struct DeliveryRecord {
     pub(crate) qos: u8,
     pub(crate) retain: bool,
     pub(crate) sub_ids: Vec<u32>,
-}
-
-/// The `$SYS` counters (for `restore_sys_info_on_restart`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct SysRecord {
-    pub(crate) started: u64,
-    pub(crate) bytes_received: u64,
-    pub(crate) bytes_sent: u64,
-    pub(crate) clients_maximum: u64,
-    pub(crate) messages_received: u64,
-    pub(crate) messages_sent: u64,
-    pub(crate) messages_dropped: u64,
-    pub(crate) inflight_dropped: u64,
-    pub(crate) packets_received: u64,
-    pub(crate) packets_sent: u64,
 }
 
 pub(crate) fn unix_ms(t: SystemTime) -> u64 {
