@@ -20,6 +20,7 @@ use anyhow::Context;
 use clap::Parser;
 use moco_auth::{Ledger, LedgerHook, SharedLedger};
 use moco_engine::{AllowAll, Server};
+use moco_transport::{AnyListener, Bound};
 use tracing::{error, info, warn};
 
 use crate::cli::{Cli, Command};
@@ -60,7 +61,20 @@ impl Settings {
                 let loaded = config::load_file(path)?;
                 (loaded.config.clone(), Source::File(Box::new(loaded)))
             }
-            None => (Config::loopback_default(), Source::Defaults),
+            None => {
+                let mut c = Config::loopback_default();
+                // Without a file, MQTT listener flags name the listeners wanted: `moco --tcp
+                // ADDR` serves TCP only (and does not also take the default WebSocket port).
+                let tls = cli.tls_cert_file.is_some();
+                if cli.tcp.is_some() || cli.ws.is_some() || tls {
+                    c.listeners.retain(|l| match l.kind {
+                        config::ListenerKind::Tcp => cli.tcp.is_some() || tls,
+                        config::ListenerKind::Ws => cli.ws.is_some(),
+                        _ => true,
+                    });
+                }
+                (c, Source::Defaults)
+            }
         };
         if cli.has_listener_flags() {
             cli.apply(&mut config);
@@ -233,6 +247,7 @@ impl AuthState {
 pub struct Broker {
     server: Server,
     addrs: Vec<(String, SocketAddr)>,
+    bound: Vec<(String, Bound)>,
     settings: Settings,
     auth: AuthState,
     cli: Cli,
@@ -286,17 +301,23 @@ impl Broker {
         // logged as connected.
         let mut server = builder.hook(ConnectionLog).try_build()?;
         let mut addrs = Vec::new();
+        let mut bound = Vec::new();
         for l in &config.listeners {
             let id = config::effective_id(l);
-            let addr = l.socket_addr().map_err(anyhow::Error::msg)?;
-            let socket = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (listener `{id}`)"))?;
-            let bound = server.add_tcp_listener(&id, socket)?;
-            addrs.push((id, bound));
+            // The factory: the listener's `type` picks the transport.
+            let Some(spec) = l.spec(dir.as_deref()).map_err(anyhow::Error::msg)? else {
+                continue;
+            };
+            let listener = AnyListener::bind(&id, &spec).await?;
+            let at = listener.bound()?;
+            listener.add_to(&mut server, &id);
+            if let Bound::Ip(a) = &at {
+                addrs.push((id.clone(), *a));
+            }
+            bound.push((id, at));
         }
         server.serve();
-        let listening = addrs
+        let listening = bound
             .iter()
             .map(|(id, a)| format!("{id}={a}"))
             .collect::<Vec<_>>()
@@ -333,15 +354,21 @@ impl Broker {
         Ok(Self {
             server,
             addrs,
+            bound,
             settings,
             auth,
             cli,
         })
     }
 
-    /// The bound address of each listener, by id.
+    /// The bound address of each IP listener (TCP, TLS, WebSocket), by id.
     pub fn addrs(&self) -> &[(String, SocketAddr)] {
         &self.addrs
+    }
+
+    /// Where each listener listens (Unix sockets included), by id.
+    pub fn bound(&self) -> &[(String, Bound)] {
+        &self.bound
     }
 
     /// The engine server.
