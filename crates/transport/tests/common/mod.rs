@@ -1,0 +1,240 @@
+//! What the transport tests share: a PKI made with rcgen (a CA, a server certificate for
+//! `localhost` / 127.0.0.1, client certificates), a TLS client, and an MQTT client over any
+//! byte stream (moco-codec by hand, so exact reason codes can be read).
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use moco_codec::{Connect, Decoder, Packet, ProtocolVersion};
+use moco_test_support::WAIT;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+
+pub const V5: ProtocolVersion = ProtocolVersion::V5;
+
+/// A CA and the files a TLS listener is configured with, in a temporary directory.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    ca: CertifiedIssuer<'static, KeyPair>,
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// A client certificate and key (DER).
+pub struct ClientCert {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+impl Pki {
+    /// A new CA with a server certificate for `localhost` and 127.0.0.1.
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ca("moco test CA");
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &ca).unwrap();
+        let write = |name: &str, text: String| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        Pki {
+            ca_file: write("ca.pem", ca.pem()),
+            cert_file: write("server.pem", cert.pem()),
+            key_file: write("server.key", key.serialize_pem()),
+            ca,
+            dir,
+        }
+    }
+
+    /// A client certificate with common name `cn` (none if empty) and DNS SANs `sans`,
+    /// signed by this CA.
+    pub fn client(&self, cn: &str, sans: &[&str]) -> ClientCert {
+        sign_client(&self.ca, cn, sans)
+    }
+
+    /// A client certificate signed by another CA, which this one does not trust.
+    pub fn stranger(&self, cn: &str) -> ClientCert {
+        sign_client(&ca("another CA"), cn, &[])
+    }
+
+    /// The listener settings for this PKI's server certificate.
+    pub fn settings(&self) -> moco_transport::TlsSettings {
+        moco_transport::TlsSettings {
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// The settings with mutual TLS: this CA signs client certificates.
+    pub fn mutual(
+        &self,
+        required: bool,
+        identity_as_username: bool,
+    ) -> moco_transport::TlsSettings {
+        moco_transport::TlsSettings {
+            client_ca_file: Some(self.ca_file.clone()),
+            require_client_cert: required,
+            use_identity_as_username: identity_as_username,
+            ..self.settings()
+        }
+    }
+
+    /// A TLS client configuration trusting this CA, offering `alpn`, with `cert` if given.
+    pub fn client_config(&self, cert: Option<ClientCert>, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.der().clone()).unwrap();
+        let builder = ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+        let mut config = match cert {
+            Some(c) => builder.with_client_auth_cert(c.chain, c.key).unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+
+    /// Connects to `addr` over TCP and runs a TLS handshake for `localhost`.
+    pub async fn connect(
+        &self,
+        addr: std::net::SocketAddr,
+        cert: Option<ClientCert>,
+        alpn: &[&[u8]],
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let connector = tokio_rustls::TlsConnector::from(self.client_config(cert, alpn));
+        let name = ServerName::try_from("localhost").unwrap();
+        tokio::time::timeout(WAIT, connector.connect(name, tcp))
+            .await
+            .expect("TLS handshake timed out")
+    }
+}
+
+fn sign_client(ca: &CertifiedIssuer<'static, KeyPair>, cn: &str, sans: &[&str]) -> ClientCert {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    // rcgen's default subject has a common name of its own.
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    if !cn.is_empty() {
+        params.distinguished_name.push(DnType::CommonName, cn);
+    }
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, ca).unwrap();
+    ClientCert {
+        chain: vec![cert.der().clone()],
+        key: PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+    }
+}
+
+/// An MQTT client over any byte stream.
+pub struct Mqtt<S> {
+    pub stream: S,
+    dec: Decoder,
+    buf: BytesMut,
+    version: ProtocolVersion,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Mqtt<S> {
+    pub fn new(stream: S, version: ProtocolVersion) -> Self {
+        Self {
+            stream,
+            dec: Decoder::with_version(0, version),
+            buf: BytesMut::new(),
+            version,
+        }
+    }
+
+    pub async fn send(&mut self, p: impl Into<Packet>) {
+        let mut out = BytesMut::new();
+        p.into().encode(self.version, &mut out).unwrap();
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// The next packet; `None` when the server closed the stream (or reset it).
+    pub async fn recv(&mut self) -> Option<Packet> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(p) = self.dec.decode(&mut self.buf).unwrap() {
+                    return Some(p);
+                }
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .expect("nothing from the server")
+    }
+
+    /// Sends CONNECT for `id` (with `username`) and returns the CONNACK's reason code.
+    pub async fn connect(&mut self, id: &str, username: Option<&str>) -> moco_codec::ReasonCode {
+        let mut c = Connect::new(self.version, id);
+        c.keep_alive = 0;
+        c.username = username.map(Into::into);
+        self.send(c).await;
+        match self.recv().await {
+            Some(Packet::ConnAck(a)) => a.reason_code,
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    /// Subscribes to `filter` at QoS 1; returns the SUBACK's code.
+    pub async fn subscribe(&mut self, pid: u16, filter: &str) -> moco_codec::ReasonCode {
+        self.send(moco_codec::Packet::Subscribe(moco_test_support::subscribe(
+            pid, filter, 1,
+        )))
+        .await;
+        match self.recv().await {
+            Some(Packet::SubAck(a)) => a.reason_codes[0],
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// Publishes at QoS 0.
+    pub async fn publish(&mut self, topic: &str, payload: &'static [u8]) {
+        let p = moco_test_support::publish(topic, 0, None, payload);
+        self.send(moco_codec::Packet::Publish(p)).await;
+    }
+
+    /// The next PUBLISH's topic and payload.
+    pub async fn next_publish(&mut self) -> (String, Vec<u8>) {
+        match self.recv().await {
+            Some(Packet::Publish(p)) => (p.topic.to_string(), p.payload.to_vec()),
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+}
