@@ -56,6 +56,11 @@ fn example_names_every_field() {
         [
             "tls_cert_file",
             "tls_key_file",
+            "tls_client_ca_file",
+            "require_client_cert",
+            "use_identity_as_username",
+            "allowed_origins",
+            "mode",
             "ledger",
             "ledger_file",
             "sled",

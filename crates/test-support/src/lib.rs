@@ -13,7 +13,9 @@ use moco_engine::{AllowAll, Capabilities, Options, Server};
 
 pub mod blocking;
 mod clients;
+pub mod pki;
 mod raw;
+pub mod stream;
 
 pub use clients::{try_v4, v4, v4_opts, v5, v5_bare, v5_opts, V5Bare, V4, V5};
 pub use raw::{connect_packet, publish, subscribe, Raw};

@@ -3,17 +3,18 @@
 //! `use_identity_as_username`, the auth ledger; bad files fail start-up naming the listener
 //! and the file; bad input is closed without disturbing anyone.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use common::{Mqtt, Pki, V5};
 use moco_codec::{Connect, ReasonCode};
 use moco_engine::{AllowAll, ClientInfo, Event, Hook, ListenerKind, Server};
+use moco_test_support::pki::Pki;
+use moco_test_support::stream::Mqtt;
 use moco_test_support::WAIT;
 use moco_transport::{AnyListener, Bound, Error, Spec, TlsSettings, ALPN_MQTT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const V5: moco_codec::ProtocolVersion = moco_codec::ProtocolVersion::V5;
 
 async fn serve(mut server: Server, spec: Spec) -> (Server, SocketAddr) {
     let l = AnyListener::bind("secure", &spec).await.unwrap();
@@ -141,7 +142,11 @@ async fn the_certificate_names_the_client_and_the_ledger_judges_by_it() {
 
 /// Whether a client's connection was refused: at the handshake (TLS 1.3 reports a refused
 /// client certificate only at the first read) or by the server closing before CONNACK.
-async fn refused(pki: &Pki, addr: SocketAddr, cert: Option<common::ClientCert>) -> bool {
+async fn refused(
+    pki: &Pki,
+    addr: SocketAddr,
+    cert: Option<moco_test_support::pki::ClientCert>,
+) -> bool {
     let Ok(stream) = pki.connect(addr, cert, ALPN_MQTT).await else {
         return true;
     };

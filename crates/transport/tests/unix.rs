@@ -1,14 +1,14 @@
 //! Unix sockets: MQTT over one, a stale socket file replaced, a live one refused, the mode
 //! applied, the file removed when the server stops.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 
-use common::{Mqtt, V5};
 use moco_codec::ReasonCode;
 use moco_engine::{AllowAll, Server};
+use moco_test_support::stream::Mqtt;
 use moco_transport::{AnyListener, Bound, Error, Spec, UnixListener};
+
+const V5: moco_codec::ProtocolVersion = moco_codec::ProtocolVersion::V5;
 
 #[tokio::test]
 async fn mqtt_over_a_unix_socket_with_its_file_managed() {

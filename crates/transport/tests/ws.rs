@@ -2,15 +2,13 @@
 //! client: MQTT split across and packed into binary frames, subprotocols, paths, origins,
 //! ping/pong, and the refusals (text frames, plain HTTP, wrong path, origin or subprotocol).
 
-mod common;
-
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
-use common::{Pki, V5};
 use futures_util::{SinkExt, StreamExt};
 use moco_codec::{Connect, Decoder, Packet, ReasonCode};
 use moco_engine::{AllowAll, Server};
+use moco_test_support::pki::Pki;
 use moco_test_support::WAIT;
 use moco_transport::{AnyListener, Bound, Spec, TlsSettings, WsSettings};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -18,6 +16,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+
+const V5: moco_codec::ProtocolVersion = moco_codec::ProtocolVersion::V5;
 
 async fn serve(ws: WsSettings, tls: Option<TlsSettings>) -> (Server, SocketAddr) {
     let mut server = Server::builder().hook(AllowAll).build();

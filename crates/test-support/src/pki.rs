@@ -1,37 +1,35 @@
-//! What the transport tests share: a PKI made with rcgen (a CA, a server certificate for
-//! `localhost` / 127.0.0.1, client certificates), a TLS client, and an MQTT client over any
-//! byte stream (moco-codec by hand, so exact reason codes can be read).
-
-#![allow(dead_code)]
+//! A PKI made with rcgen for TLS tests: a CA, a server certificate for `localhost` /
+//! 127.0.0.1 in PEM files, client certificates, and a TLS client trusting the CA.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::BytesMut;
-use moco_codec::{Connect, Decoder, Packet, ProtocolVersion};
-use moco_test_support::WAIT;
+use crate::WAIT;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
-pub const V5: ProtocolVersion = ProtocolVersion::V5;
-
 /// A CA and the files a TLS listener is configured with, in a temporary directory.
 pub struct Pki {
+    /// Where the files are.
     pub dir: tempfile::TempDir,
     ca: CertifiedIssuer<'static, KeyPair>,
+    /// The CA certificate (PEM), for `tls_client_ca_file`.
     pub ca_file: PathBuf,
+    /// The server's certificate (PEM).
     pub cert_file: PathBuf,
+    /// The server's key (PKCS#8 PEM).
     pub key_file: PathBuf,
 }
 
 /// A client certificate and key (DER).
 pub struct ClientCert {
+    /// The certificate.
     pub chain: Vec<CertificateDer<'static>>,
+    /// Its key.
     pub key: PrivateKeyDer<'static>,
 }
 
@@ -45,6 +43,12 @@ fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
         KeyUsagePurpose::DigitalSignature,
     ];
     CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Pki {
@@ -156,85 +160,5 @@ fn sign_client(ca: &CertifiedIssuer<'static, KeyPair>, cn: &str, sans: &[&str]) 
     ClientCert {
         chain: vec![cert.der().clone()],
         key: PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
-    }
-}
-
-/// An MQTT client over any byte stream.
-pub struct Mqtt<S> {
-    pub stream: S,
-    dec: Decoder,
-    buf: BytesMut,
-    version: ProtocolVersion,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Mqtt<S> {
-    pub fn new(stream: S, version: ProtocolVersion) -> Self {
-        Self {
-            stream,
-            dec: Decoder::with_version(0, version),
-            buf: BytesMut::new(),
-            version,
-        }
-    }
-
-    pub async fn send(&mut self, p: impl Into<Packet>) {
-        let mut out = BytesMut::new();
-        p.into().encode(self.version, &mut out).unwrap();
-        self.stream.write_all(&out).await.unwrap();
-    }
-
-    /// The next packet; `None` when the server closed the stream (or reset it).
-    pub async fn recv(&mut self) -> Option<Packet> {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                if let Some(p) = self.dec.decode(&mut self.buf).unwrap() {
-                    return Some(p);
-                }
-                match self.stream.read_buf(&mut self.buf).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await
-        .expect("nothing from the server")
-    }
-
-    /// Sends CONNECT for `id` (with `username`) and returns the CONNACK's reason code.
-    pub async fn connect(&mut self, id: &str, username: Option<&str>) -> moco_codec::ReasonCode {
-        let mut c = Connect::new(self.version, id);
-        c.keep_alive = 0;
-        c.username = username.map(Into::into);
-        self.send(c).await;
-        match self.recv().await {
-            Some(Packet::ConnAck(a)) => a.reason_code,
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
-    }
-
-    /// Subscribes to `filter` at QoS 1; returns the SUBACK's code.
-    pub async fn subscribe(&mut self, pid: u16, filter: &str) -> moco_codec::ReasonCode {
-        self.send(moco_codec::Packet::Subscribe(moco_test_support::subscribe(
-            pid, filter, 1,
-        )))
-        .await;
-        match self.recv().await {
-            Some(Packet::SubAck(a)) => a.reason_codes[0],
-            other => panic!("expected SUBACK, got {other:?}"),
-        }
-    }
-
-    /// Publishes at QoS 0.
-    pub async fn publish(&mut self, topic: &str, payload: &'static [u8]) {
-        let p = moco_test_support::publish(topic, 0, None, payload);
-        self.send(moco_codec::Packet::Publish(p)).await;
-    }
-
-    /// The next PUBLISH's topic and payload.
-    pub async fn next_publish(&mut self) -> (String, Vec<u8>) {
-        match self.recv().await {
-            Some(Packet::Publish(p)) => (p.topic.to_string(), p.payload.to_vec()),
-            other => panic!("expected PUBLISH, got {other:?}"),
-        }
     }
 }
