@@ -332,3 +332,27 @@ async fn a_stalled_handshake_is_closed_at_the_connect_timeout_and_blocks_nobody(
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     server.shutdown().await;
 }
+
+#[test]
+fn keys_in_pkcs8_pkcs1_and_sec1_are_read() {
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+    let settings = |cert: &str, key: &str| TlsSettings {
+        cert_file: keys.join(cert),
+        key_file: keys.join(key),
+        ..Default::default()
+    };
+    // PKCS#8 (rcgen's form) is what every other test here uses.
+    assert!(settings("sec1.pem", "sec1.key")
+        .load("ec", ALPN_MQTT)
+        .is_ok());
+    assert!(settings("pkcs1.pem", "pkcs1.key")
+        .load("rsa", ALPN_MQTT)
+        .is_ok());
+    let e = settings("sec1.pem", "pkcs1.key")
+        .load("mixed", ALPN_MQTT)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("does not match the certificate"),
+        "{e}"
+    );
+}
