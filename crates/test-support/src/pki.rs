@@ -81,12 +81,24 @@ impl Pki {
     /// A client certificate with common name `cn` (none if empty) and DNS SANs `sans`,
     /// signed by this CA.
     pub fn client(&self, cn: &str, sans: &[&str]) -> ClientCert {
-        sign_client(&self.ca, cn, sans)
+        sign_client(&self.ca, cn, sans, false)
+    }
+
+    /// A client certificate signed by this CA that expired in 2000.
+    pub fn expired(&self, cn: &str) -> ClientCert {
+        sign_client(&self.ca, cn, &[], true)
     }
 
     /// A client certificate signed by another CA, which this one does not trust.
     pub fn stranger(&self, cn: &str) -> ClientCert {
-        sign_client(&ca("another CA"), cn, &[])
+        sign_client(&ca("another CA"), cn, &[], false)
+    }
+
+    /// A root store holding this CA.
+    pub fn roots(&self) -> RootCertStore {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.der().clone()).unwrap();
+        roots
     }
 
     /// The listener settings for this PKI's server certificate.
@@ -114,14 +126,12 @@ impl Pki {
 
     /// A TLS client configuration trusting this CA, offering `alpn`, with `cert` if given.
     pub fn client_config(&self, cert: Option<ClientCert>, alpn: &[&[u8]]) -> Arc<ClientConfig> {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.ca.der().clone()).unwrap();
         let builder = ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots);
+        .with_root_certificates(self.roots());
         let mut config = match cert {
             Some(c) => builder.with_client_auth_cert(c.chain, c.key).unwrap(),
             None => builder.with_no_client_auth(),
@@ -137,8 +147,18 @@ impl Pki {
         cert: Option<ClientCert>,
         alpn: &[&[u8]],
     ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        self.connect_with(addr, self.client_config(cert, alpn))
+            .await
+    }
+
+    /// Connects to `addr` over TCP and runs a TLS handshake for `localhost` with `config`.
+    pub async fn connect_with(
+        &self,
+        addr: std::net::SocketAddr,
+        config: Arc<ClientConfig>,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
-        let connector = tokio_rustls::TlsConnector::from(self.client_config(cert, alpn));
+        let connector = tokio_rustls::TlsConnector::from(config);
         let name = ServerName::try_from("localhost").unwrap();
         tokio::time::timeout(WAIT, connector.connect(name, tcp))
             .await
@@ -146,7 +166,12 @@ impl Pki {
     }
 }
 
-fn sign_client(ca: &CertifiedIssuer<'static, KeyPair>, cn: &str, sans: &[&str]) -> ClientCert {
+fn sign_client(
+    ca: &CertifiedIssuer<'static, KeyPair>,
+    cn: &str,
+    sans: &[&str],
+    expired: bool,
+) -> ClientCert {
     let key = KeyPair::generate().unwrap();
     let mut params =
         CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
@@ -156,6 +181,10 @@ fn sign_client(ca: &CertifiedIssuer<'static, KeyPair>, cn: &str, sans: &[&str]) 
         params.distinguished_name.push(DnType::CommonName, cn);
     }
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    if expired {
+        params.not_before = rcgen::date_time_ymd(1999, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2000, 1, 1);
+    }
     let cert = params.signed_by(&key, ca).unwrap();
     ClientCert {
         chain: vec![cert.der().clone()],

@@ -62,6 +62,21 @@ async fn a_client_trusting_the_ca_connects_subscribes_and_receives() {
     assert_eq!(c.subscribe(1, "t/#").await, ReasonCode::GrantedQoS1);
     c.publish("t/x", b"over tls").await;
     assert_eq!(c.next_publish().await, ("t/x".into(), b"over tls".to_vec()));
+    // TLS 1.2 too.
+    let tls12 = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(&[&tokio_rustls::rustls::version::TLS12])
+    .unwrap()
+    .with_root_certificates(pki.roots())
+    .with_no_client_auth();
+    let s12 = pki.connect_with(addr, Arc::new(tls12)).await.unwrap();
+    assert_eq!(
+        s12.get_ref().1.protocol_version(),
+        Some(tokio_rustls::rustls::ProtocolVersion::TLSv1_2)
+    );
+    let mut c12 = Mqtt::new(s12, V5);
+    assert_eq!(c12.connect("tls-12", None).await, ReasonCode::Success);
     // A client offering no ALPN at all is served too.
     let mut d = Mqtt::new(pki.connect(addr, None, &[]).await.unwrap(), V5);
     assert_eq!(d.connect("tls-2", None).await, ReasonCode::Success);

@@ -324,6 +324,40 @@ async fn a_frame_that_ends_mid_packet_then_close_ends_cleanly() {
 }
 
 #[tokio::test]
+async fn a_stalled_upgrade_is_closed_at_the_connect_timeout() {
+    let mut server = Server::builder()
+        .options(moco_engine::Options {
+            connect_timeout: std::time::Duration::from_millis(500),
+            ..Default::default()
+        })
+        .hook(AllowAll)
+        .build();
+    let spec = Spec::Ws("127.0.0.1:0".parse().unwrap(), None, WsSettings::default());
+    let l = AnyListener::bind("web", &spec).await.unwrap();
+    let Bound::Ip(addr) = l.bound().unwrap() else {
+        panic!("not an IP listener")
+    };
+    l.add_to(&mut server, "web");
+    server.serve();
+    // Half a request head, then nothing (slowloris); another client upgrades meanwhile.
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(b"GET /mqtt HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut ok = ws(addr, "/").await;
+    ok.send(Message::binary(connect("prompt"))).await.unwrap();
+    assert!(matches!(
+        Packets::new().next(&mut ok).await,
+        Packet::ConnAck(_)
+    ));
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(WAIT, stalled.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn secure_websocket() {
     let pki = Pki::new();
     let (server, addr) = serve(WsSettings::default(), Some(pki.settings())).await;
