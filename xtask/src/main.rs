@@ -158,9 +158,15 @@ fn test() -> Result<()> {
         .env("RUSTDOCFLAGS", "-D warnings");
     run("3/5 doc", doc)?;
 
+    // moco-storage's Redis tests run against a throw-away redis-server (Debian's package,
+    // installed when missing) on a free loopback port, stopped when the tests are done.
+    let redis = RedisTestServer::start()?;
     let mut tests = cargo();
-    tests.args(["test", "--workspace"]);
+    tests
+        .args(["test", "--workspace"])
+        .env("MOCO_TEST_REDIS_URL", &redis.url);
     run("4/5 test", tests)?;
+    drop(redis);
 
     // The interoperability suite against the release build of moco (paho-mqtt from PyPI in
     // interop/.venv, created on a fresh machine; a free loopback port).
@@ -179,6 +185,45 @@ fn test() -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// `scripts/redis-test-server.sh`: started on creation, stopped on drop.
+struct RedisTestServer {
+    url: String,
+}
+
+impl RedisTestServer {
+    fn script() -> PathBuf {
+        root().join("scripts/redis-test-server.sh")
+    }
+
+    fn start() -> Result<Self> {
+        let mut cmd = Command::new("bash");
+        cmd.arg(Self::script()).arg("start");
+        println!("==> [setup] {}", display(&cmd));
+        let out = cmd
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("could not run scripts/redis-test-server.sh")?;
+        if !out.status.success() {
+            bail!(
+                "[setup] the Redis test server did not start ({})",
+                out.status
+            );
+        }
+        let url = String::from_utf8(out.stdout)?.trim().to_string();
+        println!("<== [setup] Redis test server at {url}");
+        Ok(Self { url })
+    }
+}
+
+impl Drop for RedisTestServer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Self::script())
+            .arg("stop")
+            .status();
+    }
 }
 
 fn fuzz(target: FuzzTarget, seconds: u64) -> Result<()> {

@@ -107,6 +107,10 @@ pub enum CloseReason {
     /// The embedding program (or an admin) closed it with this code.
     #[error("closed by the embedding program ({0:?})")]
     Administrative(ReasonCode),
+    /// A v3 publisher's message could not be stored: v3 acknowledgements carry no code, so
+    /// the connection ends rather than acknowledge what was not stored.
+    #[error("message not stored")]
+    NotStored,
 }
 
 impl From<&CloseReason> for ReasonCode {
@@ -119,6 +123,7 @@ impl From<&CloseReason> for ReasonCode {
             CloseReason::ServerShuttingDown => ReasonCode::ServerShuttingDown,
             CloseReason::TransportEnded => ReasonCode::UnspecifiedError,
             CloseReason::Administrative(code) => *code,
+            CloseReason::NotStored => ReasonCode::UnspecifiedError,
         }
     }
 }

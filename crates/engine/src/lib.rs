@@ -22,16 +22,20 @@ pub mod listener;
 pub mod message;
 pub mod options;
 pub mod records;
+pub mod registry;
 pub mod retained;
 pub mod router;
 mod server;
 #[cfg(test)]
 mod sim;
+pub mod sink;
 pub mod state;
 pub mod store;
 pub mod sys;
 
-pub use broker::{flow, Broker, ClientHandle, ClientSnapshot, ConnectOutcome, InlineHandler};
+pub use broker::{
+    flow, Broker, ClientHandle, ClientSnapshot, ConnectOutcome, InlineHandler, Seams,
+};
 pub use debug_hook::{DebugHook, DebugOptions};
 pub use driver::{inject_packet, run_connection};
 pub use error::{CloseReason, Error, PolicyRefusal, ProtocolViolation};
@@ -40,9 +44,11 @@ pub use listener::{
     Connection, Established, Listener, ListenerKind, Origin, Peer, RemoteAddr, Shared, TlsIdentity,
 };
 pub use options::{Capabilities, Compatibilities, Options};
+pub use registry::{LocalRegistry, SessionRegistry};
 pub use retained::{LocalRetained, RetainedStore};
 pub use router::{LocalRouter, Router, Target};
 pub use server::{Server, ServerBuilder};
+pub use sink::{Durable, SessionEvent, SessionSink};
 
 pub use store::Restored;
 pub use sys::{SysInfo, SysSnapshot};

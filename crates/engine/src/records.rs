@@ -22,6 +22,20 @@ pub struct StoredClient {
     /// When it disconnected, if known: the session then expires `session_expiry_interval`
     /// seconds after that instant rather than after the restart.
     pub disconnected_at: Option<SystemTime>,
+    /// Inbound QoS 2 packet ids whose PUBREL had not arrived: a PUBLISH resent with one of
+    /// them is not routed again, and its PUBREL gets PUBCOMP.
+    pub inbound_qos2: Vec<u16>,
+}
+
+/// A message queued for a session, kept by a storage hook
+/// ([`Hook::stored_queued_messages`](crate::Hook::stored_queued_messages)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredQueued {
+    /// The client it is queued for.
+    pub client_id: ByteString,
+    /// The PUBLISH as it is to be delivered: the QoS and RETAIN flag of this delivery, the
+    /// subscription identifiers in its properties, no packet id.
+    pub publish: Publish,
 }
 
 /// A subscription kept by a storage hook ([`Hook::stored_subscriptions`](crate::Hook::stored_subscriptions)).

@@ -15,14 +15,16 @@ use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use crate::broker::{Broker, ClientSnapshot};
+use crate::broker::{Broker, ClientSnapshot, Seams};
 use crate::driver::{inject_packet, run_connection};
 use crate::error::Error;
 use crate::hooks::{Hook, Hooks};
 use crate::listener::{Listener, ListenerKind, Peer, Shared};
 use crate::options::Options;
-use crate::retained::{LocalRetained, RetainedStore};
-use crate::router::{LocalRouter, Router};
+use crate::registry::SessionRegistry;
+use crate::retained::RetainedStore;
+use crate::router::Router;
+use crate::sink::SessionSink;
 
 async fn accept_loop<L: Listener>(
     broker: Arc<Broker>,
@@ -70,8 +72,7 @@ type PendingListener = Box<dyn FnOnce(&mut Server) + Send>;
 pub struct ServerBuilder {
     options: Options,
     hooks: Hooks,
-    router: Option<Arc<dyn Router>>,
-    retained: Option<Arc<dyn RetainedStore>>,
+    seams: Seams,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -98,26 +99,32 @@ impl ServerBuilder {
 
     /// Replaces the local router (e.g. with a cluster router).
     pub fn router(mut self, router: Arc<dyn Router>) -> Self {
-        self.router = Some(router);
+        self.seams.router = Some(router);
         self
     }
 
     /// Replaces the in-memory retained store (e.g. with a persistent or shared one).
     pub fn retained_store(mut self, store: Arc<dyn RetainedStore>) -> Self {
-        self.retained = Some(store);
+        self.seams.retained = Some(store);
+        self
+    }
+
+    /// Installs a session sink: the changes of session state a persistence layer records.
+    pub fn session_sink(mut self, sink: Arc<dyn SessionSink>) -> Self {
+        self.seams.sink = Some(sink);
+        self
+    }
+
+    /// Replaces the single-broker session registry (e.g. with a cluster's, so that take-over
+    /// works across brokers).
+    pub fn session_registry(mut self, registry: Arc<dyn SessionRegistry>) -> Self {
+        self.seams.registry = Some(registry);
         self
     }
 
     /// Builds the server, running every hook's [`Hook::init`] in the order added.
     pub fn try_build(self) -> Result<Server, Error> {
-        let strategy = self.options.capabilities.shared_sub_strategy;
-        let router = self
-            .router
-            .unwrap_or_else(|| Arc::new(LocalRouter::with_strategy(strategy)));
-        let retained = self
-            .retained
-            .unwrap_or_else(|| Arc::new(LocalRetained::new()));
-        let broker = Broker::with_stores(self.options, self.hooks, router, retained);
+        let broker = Broker::with_seams(self.options, self.hooks, self.seams);
         broker.hooks().init(broker.options())?;
         let (stop_tx, _) = watch::channel(false);
         Ok(Server {

@@ -28,10 +28,15 @@ pub(crate) struct SimClient(pub(crate) Arc<ClientHandle>);
 impl Sim {
     /// A broker with `options` and [`AllowAll`], at an arbitrary instant.
     pub(crate) fn new(options: Options) -> Sim {
+        Sim::with_seams(options, crate::broker::Seams::default())
+    }
+
+    /// A broker with `options`, [`AllowAll`] and these seams.
+    pub(crate) fn with_seams(options: Options, seams: crate::broker::Seams) -> Sim {
         let mut hooks = Hooks::new();
         hooks.add(Arc::new(AllowAll));
         Sim {
-            broker: Arc::new(Broker::new(options, hooks)),
+            broker: Arc::new(Broker::with_seams(options, hooks, seams)),
             now: Instant::now(),
             clients: Vec::new(),
         }
@@ -64,7 +69,30 @@ impl Sim {
 
     /// The client sends `packet` now; false once its connection is closing.
     pub(crate) fn send(&self, c: &SimClient, packet: Packet) -> bool {
-        crate::driver::process_at(&self.broker, &c.0, packet, self.now)
+        let open = crate::driver::process_at(&self.broker, &c.0, packet, self.now);
+        self.settle(c);
+        open
+    }
+
+    /// Releases the client's held acknowledgements if what they wait for is durable now (as
+    /// the reader does after a read); they stay held while it is not.
+    pub(crate) fn settle(&self, c: &SimClient) {
+        if !c.0.state.lock().holds_acks() {
+            return;
+        }
+        let stored = match self.broker.durable() {
+            None => Some(true),
+            Some(mut durable) => {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                match durable.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(stored) => Some(stored),
+                    std::task::Poll::Pending => None,
+                }
+            }
+        };
+        if let Some(stored) = stored {
+            c.0.state.lock().release_acks(stored);
+        }
     }
 
     /// Everything the broker has to send the client now, as the writer would write it.

@@ -30,6 +30,8 @@ pub struct Restored {
     pub subscriptions: usize,
     /// Inflight messages (of restored clients).
     pub inflight: usize,
+    /// Messages queued for restored clients.
+    pub queued: usize,
     /// Retained messages.
     pub retained: usize,
     /// Whether `$SYS` counters were restored.
@@ -53,6 +55,16 @@ impl Broker {
                     .push((s.filter, s.options));
             }
         }
+        let mut queued: HashMap<ByteString, Vec<(moco_codec::Publish, QoS)>> = HashMap::new();
+        if hooks.provides(Event::StoredQueuedMessages) {
+            for q in hooks.stored_queued_messages()? {
+                let qos = q.publish.qos;
+                queued
+                    .entry(q.client_id)
+                    .or_default()
+                    .push((q.publish, qos));
+            }
+        }
         if hooks.provides(Event::StoredClients) {
             let wall = SystemTime::now();
             for c in hooks.stored_clients()? {
@@ -67,9 +79,14 @@ impl Broker {
                 }
                 let left = u32::try_from(left).unwrap_or(u32::MAX);
                 let mine = subs.remove(&c.id).unwrap_or_default();
-                self.restore_session(now, &c.id, left, &mine, &[])?;
+                let pending = queued.remove(&c.id).unwrap_or_default();
+                self.restore_session(now, &c.id, left, &mine, &pending)?;
+                if let (false, Some(h)) = (c.inbound_qos2.is_empty(), self.client(&c.id)) {
+                    h.state.lock().session.inbound_qos2.extend(c.inbound_qos2);
+                }
                 done.clients += 1;
                 done.subscriptions += mine.len();
+                done.queued += pending.len();
             }
         }
         if !subs.is_empty() {
@@ -118,6 +135,16 @@ impl Broker {
                 }
                 self.restore_retained(now, &p);
                 done.retained += 1;
+            }
+        }
+        // What the restored sessions noted (their queues and inflight messages, recorded
+        // again for a session sink).
+        for c in self.clients() {
+            if let Some(h) = self.client(&c.id) {
+                let notes = h.state.lock().take_notes();
+                if !notes.is_empty() {
+                    crate::broker::report_notes(self, &c.id, notes);
+                }
             }
         }
         if hooks.provides(Event::StoredSysInfo) {

@@ -88,6 +88,7 @@ impl Hook for Probe {
                 | Event::StoredSubscriptions
                 | Event::StoredInflightMessages
                 | Event::StoredRetainedMessages
+                | Event::StoredQueuedMessages
                 | Event::StoredSysInfo
         )
     }
@@ -1026,6 +1027,7 @@ struct Stored {
 
 fn stored_client(id: &str) -> moco_engine::hooks::StoredClient {
     moco_engine::hooks::StoredClient {
+        inbound_qos2: Vec::new(),
         id: id.into(),
         username: None,
         listener: "tcp".into(),

@@ -233,56 +233,44 @@ impl Broker {
             );
         }
 
-        // Registry: take over a live connection, resume or discard an existing session.
+        // Ownership first (a cluster's registry may take the id from another broker), then
+        // this broker's table: take over a live connection, resume or discard a session.
+        let handed = match self.registry.claim(&client_id, connect.clean_start) {
+            Ok(s) => s,
+            Err(code) => return refuse(code),
+        };
         let mut wills_now = Vec::new();
         let mut ended = None;
+        let mut adopted = false;
         let (handle, session_present) = {
             let mut clients = self.clients.write();
             self.routes_changed();
             let mut session = None;
             if let Some(old) = clients.remove(&client_id) {
-                old.taken_over.store(true, Ordering::Relaxed);
-                self.end_injected(&old);
-                let mut st = old.state.lock();
-                let was_connected = st.is_connected();
-                if was_connected {
-                    st.close(CloseReason::SessionTakenOver);
+                match self.take_over(now, &old, connect.clean_start, &mut wills_now) {
+                    TakenOver::Resumed(kept) => session = Some(kept),
+                    TakenOver::Ended(gone) => ended = Some(gone),
                 }
-                let old_session = std::mem::take(&mut st.session);
-                drop(st);
-                old.notify.notify_one();
-                old.closing.notify_one();
-                let expired = old.expires_at.lock().is_some_and(|t| t <= now);
-                let resume = !connect.clean_start && old_session.expiry_interval > 0 && !expired;
-                if let Some(w) = old.will.lock().take().map(|w| *w) {
-                    // The old connection's will goes out now unless its session continues
-                    // and the will was delayed.
-                    if w.delay() == 0 || !resume {
-                        wills_now.push((old.info.id.clone(), w));
-                    }
+            } else if let Some(s) = handed {
+                // A session handed over from another broker: its subscriptions route here now.
+                if let Err(e) = self.adopt_subscriptions(&client_id, &s.subscriptions) {
+                    // Filters come from a broker with the same rules: one that does not parse
+                    // is skipped, not a reason to refuse the client.
+                    tracing::warn!(client = %client_id, error = %e, "handed-over subscription");
                 }
-                // Delayed wills of the old connection: cancelled if the session resumes,
-                // published now if it ends.
-                let mut pending = self.wills.lock();
-                let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut *pending)
-                    .into_iter()
-                    .partition(|w| w.client_id == client_id);
-                *pending = others;
-                drop(pending);
-                if !resume {
-                    wills_now.extend(mine.into_iter().map(|w| (w.client_id, w.will)));
-                }
-                if resume {
-                    session = Some(old_session);
-                } else {
-                    ended = Some(old_session);
-                }
+                session = Some(s);
+                adopted = true;
             }
             let session_present = session.is_some();
             let mut session = session.unwrap_or_else(|| Session::new(expiry));
             session.expiry_interval = expiry;
             let mut st = ClientState::new(client_id.clone(), limits, session, now);
-            st.set_note_completions(self.hooks.provides(crate::hooks::Event::OnQosComplete));
+            let stored = self.records_messages(expiry);
+            st.set_note_storage(stored);
+            st.set_hold_acks(self.sync_acks);
+            st.set_note_completions(
+                stored || self.hooks.provides(crate::hooks::Event::OnQosComplete),
+            );
             st.set_inherit_ack_properties(!caps.compatibilities.no_inherited_properties_on_ack);
 
             if v5 {
@@ -335,8 +323,120 @@ impl Broker {
         for (id, w) in wills_now {
             self.publish_will(now, &id, w);
         }
+        if let Some(sink) = &self.sink {
+            let will = handle.will.lock();
+            sink.record(SessionEvent::Opened {
+                client: &info,
+                expiry_interval: expiry,
+                resumed: session_present,
+                will: will.as_deref(),
+            });
+            drop(will);
+            if adopted {
+                // A session handed over by another broker: this broker's store has not seen
+                // its subscriptions.
+                let subs = handle.state.lock().session.subscriptions.clone();
+                for (filter, options) in &subs {
+                    sink.record(SessionEvent::Subscribed {
+                        client_id: &info.id,
+                        filter,
+                        options: *options,
+                    });
+                }
+            }
+        }
         self.info.client_connected();
         self.hooks.on_session_established(&info, connect);
         ConnectOutcome::Accepted(handle)
+    }
+}
+
+/// What becomes of a session whose connection was taken over.
+pub(super) enum TakenOver {
+    /// The new connection resumes it.
+    Resumed(Session),
+    /// It ends (its subscriptions and messages are dropped).
+    Ended(Session),
+}
+
+impl Broker {
+    /// Ends `old`'s connection as taken over by a new one for its id and splits off its
+    /// session: resumed by the new connection (not a clean start, a session that lasts, not
+    /// expired) or ended. The old connection's will, and delayed wills
+    /// of its id, that must go out now are appended to `wills_now` (published by the caller,
+    /// outside the registry lock).
+    pub(super) fn take_over(
+        &self,
+        now: Instant,
+        old: &Arc<ClientHandle>,
+        clean_start: bool,
+        wills_now: &mut Vec<(ByteString, Will)>,
+    ) -> TakenOver {
+        old.taken_over.store(true, Ordering::Relaxed);
+        self.end_injected(old);
+        let mut st = old.state.lock();
+        if st.is_connected() {
+            st.close(CloseReason::SessionTakenOver);
+        }
+        let old_session = std::mem::take(&mut st.session);
+        drop(st);
+        old.notify.notify_one();
+        old.closing.notify_one();
+        let expired = old.expires_at.lock().is_some_and(|t| t <= now);
+        let resume = !clean_start && old_session.expiry_interval > 0 && !expired;
+        if let Some(w) = old.will.lock().take().map(|w| *w) {
+            // The old connection's will goes out now unless its session continues and the
+            // will was delayed.
+            if w.delay() == 0 || !resume {
+                wills_now.push((old.info.id.clone(), w));
+            }
+        }
+        // Delayed wills of the old connection: cancelled if the session resumes, published
+        // now if it ends.
+        let mut pending = self.wills.lock();
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut *pending)
+            .into_iter()
+            .partition(|w| w.client_id == old.info.id);
+        *pending = others;
+        drop(pending);
+        if resume {
+            TakenOver::Resumed(old_session)
+        } else {
+            wills_now.extend(mine.into_iter().map(|w| (w.client_id, w.will)));
+            TakenOver::Ended(old_session)
+        }
+    }
+
+    /// Gives client `client_id` up to another broker that a [`SessionRegistry`] says now owns
+    /// it (this broker's side of a cross-broker take-over): its connection here ends with
+    /// 0x8E session taken over, wills go out as for a take-over here, and its session leaves
+    /// this broker. Returns the session when the new connection resumes it (`clean_start`
+    /// false and the session lasts), for the registry to hand to the new owner; `None` if
+    /// the client is not here or its session ended.
+    pub fn hand_over(&self, now: Instant, client_id: &str, clean_start: bool) -> Option<Session> {
+        let old = {
+            let mut clients = self.clients.write();
+            self.routes_changed();
+            clients.remove(client_id)?
+        };
+        let mut wills_now = Vec::new();
+        let kept = self.take_over(now, &old, clean_start, &mut wills_now);
+        for (id, w) in wills_now {
+            self.publish_will(now, &id, w);
+        }
+        match kept {
+            TakenOver::Resumed(session) => {
+                // Its subscriptions route to the new owner now; its messages go with it.
+                let mut filters = session.subscriptions.keys().map(|f| &**f);
+                self.router.remove_client(&old.info.id, &mut filters);
+                self.routes_changed();
+                self.record_ended(&old.info.id);
+                Some(session)
+            }
+            TakenOver::Ended(gone) => {
+                self.drop_session(&old.info.id, gone);
+                None
+            }
+        }
     }
 }

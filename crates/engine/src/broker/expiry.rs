@@ -82,6 +82,7 @@ impl Broker {
             drop(clients);
             let session = std::mem::take(&mut h.state.lock().session);
             self.drop_session(&id, session);
+            self.registry.release(&id);
             self.hooks.on_client_expired(&id);
         }
         let due_retained = take_due(&self.retained_deadlines, now);
@@ -92,6 +93,9 @@ impl Broker {
                 .map(|(_, topic)| topic)
                 .collect();
             for topic in gone {
+                if let Some(sink) = &self.sink {
+                    sink.record(SessionEvent::RetainedCleared { topic: &topic });
+                }
                 self.hooks.on_retained_expired(&topic);
             }
         }

@@ -31,8 +31,10 @@ use crate::error::{CloseReason, Error, ProtocolViolation};
 use crate::hooks::{Access, ClientInfo, DisconnectInfo, Hooks};
 use crate::message::{Delivery, Message, Will};
 use crate::options::Options;
+use crate::registry::{LocalRegistry, SessionRegistry};
 use crate::retained::{LocalRetained, RetainedStore};
 use crate::router::{LocalRouter, Router, Target};
+use crate::sink::{SessionEvent, SessionSink};
 use crate::state::{ClientState, ConnLimits, Note, Session};
 
 mod acl;
@@ -169,12 +171,23 @@ pub struct ClientSnapshot {
     pub injected: bool,
 }
 
-pub(crate) fn report_notes(hooks: &Hooks, info: &SysInfo, id: &str, notes: Vec<Note>) {
+/// Reports a client's notes to the hooks, the `$SYS` counters and the session sink; called
+/// outside locks, so that hooks may call back into the broker.
+pub(crate) fn report_notes(broker: &Broker, id: &str, notes: Vec<Note>) {
     use crate::hooks::Event;
+    use crate::sink::SessionEvent as E;
+    let (hooks, info) = (&broker.hooks, &broker.info);
+    let sink = broker.sink.as_deref();
     for n in notes {
         match n {
             Note::Dropped(m, why) => {
                 info.messages_dropped.fetch_add(1, Ordering::Relaxed);
+                if let Some(sink) = sink {
+                    sink.record(E::Dropped {
+                        client_id: id,
+                        message: &m,
+                    });
+                }
                 if hooks.provides(Event::OnPublishDropped) {
                     let p = Publish {
                         dup: false,
@@ -188,12 +201,67 @@ pub(crate) fn report_notes(hooks: &Hooks, info: &SysInfo, id: &str, notes: Vec<N
                     hooks.on_publish_dropped(id, &p, why);
                 }
             }
-            Note::QosComplete(pid) => hooks.on_qos_complete(id, pid),
-            Note::QosDropped(pid) => {
+            Note::QosComplete(packet_id) => {
+                if let Some(sink) = sink {
+                    sink.record(E::Completed {
+                        client_id: id,
+                        packet_id,
+                    });
+                }
+                hooks.on_qos_complete(id, packet_id)
+            }
+            Note::QosDropped(packet_id) => {
                 info.inflight_dropped.fetch_add(1, Ordering::Relaxed);
-                hooks.on_qos_dropped(id, pid);
+                if let Some(sink) = sink {
+                    sink.record(E::Abandoned {
+                        client_id: id,
+                        packet_id,
+                    });
+                }
+                hooks.on_qos_dropped(id, packet_id);
             }
             Note::PacketIdExhausted => hooks.on_packet_id_exhausted(id),
+            Note::Queued(delivery) => {
+                if let Some(sink) = sink {
+                    sink.record(E::Queued {
+                        client_id: id,
+                        delivery: &delivery,
+                    });
+                }
+            }
+            Note::Dequeued(message) => {
+                if let Some(sink) = sink {
+                    sink.record(E::Dequeued {
+                        client_id: id,
+                        message: &message,
+                    });
+                }
+            }
+            Note::InFlight(packet_id, delivery) => {
+                if let Some(sink) = sink {
+                    sink.record(E::InFlight {
+                        client_id: id,
+                        packet_id,
+                        delivery: &delivery,
+                    });
+                }
+            }
+            Note::Qos2Received(packet_id) => {
+                if let Some(sink) = sink {
+                    sink.record(E::Qos2Received {
+                        client_id: id,
+                        packet_id,
+                    });
+                }
+            }
+            Note::Qos2Released(packet_id) => {
+                if let Some(sink) = sink {
+                    sink.record(E::Qos2Released {
+                        client_id: id,
+                        packet_id,
+                    });
+                }
+            }
         }
     }
 }
@@ -209,6 +277,33 @@ pub enum ConnectOutcome {
     Refused(Box<ConnAck>),
 }
 
+/// The seams a broker is built with ([`Broker::with_seams`]), each a small trait whose
+/// in-memory implementation is the default (`None`): where a cluster or a persistence layer
+/// plugs in without touching the engine.
+#[derive(Default, Clone)]
+#[non_exhaustive]
+pub struct Seams {
+    /// Who gets a message ([`LocalRouter`] by default).
+    pub router: Option<Arc<dyn Router>>,
+    /// Where retained messages live ([`LocalRetained`] by default).
+    pub retained: Option<Arc<dyn RetainedStore>>,
+    /// Who owns a client id ([`LocalRegistry`] by default).
+    pub registry: Option<Arc<dyn SessionRegistry>>,
+    /// What persistence records (none by default: nothing is recorded).
+    pub sink: Option<Arc<dyn SessionSink>>,
+}
+
+impl std::fmt::Debug for Seams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seams")
+            .field("router", &self.router.is_some())
+            .field("retained", &self.retained.is_some())
+            .field("registry", &self.registry.is_some())
+            .field("sink", &self.sink.is_some())
+            .finish()
+    }
+}
+
 /// The broker: shared by every connection.
 pub struct Broker {
     /// Tells this broker's cached routes from another's (see [`RouteCache`]).
@@ -221,6 +316,10 @@ pub struct Broker {
     clients: RwLock<HashMap<ByteString, Arc<ClientHandle>, moco_topic::SeededState>>,
     router: Arc<dyn Router>,
     retained: Arc<dyn RetainedStore>,
+    registry: Arc<dyn SessionRegistry>,
+    sink: Option<Arc<dyn SessionSink>>,
+    /// The sink holds acknowledgements until durable ([`SessionSink::syncs`]).
+    sync_acks: bool,
     wills: Mutex<Vec<PendingWill>>,
     inline_subs: RwLock<Vec<InlineSub>>,
     /// `inline_subs` is not empty (read per message without its lock).
@@ -257,20 +356,41 @@ impl Broker {
         Self::with_stores(options, hooks, router, Arc::new(LocalRetained::new()))
     }
 
-    /// A broker with a custom router and retained store: the seams a cluster or a persistent
-    /// store plugs into.
+    /// A broker with a custom router and retained store.
     pub fn with_stores(
         options: Options,
         hooks: Hooks,
         router: Arc<dyn Router>,
         retained: Arc<dyn RetainedStore>,
     ) -> Self {
+        Self::with_seams(
+            options,
+            hooks,
+            Seams {
+                router: Some(router),
+                retained: Some(retained),
+                ..Seams::default()
+            },
+        )
+    }
+
+    /// A broker with the given seams (see [`Seams`]): what a cluster or a persistent store
+    /// plugs into. A seam left `None` is the in-memory default.
+    pub fn with_seams(options: Options, hooks: Hooks, seams: Seams) -> Self {
+        let strategy = options.capabilities.shared_sub_strategy;
         Broker {
             options: options.normalized(),
             hooks,
             clients: RwLock::new(HashMap::default()),
-            router,
-            retained,
+            router: seams
+                .router
+                .unwrap_or_else(|| Arc::new(LocalRouter::with_strategy(strategy))),
+            retained: seams
+                .retained
+                .unwrap_or_else(|| Arc::new(LocalRetained::new())),
+            registry: seams.registry.unwrap_or_else(|| Arc::new(LocalRegistry)),
+            sync_acks: seams.sink.as_ref().is_some_and(|s| s.syncs()),
+            sink: seams.sink,
             wills: Mutex::new(Vec::new()),
             inline_subs: RwLock::new(Vec::new()),
             has_inline_subs: AtomicBool::new(false),
@@ -314,6 +434,17 @@ impl Broker {
                 h.close(CloseReason::ServerShuttingDown);
             }
         }
+    }
+
+    /// Whether acknowledgements of inbound QoS 1/2 messages wait until what the messages
+    /// changed is durable (a session sink with [`SessionSink::syncs`]).
+    pub fn syncs_acks(&self) -> bool {
+        self.sync_acks
+    }
+
+    /// What held acknowledgements wait for (see [`SessionSink::durable`]); `None`: nothing.
+    pub fn durable(&self) -> Option<crate::sink::Durable> {
+        self.sink.as_ref()?.durable()
     }
 
     /// True once [`Broker::shutdown`] was called.

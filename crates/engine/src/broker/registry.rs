@@ -51,6 +51,7 @@ impl Broker {
         let existed = self.router.unsubscribe(&h.info.id, filter);
         self.routes_changed();
         h.forget_subscription(filter);
+        self.record_unsubscribed(&h.info.id, filter, existed);
         if existed {
             let unsub = Unsubscribe {
                 packet_id: 0,
@@ -85,6 +86,9 @@ impl Broker {
         match outcome {
             ConnectOutcome::Accepted(h) => {
                 h.injected.store(true, Ordering::Relaxed);
+                // Injected packets are handled synchronously, with no reader to wait for
+                // durability: their acknowledgements go at once.
+                h.state.lock().set_hold_acks(false);
                 Ok(h)
             }
             ConnectOutcome::Refused(ack) => Err(Error::Refused(ack.reason_code)),
@@ -125,7 +129,7 @@ impl Broker {
             }
             st.take_notes()
         };
-        report_notes(&self.hooks, &self.info, &h.info.id, notes);
+        report_notes(self, &h.info.id, notes);
         out
     }
 
@@ -140,15 +144,30 @@ impl Broker {
         }
     }
 
+    pub(super) fn record_ended(&self, client_id: &str) {
+        if let Some(sink) = &self.sink {
+            sink.record(SessionEvent::Ended { client_id });
+        }
+    }
+
+    /// Whether the changes of `expiry_interval`'s session are recorded as they happen (a sink
+    /// is installed and the session outlives its connection).
+    pub(super) fn records_messages(&self, expiry_interval: u32) -> bool {
+        self.sink.is_some() && expiry_interval > 0
+    }
+
     /// Number of clients known (connected or with a live session).
     pub fn client_count(&self) -> usize {
         self.clients.read().len()
     }
 
+    /// Forgets a session that ended: its subscriptions leave the router, its in-flight
+    /// messages are reported abandoned, and the session sink forgets it.
     pub(super) fn drop_session(&self, client_id: &ByteString, session: Session) {
         let mut filters = session.subscriptions.keys().map(|f| &**f);
         self.router.remove_client(client_id, &mut filters);
         self.routes_changed();
+        self.record_ended(client_id);
         for inf in &session.inflight {
             self.hooks.on_qos_dropped(client_id, inf.packet_id);
         }
@@ -204,8 +223,16 @@ impl Broker {
                 drop(clients);
                 let session = std::mem::take(&mut handle.state.lock().session);
                 self.drop_session(&handle.info.id, session);
+                self.registry.release(&handle.info.id);
             }
         } else {
+            if let Some(sink) = &self.sink {
+                sink.record(SessionEvent::Detached {
+                    client_id: &handle.info.id,
+                    expiry_interval: expiry,
+                    at: std::time::SystemTime::now(),
+                });
+            }
             // u32::MAX (v3 persistent sessions by default) effectively never expires.
             let deadline = now.checked_add(Duration::from_secs(u64::from(expiry)));
             *handle.expires_at.lock() = deadline;

@@ -3,6 +3,23 @@
 use super::*;
 
 impl Broker {
+    /// Puts a session's subscriptions (restored, or handed over by another broker) into the
+    /// router for `client_id`.
+    pub(super) fn adopt_subscriptions<'a>(
+        &self,
+        client_id: &ByteString,
+        subscriptions: impl IntoIterator<Item = (&'a ByteString, &'a moco_topic::SubscriptionOptions)>,
+    ) -> Result<(), Error> {
+        let mut result = Ok(());
+        for (filter, opts) in subscriptions {
+            if let Err(e) = self.router.subscribe(client_id, filter, *opts) {
+                result = result.and(Err(Error::Topic(e)));
+            }
+        }
+        self.routes_changed();
+        result
+    }
+
     /// Restores a disconnected client's session (from storage, before serving): its
     /// subscriptions go back into the router and `pending` into its offline queue; it expires
     /// `expiry_interval` seconds after `now` unless the client comes back first.
@@ -29,12 +46,9 @@ impl Broker {
             if self.hooks.acl_may_deny_within(&info, filter) {
                 session.acl_checked.insert(filter.clone());
             }
-            self.router
-                .subscribe(&id, filter, *opts)
-                .map_err(Error::Topic)?;
-            self.routes_changed();
             session.subscriptions.insert(filter.clone(), *opts);
         }
+        self.adopt_subscriptions(&id, &session.subscriptions)?;
         let acl_read = !session.acl_checked.is_empty();
         let limits = ConnLimits {
             version: ProtocolVersion::V5,
@@ -51,6 +65,9 @@ impl Broker {
         };
         let mut st = ClientState::new(id.clone(), limits, session, now);
         st.detach();
+        // A session sink records the queue again as it is restored: the records it handed
+        // back are replaced by those of the messages that now stand for them.
+        st.set_note_storage(self.records_messages(expiry_interval));
         for (p, qos) in pending {
             let msg = Arc::new(Message::from_publish(
                 p,

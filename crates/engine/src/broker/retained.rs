@@ -4,12 +4,27 @@ use super::*;
 
 impl Broker {
     pub(super) fn retain(&self, msg: &Arc<Message>) {
+        self.keep_retained(msg, true);
+    }
+
+    /// Sets or clears the retained message of `msg`'s topic; `record`: tell the session sink
+    /// (not for what it handed back itself at start-up).
+    fn keep_retained(&self, msg: &Arc<Message>, record: bool) {
+        let sink = self.sink.as_deref().filter(|_| record);
         if msg.payload.is_empty() {
-            self.retained.remove(&msg.topic);
+            if self.retained.remove(&msg.topic) {
+                if let Some(sink) = sink {
+                    sink.record(SessionEvent::RetainedCleared { topic: &msg.topic });
+                }
+            }
         } else {
             // A retained message may live for days: copy it out of the publisher's read
             // buffer so it does not pin that whole buffer.
-            self.retained.set(Arc::new(msg.detached()));
+            let kept = Arc::new(msg.detached());
+            if let Some(sink) = sink {
+                sink.record(SessionEvent::RetainedSet { message: &kept });
+            }
+            self.retained.set(kept);
             if let Some(t) = msg.expires_at {
                 self.retained_deadlines
                     .lock()
@@ -26,7 +41,7 @@ impl Broker {
             now,
             self.options.capabilities.maximum_message_expiry_interval,
         ));
-        self.retain(&msg);
+        self.keep_retained(&msg, false);
     }
 
     /// Number of retained messages.

@@ -250,7 +250,7 @@ impl Broker {
     /// the broker.
     pub(super) fn report(&self, to_report: Vec<(ByteString, Vec<Note>)>) {
         for (id, notes) in to_report {
-            report_notes(&self.hooks, &self.info, &id, notes);
+            report_notes(self, &id, notes);
         }
     }
 

@@ -105,6 +105,15 @@ impl Broker {
             })();
             codes.push(code);
         }
+        if let Some(sink) = &self.sink {
+            for (filter, options, _) in &added {
+                sink.record(SessionEvent::Subscribed {
+                    client_id: &info.id,
+                    filter,
+                    options: *options,
+                });
+            }
+        }
         {
             let mut st = handle.state.lock();
             for (f, o, check_reads) in added {
@@ -152,7 +161,7 @@ impl Broker {
             for p in &published {
                 self.hooks.on_retain_published(info, p);
             }
-            report_notes(&self.hooks, &self.info, &info.id, notes);
+            report_notes(self, &info.id, notes);
         }
         handle.notify.notify_one();
         self.hooks.on_subscribed(info, &sub, &codes);
@@ -167,6 +176,7 @@ impl Broker {
             let existed = self.router.unsubscribe(&info.id, f);
             self.routes_changed();
             handle.forget_subscription(f);
+            self.record_unsubscribed(&info.id, f, existed);
             codes.push(if existed {
                 ReasonCode::Success
             } else {
@@ -180,5 +190,11 @@ impl Broker {
         }));
         handle.notify.notify_one();
         self.hooks.on_unsubscribed(info, &unsub);
+    }
+
+    pub(super) fn record_unsubscribed(&self, client_id: &str, filter: &str, existed: bool) {
+        if let (Some(sink), true) = (&self.sink, existed) {
+            sink.record(SessionEvent::Unsubscribed { client_id, filter });
+        }
     }
 }

@@ -672,3 +672,142 @@ mod negotiation {
         assert_eq!(n.limits.client_topic_alias_maximum, 0);
     }
 }
+
+/// Two brokers sharing one ownership table, as a cluster's registry would: a claim of an id
+/// another broker owns takes it from that broker with [`Broker::hand_over`].
+#[derive(Default)]
+struct SharedOwners {
+    owners: Mutex<HashMap<ByteString, usize>>,
+    nodes: Mutex<Vec<std::sync::Weak<Broker>>>,
+    unreachable: AtomicBool,
+}
+
+struct Node(Arc<SharedOwners>, usize);
+
+impl crate::registry::SessionRegistry for Node {
+    fn claim(&self, id: &ByteString, clean_start: bool) -> Result<Option<Session>, ReasonCode> {
+        if self.0.unreachable.load(Ordering::Relaxed) {
+            return Err(ReasonCode::ServerUnavailable);
+        }
+        let before = self.0.owners.lock().insert(id.clone(), self.1);
+        match before {
+            Some(owner) if owner != self.1 => {
+                let node = self.0.nodes.lock()[owner].upgrade().expect("node alive");
+                Ok(node.hand_over(Instant::now(), id, clean_start))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn release(&self, id: &ByteString) {
+        let mut owners = self.0.owners.lock();
+        if owners.get(id) == Some(&self.1) {
+            owners.remove(id);
+        }
+    }
+}
+
+fn cluster_of_two() -> (Arc<SharedOwners>, Arc<Broker>, Arc<Broker>) {
+    let shared = Arc::new(SharedOwners::default());
+    let node = |n: usize| {
+        let mut hooks = Hooks::new();
+        hooks.add(Arc::new(AllowAll));
+        let b = Arc::new(Broker::with_seams(
+            Options::default(),
+            hooks,
+            Seams {
+                registry: Some(Arc::new(Node(shared.clone(), n))),
+                ..Seams::default()
+            },
+        ));
+        shared.nodes.lock().push(Arc::downgrade(&b));
+        b
+    };
+    let (a, b) = (node(0), node(1));
+    (shared, a, b)
+}
+
+/// The CONNACK queued first for `h` (what follows stays queued).
+fn connack(h: &ClientHandle, now: Instant) -> ConnAck {
+    match h.state.lock().poll_transmit(now) {
+        Some(crate::state::Transmit::Packet(Packet::ConnAck(a))) => *a,
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+/// Take-over across brokers through the registry seam: the session (subscriptions and a
+/// message in flight) moves with the client, the old connection gets 0x8E, and the broker it
+/// left no longer routes to it.
+#[test]
+fn a_shared_registry_moves_a_session_between_brokers() {
+    let (shared, a, b) = cluster_of_two();
+    let t0 = Instant::now();
+    let dev = connect(&a, t0, "dev", 60);
+    assert!(!connack(&dev, t0).session_present);
+    let mut s = sub("t/#");
+    s.filters[0].1.qos = QoS::AtLeastOnce;
+    a.subscribe(t0, &dev, s);
+    let mut p = msg("t/1");
+    p.qos = QoS::AtLeastOnce;
+    a.publish_internal(t0, &p);
+    let sent = a.drain_output(&dev, t0);
+    assert!(
+        sent.iter()
+            .any(|p| matches!(p, Packet::Publish(p) if &*p.topic == "t/1" && !p.dup)),
+        "{sent:?}"
+    );
+
+    // The same client comes back through the other broker, resuming its session.
+    let moved = connect(&b, t0, "dev", 60);
+    assert!(connack(&moved, t0).session_present);
+    assert_eq!(
+        dev.state.lock().close_reason(),
+        Some(ReasonCode::SessionTakenOver)
+    );
+    assert!(a.client("dev").is_none());
+    assert_eq!(a.subscription_count(), 0);
+    assert_eq!(b.subscription_count(), 1);
+    // The unacknowledged message is sent again, with DUP, by the broker it moved to.
+    let resent = b.drain_output(&moved, t0);
+    assert!(
+        resent
+            .iter()
+            .any(|p| matches!(p, Packet::Publish(p) if &*p.topic == "t/1" && p.dup)),
+        "{resent:?}"
+    );
+    // New messages reach it from its new broker; the old one has no route to it.
+    assert_eq!(a.publish_internal(t0, &msg("t/2")), 0);
+    assert_eq!(b.publish_internal(t0, &msg("t/3")), 1);
+    assert_eq!(shared.owners.lock().get("dev"), Some(&1));
+
+    // A clean start back on the first broker discards the session on the second.
+    let fresh = connect_clean(&a, t0, "dev");
+    assert!(!connack(&fresh, t0).session_present);
+    assert_eq!(b.subscription_count(), 0);
+    assert!(b.client("dev").is_none());
+
+    // Its session ends with a clean disconnect: the id is released.
+    let bye = moco_codec::Disconnect::default();
+    fresh
+        .state
+        .lock()
+        .handle_packet(t0, Packet::Disconnect(bye));
+    a.disconnected(t0, &fresh);
+    assert!(shared.owners.lock().get("dev").is_none());
+
+    // A registry that cannot answer refuses the CONNECT with its code.
+    shared.unreachable.store(true, Ordering::Relaxed);
+    let c = Connect::new(ProtocolVersion::V5, "other");
+    match b.connect(t0, &c, Arc::from("t"), Arc::from("t")) {
+        ConnectOutcome::Refused(ack) => assert_eq!(ack.reason_code, ReasonCode::ServerUnavailable),
+        ConnectOutcome::Accepted(_) => panic!("accepted without the registry"),
+    }
+}
+
+fn connect_clean(b: &Broker, now: Instant, id: &str) -> Arc<ClientHandle> {
+    let c = Connect::new(ProtocolVersion::V5, id);
+    match b.connect(now, &c, Arc::from("t"), Arc::from("t")) {
+        ConnectOutcome::Accepted(h) => h,
+        ConnectOutcome::Refused(a) => panic!("{a:?}"),
+    }
+}

@@ -94,7 +94,7 @@ pub(crate) fn process_at(
         handle.notify.notify_one();
     }
     if !notes.is_empty() {
-        report_notes(hooks, &broker.info, &handle.info.id, notes);
+        report_notes(broker, &handle.info.id, notes);
     }
     hooks.on_packet_processed(&handle.info, ptype);
     open

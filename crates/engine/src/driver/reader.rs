@@ -108,6 +108,15 @@ where
             handle.close(e.clone());
             break Err(Error::Decode(e));
         }
+        if broker.syncs_acks() && handle.state.lock().holds_acks() {
+            // `durability: sync`: what this read's messages changed is made durable before
+            // they are acknowledged (other connections share the flush).
+            let stored = match broker.durable() {
+                Some(durable) => durable.await,
+                None => true,
+            };
+            handle.state.lock().release_acks(stored);
+        }
         // The replies to what was just read (and, first of all, the CONNACK).
         let was_parked = matches!(writer, Writer::Parked(_));
         if let Err(e) = writer.send_pending(broker, handle).await {

@@ -348,7 +348,7 @@ pub(super) fn fill(
         notes = st.take_notes();
     }
     if !notes.is_empty() {
-        report_notes(broker.hooks(), &broker.info, &handle.info.id, notes);
+        report_notes(broker, &handle.info.id, notes);
     }
     Filled {
         sent,

@@ -80,6 +80,8 @@ pub enum Event {
     StoredInflightMessages,
     /// Loader: the retained messages kept by a storage hook.
     StoredRetainedMessages,
+    /// Loader: the messages queued for offline sessions, kept by a storage hook.
+    StoredQueuedMessages,
     /// Loader: the `$SYS` counters kept by a storage hook.
     StoredSysInfo,
 }
@@ -124,7 +126,7 @@ impl EventSet {
 }
 
 /// Every event, in declaration order.
-pub const ALL_EVENTS: [Event; 37] = [
+pub const ALL_EVENTS: [Event; 38] = [
     Event::OnStarted,
     Event::OnStopped,
     Event::OnSysInfoTick,
@@ -161,5 +163,6 @@ pub const ALL_EVENTS: [Event; 37] = [
     Event::StoredSubscriptions,
     Event::StoredInflightMessages,
     Event::StoredRetainedMessages,
+    Event::StoredQueuedMessages,
     Event::StoredSysInfo,
 ];

@@ -44,7 +44,7 @@ mod event;
 mod stack;
 
 pub use crate::error::HookError;
-pub use crate::records::{StoredClient, StoredInflight, StoredSubscription};
+pub use crate::records::{StoredClient, StoredInflight, StoredQueued, StoredSubscription};
 pub use crate::state::DropReason;
 pub use allow::AllowAll;
 pub use event::{Event, EventSet, ALL_EVENTS};
@@ -280,6 +280,12 @@ pub trait Hook: Send + Sync + 'static {
 
     /// Loader: the retained messages to restore at start.
     fn stored_retained_messages(&self) -> Result<Vec<Publish>, HookError> {
+        Ok(Vec::new())
+    }
+
+    /// Loader: the messages queued for sessions, in queue order per client, to restore at
+    /// start (sent when their client comes back).
+    fn stored_queued_messages(&self) -> Result<Vec<StoredQueued>, HookError> {
         Ok(Vec::new())
     }
 

@@ -370,6 +370,17 @@ impl Hooks {
         .map(Option::unwrap_or_default)
     }
 
+    /// The stored queued messages (first hook that has some).
+    pub fn stored_queued_messages(&self) -> Result<Vec<StoredQueued>, crate::Error> {
+        first_stored(
+            self,
+            Event::StoredQueuedMessages,
+            |h| h.stored_queued_messages(),
+            Vec::is_empty,
+        )
+        .map(Option::unwrap_or_default)
+    }
+
     /// The stored `$SYS` counters (first hook that has them).
     pub fn stored_sys_info(&self) -> Result<Option<SysSnapshot>, crate::Error> {
         first_stored(

@@ -91,23 +91,69 @@ impl ClientState {
         if let Some(p) = self.ack_props.take() {
             properties.user_properties = *p;
         }
-        match qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.control.push_back(Packet::PubAck(PubAck {
+        let ack = match qos {
+            QoS::AtMostOnce => return,
+            QoS::AtLeastOnce => Packet::PubAck(PubAck {
                 packet_id,
                 reason_code: reason,
                 properties,
-            })),
+            }),
             QoS::ExactlyOnce => {
                 if reason.is_error() {
                     self.session.inbound_qos2.remove(&packet_id);
+                } else if self.note_storage {
+                    self.notes.push(Note::Qos2Received(packet_id));
                 }
-                self.control.push_back(Packet::PubRec(PubRec {
+                Packet::PubRec(PubRec {
                     packet_id,
                     reason_code: reason,
                     properties,
-                }));
+                })
             }
+        };
+        match &mut self.held_acks {
+            Some(held) => held.push(ack),
+            None if self.hold_acks => self.held_acks = Some(Box::new(vec![ack])),
+            None => self.control.push_back(ack),
+        }
+    }
+
+    /// Whether PUBACK / PUBREC wait for [`ClientState::release_acks`] instead of going out
+    /// at once: while what their messages changed is being made durable (a session sink's
+    /// `durability: sync`). Off by default.
+    pub fn set_hold_acks(&mut self, on: bool) {
+        self.hold_acks = on;
+    }
+
+    /// Whether acknowledgements are held, waiting for [`ClientState::release_acks`].
+    pub fn holds_acks(&self) -> bool {
+        self.held_acks.is_some()
+    }
+
+    /// Sends the held acknowledgements, in the order their PUBLISHes arrived: as they are
+    /// once what they acknowledge is durable (`stored` true); otherwise a v5 client gets each
+    /// with 0x80 unspecified error (and a QoS 2 id is forgotten, so a resent PUBLISH is
+    /// routed again), and a v3 client, whose acknowledgements carry no code, is disconnected.
+    pub fn release_acks(&mut self, stored: bool) {
+        let Some(held) = self.held_acks.take() else {
+            return;
+        };
+        if !stored && !self.limits.version.is_v5() {
+            self.close(CloseReason::NotStored);
+            return;
+        }
+        for mut ack in *held {
+            if !stored {
+                match &mut ack {
+                    Packet::PubAck(a) => a.reason_code = ReasonCode::UnspecifiedError,
+                    Packet::PubRec(r) => {
+                        r.reason_code = ReasonCode::UnspecifiedError;
+                        self.session.inbound_qos2.remove(&r.packet_id);
+                    }
+                    _ => {}
+                }
+            }
+            self.control.push_back(ack);
         }
     }
 

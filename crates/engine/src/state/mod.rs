@@ -194,6 +194,17 @@ pub enum Note {
     QosDropped(u16),
     /// No packet identifier was free.
     PacketIdExhausted,
+    /// A message joined the queue of a lasting session (noted only with
+    /// [`ClientState::set_note_storage`], as the four below).
+    Queued(Delivery),
+    /// A queued message left the queue to be sent.
+    Dequeued(Arc<Message>),
+    /// A QoS 1/2 message was sent with this packet id for the first time.
+    InFlight(u16, Delivery),
+    /// An inbound QoS 2 PUBLISH with this packet id was accepted; its PUBREL is awaited.
+    Qos2Received(u16),
+    /// The PUBREL of this inbound packet id arrived.
+    Qos2Released(u16),
 }
 
 /// Something to write to the client.
@@ -261,6 +272,16 @@ pub struct ClientState {
     notes: Vec<Note>,
     /// Whether completed QoS flows are noted (someone listens to `OnQosComplete`).
     note_completions: bool,
+    /// Whether the changes a persistence layer records are noted (a session sink is
+    /// installed and this session outlives its connection).
+    note_storage: bool,
+    /// Whether acknowledgements of inbound QoS 1/2 messages wait until their changes are
+    /// durable (see [`ClientState::set_hold_acks`]).
+    hold_acks: bool,
+    /// The acknowledgements waiting. Boxed: 8 bytes instead of a `Vec`'s 24 in every client's
+    /// state, where most never hold any.
+    #[allow(clippy::box_collection)]
+    held_acks: Option<Box<Vec<Packet>>>,
     /// Whether a v5 acknowledgement carries the user properties of the packet it answers
     /// (mochi's default; see [`Compatibilities`](crate::Compatibilities)).
     inherit_ack_props: bool,
@@ -341,6 +362,9 @@ impl ClientState {
             resend,
             notes: Vec::new(),
             note_completions: true,
+            note_storage: false,
+            hold_acks: false,
+            held_acks: None,
             inherit_ack_props: false,
             ack_props: None,
             life: Lifecycle::Open,
@@ -404,6 +428,13 @@ impl ClientState {
         self.note_completions = on;
     }
 
+    /// Whether the changes of session state a persistence layer records are noted
+    /// ([`Note::Queued`], [`Note::Dequeued`], [`Note::InFlight`], [`Note::Qos2Received`],
+    /// [`Note::Qos2Released`], and completions); off by default.
+    pub fn set_note_storage(&mut self, on: bool) {
+        self.note_storage = on;
+    }
+
     /// Takes the notes (drops, completed and abandoned flows) since the last call.
     pub fn take_notes(&mut self) -> Vec<Note> {
         std::mem::take(&mut self.notes)
@@ -428,6 +459,9 @@ impl ClientState {
             }
             Packet::PubRel(r) => {
                 let code = if self.session.inbound_qos2.remove(&r.packet_id) {
+                    if self.note_storage {
+                        self.notes.push(Note::Qos2Released(r.packet_id));
+                    }
                     ReasonCode::Success
                 } else {
                     ReasonCode::PacketIdentifierNotFound

@@ -65,6 +65,9 @@ impl ClientState {
             self.unpin_held();
             delivery.msg = delivery.msg.unpinned();
         }
+        if self.note_storage {
+            self.notes.push(Note::Queued(delivery.clone()));
+        }
         self.session.pending.push_back(delivery);
     }
 
@@ -94,6 +97,9 @@ impl ClientState {
             None => {
                 let d = self.session.pending.pop_front();
                 self.maybe_reset_pins();
+                if let (true, Some(d)) = (self.note_storage, &d) {
+                    self.notes.push(Note::Dequeued(d.msg.clone()));
+                }
                 d
             }
         }
@@ -317,6 +323,9 @@ impl ClientState {
                 Stage::AwaitPubRec
             };
             let alias = self.alias_for(&d.msg.topic);
+            if self.note_storage {
+                self.notes.push(Note::InFlight(pid, d.clone()));
+            }
             self.session.inflight.push_back(Inflight {
                 packet_id: pid,
                 delivery: d,
@@ -404,6 +413,13 @@ impl ClientState {
     /// Puts back an inflight message of a stored session (see [`crate::store`]): it is sent
     /// again, with DUP, when the client connects.
     pub(crate) fn restore_inflight(&mut self, inflight: Inflight) {
+        if self.note_storage {
+            // Recorded again: what a store handed back is replaced by what runs now.
+            self.notes.push(Note::InFlight(
+                inflight.packet_id,
+                inflight.delivery.clone(),
+            ));
+        }
         if let Some(back) = self.session.inflight.back() {
             let first = self.session.inflight[0].packet_id;
             if inflight.packet_id.wrapping_sub(first) <= back.packet_id.wrapping_sub(first) {
