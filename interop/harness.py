@@ -7,7 +7,10 @@ Every wait here is bounded; nothing blocks forever.
 
 from __future__ import annotations
 
+import base64
+import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -20,6 +23,165 @@ from paho.mqtt.properties import Properties, VariableByteIntegers
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 DEFAULT_WAIT = 4.0
+
+
+class Transport:
+    """How every client of a run connects (suite.py --transport): tcp, tls, ws, wss or unix."""
+
+    name = "tcp"
+    cafile: str | None = None
+    ws_path = "/mqtt"
+    unix_path: str | None = None
+
+    @classmethod
+    def configure(cls, name: str, cafile: str | None, ws_path: str, unix_path: str | None) -> None:
+        cls.name, cls.cafile, cls.ws_path, cls.unix_path = name, cafile, ws_path, unix_path
+
+    @classmethod
+    def paho(cls, c: mqtt.Client) -> None:
+        """Sets up a paho client made with paho_kwargs() for the transport."""
+        if cls.name in ("tls", "wss"):
+            c.tls_set(ca_certs=cls.cafile)
+        if cls.name in ("ws", "wss"):
+            c.ws_set_options(path=cls.ws_path)
+
+    @classmethod
+    def paho_kwargs(cls) -> dict[str, Any]:
+        return {"transport": {"ws": "websockets", "wss": "websockets",
+                              "unix": "unix"}.get(cls.name, "tcp")}
+
+    @classmethod
+    def address(cls, host: str, port: int) -> tuple[str, int]:
+        # paho wants a valid port even for a Unix socket, and ignores it.
+        return (cls.unix_path, 1) if cls.name == "unix" else (host, port)
+
+    @classmethod
+    def open(cls, host: str, port: int) -> Any:
+        """A blocking socket-like object carrying MQTT's bytes to the broker."""
+        if cls.name == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(DEFAULT_WAIT)
+            sock.connect(cls.unix_path)
+            return sock
+        sock = socket.create_connection((host, port), timeout=DEFAULT_WAIT)
+        if cls.name in ("tls", "wss"):
+            ctx = ssl.create_default_context(cafile=cls.cafile)
+            sock = ctx.wrap_socket(sock, server_hostname="localhost")
+        if cls.name in ("ws", "wss"):
+            sock = WsSocket(sock, host, cls.ws_path)
+        return sock
+
+
+def _shutdown(sock: Any) -> None:
+    """Shuts a paho client's socket down both ways (under its WebSocket wrapper, if any)."""
+    sock = getattr(sock, "_socket", sock)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class _Paho(mqtt.Client):
+    """paho 2.1 sets the socket's timeout to the keep-alive for the TLS and WebSocket
+    handshakes, so a keep-alive of 0 makes them non-blocking and they fail: handshake with a
+    timeout, then send the CONNECT's real keep-alive."""
+
+    def _create_socket(self):  # type: ignore[override]
+        keepalive = self._keepalive
+        if keepalive == 0:
+            self._keepalive = int(DEFAULT_WAIT)
+        try:
+            return super()._create_socket()
+        finally:
+            self._keepalive = keepalive
+
+
+class WsSocket:
+    """A socket-like WebSocket client (RFC 6455) for the raw client: what is sent goes out as
+    one masked binary frame, and binary frames read come back as bytes."""
+
+    def __init__(self, sock: Any, host: str, path: str):
+        self.sock = sock
+        self.raw = b""
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n")
+                     .encode())
+        while b"\r\n\r\n" not in self.raw:
+            data = sock.recv(4096)
+            if not data:
+                raise OSError("closed during the WebSocket upgrade")
+            self.raw += data
+        head, self.raw = self.raw.split(b"\r\n\r\n", 1)
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise OSError(f"WebSocket upgrade refused: {head.splitlines()[0]!r}")
+
+    def _frame(self, opcode: int, data: bytes) -> bytes:
+        n = len(data)
+        if n < 126:
+            head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        elif n < 65536:
+            head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+        else:
+            head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+        mask = os.urandom(4)
+        return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(self._frame(0x2, data))
+
+    def send(self, data: bytes) -> int:
+        self.sendall(data)
+        return len(data)
+
+    def _parse(self) -> tuple[int, bytes] | None:
+        b = self.raw
+        if len(b) < 2:
+            return None
+        opcode, n, pos = b[0] & 0x0F, b[1] & 0x7F, 2
+        if n == 126:
+            if len(b) < 4:
+                return None
+            n, pos = struct.unpack("!H", b[2:4])[0], 4
+        elif n == 127:
+            if len(b) < 10:
+                return None
+            n, pos = struct.unpack("!Q", b[2:10])[0], 10
+        if len(b) < pos + n:
+            return None
+        self.raw = b[pos + n:]
+        return opcode, b[pos:pos + n]
+
+    def recv(self, _n: int) -> bytes:
+        while True:
+            frame = self._parse()
+            if frame is not None:
+                opcode, data = frame
+                if opcode == 0x8:
+                    return b""
+                if opcode == 0x9:
+                    self.sock.sendall(self._frame(0xA, data))
+                elif opcode in (0x0, 0x2) and data:
+                    return data
+                continue
+            data = self.sock.recv(65536)
+            if not data:
+                return b""
+            self.raw += data
+
+    def settimeout(self, t: float | None) -> None:
+        self.sock.settimeout(t)
+
+    def setblocking(self, flag: bool) -> None:
+        self.sock.setblocking(flag)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class Fail(Exception):
@@ -189,8 +351,10 @@ class Client:
         kw: dict[str, Any] = {}
         if self.version != 5:
             kw["clean_session"] = self.clean
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.cid, protocol=proto,
-                        reconnect_on_failure=False, manual_ack=self.manual_ack, **kw)
+        c = _Paho(mqtt.CallbackAPIVersion.VERSION2, client_id=self.cid, protocol=proto,
+                        reconnect_on_failure=False, manual_ack=self.manual_ack,
+                        **Transport.paho_kwargs(), **kw)
+        Transport.paho(c)
         c.max_inflight_messages_set(0)  # never hold publishes back client-side
         c.max_queued_messages_set(0)
         c.on_connect = self._on_connect
@@ -208,11 +372,11 @@ class Client:
             self.disconnected = None
             self.aliases = {}
         self.c = c
+        host, port = Transport.address(self.ctx.host, self.ctx.port)
         if self.version == 5:
-            c.connect(self.ctx.host, self.ctx.port, keepalive, clean_start=self.clean,
-                      properties=props_)
+            c.connect(host, port, keepalive, clean_start=self.clean, properties=props_)
         else:
-            c.connect(self.ctx.host, self.ctx.port, keepalive)
+            c.connect(host, port, keepalive)
         c.loop_start()
         self._wait(lambda: self.connack or self.disconnected, timeout, "CONNACK")
         ack = self.connack
@@ -331,12 +495,7 @@ class Client:
         """Drops the TCP connection without a DISCONNECT packet (as a crashed client would)."""
         if self.c is None:
             return
-        sock = self.c.socket()
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        _shutdown(self.c.socket())
         try:
             self._wait(lambda: self.disconnected, 3.0, "the killed connection to close")
         except Fail:
@@ -348,12 +507,7 @@ class Client:
         if c is None:
             return
         # loop_stop() only returns once paho's thread sees the socket gone, so make sure it is.
-        sock = c.socket()
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        _shutdown(c.socket())
         c._thread_terminate = True
         t = c._thread
         if t is not None:
@@ -441,7 +595,7 @@ class Raw:
     def __init__(self, ctx: Any, version: int):
         self.ctx = ctx
         self.version = version
-        self.sock = socket.create_connection((ctx.host, ctx.port), timeout=DEFAULT_WAIT)
+        self.sock = Transport.open(ctx.host, ctx.port)
         self.buf = b""
         self.closed = False
         ctx.raws.append(self)

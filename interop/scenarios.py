@@ -18,7 +18,7 @@ from paho.mqtt.properties import VariableByteIntegers
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from harness import (DISCONNECT, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK,
-                     Client, Closed, Fail, check, props)
+                     Client, Closed, Fail, Transport, check, props)
 
 REGISTRY: list = []
 BOTH = (3, 5)
@@ -1042,6 +1042,11 @@ def s_flow_control_client_to_server(t):
     topic = t.topic()
     s = connected(t)
     s.subscribe(topic, 2)
+    if Transport.name not in ("tcp", "unix"):
+        # The flood writes without blocking, which a TLS or WebSocket framing of the raw
+        # client's socket cannot do halfway through a record or frame.
+        t.note(f"flood not exercised over {Transport.name}")
+        return
     r = t.raw()
     ack = r.connect(t.new_cid())
     rm = ack.p("ReceiveMaximum", 65535)
@@ -1159,6 +1164,11 @@ def s_flood_reads_server_disconnect(t):
     """A client floods QoS 2 PUBLISHes past the Receive Maximum without reading, looking for
     what the broker sent only between two writes (as a single-threaded client does): it must
     read DISCONNECT 0x93, not have its writes fail with a reset first."""
+    if Transport.name not in ("tcp", "unix"):
+        # The flood writes without blocking, which a TLS or WebSocket framing of the raw
+        # client's socket cannot do halfway through a record or frame.
+        t.note(f"flood not exercised over {Transport.name}")
+        return
     r = t.raw()
     ack = r.connect(t.new_cid())
     rm = ack.p("ReceiveMaximum", 65535)

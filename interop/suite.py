@@ -25,7 +25,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Client, Fail, Raw  # noqa: E402
+from harness import Client, Fail, Raw, Transport  # noqa: E402
 import scenarios  # noqa: E402
 
 SCENARIO_TIMEOUT = 30  # seconds; a safety net above the scenarios' own bounded waits
@@ -131,7 +131,13 @@ def main() -> int:
     ap.add_argument("-k", dest="filter", default=None,
                     help="run only scenarios whose name (or `name (vN)`) contains this text")
     ap.add_argument("--list", action="store_true", help="list the scenario runs and exit")
+    ap.add_argument("--transport", default="tcp", choices=["tcp", "tls", "ws", "wss", "unix"],
+                    help="how every client connects (tls/wss need --cafile, unix --unix-path)")
+    ap.add_argument("--cafile", default=None, help="the CA that signs the broker's certificate")
+    ap.add_argument("--ws-path", default="/mqtt", help="the WebSocket path")
+    ap.add_argument("--unix-path", default=None, help="the broker's Unix socket")
     args = ap.parse_args()
+    Transport.configure(args.transport, args.cafile, args.ws_path, args.unix_path)
 
     runs = []
     for fn, versions in scenarios.REGISTRY:
@@ -151,7 +157,8 @@ def main() -> int:
         return 1
 
     run_id = uuid.uuid4().hex[:6]
-    print(f"interop suite against {args.broker_name} at {args.host}:{args.port}, "
+    where = args.unix_path if args.transport == "unix" else f"{args.host}:{args.port}"
+    print(f"interop suite against {args.broker_name} over {args.transport} at {where}, "
           f"run id {run_id}, {len(runs)} scenario runs", flush=True)
     signal.signal(signal.SIGALRM, _alarm)
     passed = failed = 0

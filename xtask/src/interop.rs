@@ -1,10 +1,16 @@
-//! `cargo xtask interop [--broker moco|mosquitto] [-k FILTER]`: the interoperability suite.
+//! `cargo xtask interop [--broker moco|mosquitto] [--transport tcp|tls|ws|wss|unix] [-k FILTER]`:
+//! the interoperability suite.
 //!
 //! Picks a free loopback port, builds and starts the broker under test with the configuration
 //! the suite needs (`interop/moco.yaml` or `interop/mosquitto.conf`), waits until it accepts
 //! connections, makes sure the Python venv `interop/.venv` has the pinned paho-mqtt, runs
 //! `interop/suite.py` for MQTT v3.1.1 and v5, and stops the broker whatever happened. The
 //! suite's summary, `N passed, N failed`, is the last line printed; any failure exits 1.
+//!
+//! `--transport` runs the whole suite over another of moco's transports: the xtask adds that
+//! listener to the configuration (TLS with a CA and server certificate it makes with rcgen,
+//! WebSocket on `/mqtt`, a Unix socket in the work directory) beside the TCP one it waits on,
+//! and the suite's clients (paho-mqtt and the raw socket client) connect through it.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -36,13 +42,41 @@ impl Broker {
     }
 }
 
+/// Which transport the suite's clients use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Transport {
+    /// Plain TCP.
+    #[default]
+    Tcp,
+    /// TLS (the CA is made for the run).
+    Tls,
+    /// WebSocket on `/mqtt`.
+    Ws,
+    /// Secure WebSocket on `/mqtt`.
+    Wss,
+    /// A Unix socket.
+    Unix,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+            Transport::Unix => "unix",
+        }
+    }
+}
+
 /// How long a broker gets to accept connections after it starts.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// `cargo xtask interop`: runs the suite and exits 1 when a scenario failed, with the summary
 /// `N passed, N failed` as the last line (no anyhow `Error:` line after it).
-pub fn interop(broker: Broker, filter: Option<String>) -> Result<()> {
-    if run_interop(broker, filter)? {
+pub fn interop(broker: Broker, transport: Transport, filter: Option<String>) -> Result<()> {
+    if run_interop(broker, transport, filter)? {
         Ok(())
     } else {
         std::process::exit(1)
@@ -51,14 +85,18 @@ pub fn interop(broker: Broker, filter: Option<String>) -> Result<()> {
 
 /// Runs the suite against `broker`; `filter` selects scenarios by name (`-k`). Returns whether
 /// every scenario passed; errors are failures to set up or run the suite at all.
-pub fn run_interop(broker: Broker, filter: Option<String>) -> Result<bool> {
+pub fn run_interop(broker: Broker, transport: Transport, filter: Option<String>) -> Result<bool> {
+    if broker != Broker::Moco && transport != Transport::Tcp {
+        bail!("--transport {} is run against moco only", transport.name());
+    }
     let started = Instant::now();
     let interop_dir = root().join("interop");
     let work = std::env::temp_dir().join(format!("moco-interop-{}", std::process::id()));
     fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
 
     let port = free_port()?;
-    let launch = broker_command(broker, port, &interop_dir, &work)?;
+    let mut launch = broker_command(broker, port, &interop_dir, &work)?;
+    let client = Clients::prepare(transport, &work, &mut launch)?;
     let python = ensure_venv(&interop_dir)?;
 
     let log = work.join(format!("{}.log", broker.name()));
@@ -70,8 +108,10 @@ pub fn run_interop(broker: Broker, filter: Option<String>) -> Result<bool> {
         .current_dir(&interop_dir)
         .env("PYTHONUNBUFFERED", "1")
         .arg("suite.py")
-        .args(["--host", "127.0.0.1", "--port", &launch.port.to_string()])
-        .args(["--broker-name", broker.name()]);
+        .args(["--host", "127.0.0.1", "--port", &client.port.to_string()])
+        .args(["--broker-name", broker.name()])
+        .args(["--transport", transport.name()])
+        .args(client.args);
     if let Some(f) = &filter {
         suite.args(["-k", f]);
     }
@@ -82,8 +122,9 @@ pub fn run_interop(broker: Broker, filter: Option<String>) -> Result<bool> {
         Ok((true, summary)) => {
             let _ = fs::remove_dir_all(&work);
             println!(
-                "interop against {} finished in {:.0}s",
+                "interop against {} over {} finished in {:.0}s",
                 broker.name(),
+                transport.name(),
                 started.elapsed().as_secs_f64()
             );
             (true, summary)
@@ -118,6 +159,91 @@ fn report_failure(broker: Broker, log: &Path, exited_early: Option<String>) {
 struct Launch {
     cmd: Command,
     port: u16,
+    /// moco's configuration file, which `--transport` adds a listener to.
+    config: Option<PathBuf>,
+}
+
+/// How the suite's clients reach the broker over the chosen transport.
+struct Clients {
+    port: u16,
+    args: Vec<String>,
+}
+
+impl Clients {
+    /// Adds the transport's listener to moco's configuration (the TCP listener stays: the
+    /// xtask waits on it) and says how the clients connect.
+    fn prepare(transport: Transport, work: &Path, launch: &mut Launch) -> Result<Clients> {
+        if transport == Transport::Tcp {
+            return Ok(Clients {
+                port: launch.port,
+                args: Vec::new(),
+            });
+        }
+        let config = launch
+            .config
+            .as_ref()
+            .context("--transport needs moco's configuration file")?;
+        let port = free_port()?;
+        let mut args = Vec::new();
+        let mut listener = format!(
+            "  - type: {}\n    id: interop-{}\n",
+            transport.name(),
+            transport.name()
+        );
+        if matches!(transport, Transport::Tls | Transport::Wss) {
+            let (ca, cert, key) = make_pki(work)?;
+            listener.push_str(&format!(
+                "    tls_cert_file: {}\n    tls_key_file: {}\n",
+                cert.display(),
+                key.display()
+            ));
+            args.extend(["--cafile".to_owned(), ca.display().to_string()]);
+        }
+        if matches!(transport, Transport::Ws | Transport::Wss) {
+            listener.push_str("    path: /mqtt\n");
+            args.extend(["--ws-path".to_owned(), "/mqtt".to_owned()]);
+        }
+        if transport == Transport::Unix {
+            let sock = work.join("moco.sock");
+            listener.push_str(&format!("    address: {}\n", sock.display()));
+            args.extend(["--unix-path".to_owned(), sock.display().to_string()]);
+        } else {
+            listener.push_str(&format!("    address: {}\n", local(port)));
+        }
+        let text = fs::read_to_string(config)?;
+        let Some(at) = text.find("\nhooks:") else {
+            bail!(
+                "{}: no `hooks:` section to put the listener before",
+                config.display()
+            );
+        };
+        let text = format!("{}\n{}{}", &text[..at], listener, &text[at..]);
+        fs::write(config, text)?;
+        Ok(Clients { port, args })
+    }
+}
+
+/// A CA, and a server certificate for localhost / 127.0.0.1 that it signs, as PEM files in
+/// `work`: (CA, certificate, key).
+fn make_pki(work: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name
+        .push(DnType::CommonName, "moco interop CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
+    let key = KeyPair::generate()?;
+    let server = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?
+        .signed_by(&key, &ca)?;
+    let paths = (
+        work.join("ca.pem"),
+        work.join("server.pem"),
+        work.join("server.key"),
+    );
+    fs::write(&paths.0, ca.pem())?;
+    fs::write(&paths.1, server.pem())?;
+    fs::write(&paths.2, key.serialize_pem())?;
+    Ok(paths)
 }
 
 /// THE place that says how each broker is started for the suite. Change the command lines here.
@@ -135,7 +261,11 @@ fn broker_command(broker: Broker, port: u16, interop: &Path, work: &Path) -> Res
                 fill_template(&interop.join("moco.yaml"), &config, &[("@PORT@", port)])?;
                 let mut cmd = Command::new(&bin);
                 cmd.arg("--config").arg(&config);
-                Ok(Launch { cmd, port })
+                Ok(Launch {
+                    cmd,
+                    port,
+                    config: Some(config),
+                })
             } else {
                 // Until then, `--tcp ADDR` (the default-config listener) still takes the free port.
                 println!(
@@ -146,7 +276,11 @@ fn broker_command(broker: Broker, port: u16, interop: &Path, work: &Path) -> Res
                 );
                 let mut cmd = Command::new(&bin);
                 cmd.arg("--tcp").arg(local(port).to_string());
-                Ok(Launch { cmd, port })
+                Ok(Launch {
+                    cmd,
+                    port,
+                    config: None,
+                })
             }
         }
         Broker::Mosquitto => {
@@ -167,7 +301,11 @@ fn broker_command(broker: Broker, port: u16, interop: &Path, work: &Path) -> Res
             )?;
             let mut cmd = Command::new(bin);
             cmd.arg("-c").arg(&config);
-            Ok(Launch { cmd, port })
+            Ok(Launch {
+                cmd,
+                port,
+                config: None,
+            })
         }
     }
 }

@@ -42,6 +42,9 @@ enum Cmd {
         /// Which broker to test: the release `moco` binary, or Mosquitto to check the suite.
         #[arg(long, value_enum, default_value_t = interop::Broker::Moco)]
         broker: interop::Broker,
+        /// The transport the suite's clients use (moco only for all but tcp).
+        #[arg(long, value_enum, default_value_t = interop::Transport::Tcp)]
+        transport: interop::Transport,
         /// Run only the scenarios whose name contains this text, e.g. `-k retained` or `-k v5`.
         #[arg(short = 'k')]
         filter: Option<String>,
@@ -65,7 +68,11 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Test => test(),
         Cmd::Fuzz { target, seconds } => fuzz(target, seconds),
-        Cmd::Interop { broker, filter } => interop::interop(broker, filter),
+        Cmd::Interop {
+            broker,
+            transport,
+            filter,
+        } => interop::interop(broker, transport, filter),
         Cmd::Bench(args) => bench::bench(args),
     }
 }
@@ -165,7 +172,7 @@ fn test() -> Result<()> {
     // interop/.venv, created on a fresh machine; a free loopback port).
     println!("==> [5/5 interop] cargo xtask interop --broker moco");
     let interop_started = Instant::now();
-    if !interop::run_interop(interop::Broker::Moco, None)? {
+    if !interop::run_interop(interop::Broker::Moco, interop::Transport::Tcp, None)? {
         bail!("[5/5 interop] failed: the interoperability suite against moco");
     }
     println!(

@@ -188,7 +188,7 @@ mod tests {
             username: username.map(Into::into),
             remote: Arc::from("127.0.0.1:1"),
             listener: Arc::from("tcp"),
-            protocol: ProtocolVersion::V5,
+            ..ClientInfo::inline()
         }
     }
 

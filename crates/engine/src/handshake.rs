@@ -14,6 +14,7 @@ use moco_codec::{Auth, ConnAck, Connect, DecodeError, Packet, ProtocolVersion, R
 use crate::broker::{Broker, ClientHandle, ConnectOutcome};
 use crate::error::{Error, ProtocolViolation};
 use crate::hooks::{ClientInfo, Event};
+use crate::listener::Origin;
 
 /// What the driver does after the handshake handled a packet (or a failure to read one).
 #[derive(Debug)]
@@ -39,8 +40,7 @@ struct Exchange {
 /// One connection's handshake.
 #[derive(Debug)]
 pub struct Handshake {
-    remote: Arc<str>,
-    listener: Arc<str>,
+    origin: Origin,
     deadline: Instant,
     exchange: Option<Exchange>,
 }
@@ -55,12 +55,11 @@ fn refusal(version: ProtocolVersion, code: ReasonCode) -> Option<(Packet, Protoc
 }
 
 impl Handshake {
-    /// A handshake for a connection accepted at `now` from `remote` on `listener`; it must end
-    /// within the broker's connect timeout.
-    pub fn new(broker: &Broker, now: Instant, remote: Arc<str>, listener: Arc<str>) -> Self {
+    /// A handshake for a connection accepted at `now` from `origin`; it must end within the
+    /// broker's connect timeout.
+    pub fn new(broker: &Broker, now: Instant, origin: Origin) -> Self {
         Handshake {
-            remote,
-            listener,
+            origin,
             deadline: now + broker.options().connect_timeout,
             exchange: None,
         }
@@ -116,12 +115,20 @@ impl Handshake {
         };
         broker.info.packets_received.fetch_add(1, Ordering::Relaxed);
         let mut connect = connect;
-        let info = |c: &Connect| ClientInfo {
-            id: c.client_id.clone(),
-            username: c.username.clone(),
-            remote: self.remote.clone(),
-            listener: self.listener.clone(),
-            protocol: c.protocol,
+        if let Some(tls) = self.origin.tls.as_ref().filter(|t| t.use_as_username) {
+            // The listener's `use_identity_as_username`: the certificate names the client, not
+            // the CONNECT (a listener with it requires a client certificate).
+            match tls.name() {
+                Some(name) => connect.username = Some(ByteString::from(name)),
+                None => {
+                    let code = ReasonCode::NotAuthorized;
+                    return Step::Refuse(refusal(connect.protocol, code), Error::Refused(code));
+                }
+            }
+        }
+        let info = |c: &Connect| {
+            self.origin
+                .client_info(c.client_id.clone(), c.username.clone(), c.protocol)
         };
         if broker.hooks().provides(Event::OnPacketRead) {
             // OnPacketRead sees (and may rewrite or refuse) the CONNECT too, as mochi.
@@ -176,26 +183,18 @@ impl Handshake {
         connect: &Connect,
         enhanced: Option<Auth>,
     ) -> Step {
-        let outcome = broker.connect_with(
-            now,
-            connect,
-            self.remote.clone(),
-            self.listener.clone(),
-            enhanced,
-        );
+        let outcome = broker.connect_with(now, connect, self.origin.clone(), enhanced);
         match outcome {
             ConnectOutcome::Accepted(h) => Step::Accepted(h),
             ConnectOutcome::Refused(ack) => {
                 let code = ack.reason_code;
                 let mut p = Packet::ConnAck(ack);
                 if broker.hooks().provides(Event::OnPacketEncode) {
-                    let info = ClientInfo {
-                        id: connect.client_id.clone(),
-                        username: connect.username.clone(),
-                        remote: self.remote.clone(),
-                        listener: self.listener.clone(),
-                        protocol: connect.protocol,
-                    };
+                    let info = self.origin.client_info(
+                        connect.client_id.clone(),
+                        connect.username.clone(),
+                        connect.protocol,
+                    );
                     broker.hooks().on_packet_encode(&info, &mut p);
                 }
                 Step::Refuse(Some((p, connect.protocol)), Error::Refused(code))

@@ -18,6 +18,7 @@ pub mod driver;
 mod error;
 pub mod handshake;
 pub mod hooks;
+pub mod listener;
 pub mod message;
 pub mod options;
 pub mod records;
@@ -40,11 +41,14 @@ pub use debug_hook::{DebugHook, DebugOptions};
 pub use driver::{inject_packet, run_connection};
 pub use error::{CloseReason, Error, PolicyRefusal, ProtocolViolation};
 pub use hooks::{Access, AllowAll, ClientInfo, Event, EventSet, Hook, HookError, Hooks};
+pub use listener::{
+    Connection, Established, Listener, ListenerKind, Origin, Peer, RemoteAddr, Shared, TlsIdentity,
+};
 pub use options::{Capabilities, Compatibilities, Options};
 pub use registry::{LocalRegistry, SessionRegistry};
 pub use retained::{LocalRetained, RetainedStore};
 pub use router::{LocalRouter, Router, Target};
-pub use server::{Listener, Server, ServerBuilder};
+pub use server::{Server, ServerBuilder};
 pub use sink::{Durable, SessionEvent, SessionSink};
 
 pub use store::Restored;

@@ -1,19 +1,15 @@
 //! [`Server`]: the broker plus its listeners and housekeeping task.
 //!
-//! The engine never binds a socket: the caller binds a `tokio::net::TcpListener` (the `moco`
-//! binary does) and hands it to [`Server::add_tcp_listener`]; the accept loop here sets
-//! `TCP_NODELAY` and runs one driver per connection. Other transports implement [`Listener`]
-//! (for [`Server::add_listener`]) or hand single streams to [`Server::serve_stream`].
+//! The engine never binds a socket: the caller hands it a [`Listener`] (TCP, TLS, WebSocket and
+//! Unix sockets are in `moco-transport`) through [`Server::add_listener`], and the accept loop
+//! here runs one driver per connection; single streams go through [`Server::serve_stream`].
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use moco_codec::{Packet, Publish, QoS, ReasonCode};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
@@ -23,54 +19,12 @@ use crate::broker::{Broker, ClientSnapshot, Seams};
 use crate::driver::{inject_packet, run_connection};
 use crate::error::Error;
 use crate::hooks::{Hook, Hooks};
+use crate::listener::{Listener, ListenerKind, Peer, Shared};
 use crate::options::Options;
 use crate::registry::SessionRegistry;
 use crate::retained::RetainedStore;
 use crate::router::Router;
 use crate::sink::SessionSink;
-
-/// A source of client connections: anything that yields byte streams (TCP here; TLS,
-/// WebSocket and Unix sockets come from the transport crate).
-pub trait Listener: Send + 'static {
-    /// The byte stream of one connection.
-    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-
-    /// Waits for the next connection; returns it with a description of the peer.
-    fn accept(&mut self) -> impl Future<Output = std::io::Result<(Self::Stream, String)>> + Send;
-}
-
-impl Listener for TcpListener {
-    type Stream = tokio::net::TcpStream;
-
-    async fn accept(&mut self) -> std::io::Result<(Self::Stream, String)> {
-        let (stream, peer) = TcpListener::accept(self).await?;
-        if let Err(e) = stream.set_nodelay(true) {
-            debug!(error = %e, "set_nodelay failed");
-        }
-        Ok((stream, peer_string(peer)))
-    }
-}
-
-/// `a.b.c.d:port` for an IPv4 peer without `Display`'s formatting machinery, a noticeable part
-/// of the broker's work per connect.
-fn peer_string(peer: std::net::SocketAddr) -> String {
-    match peer {
-        std::net::SocketAddr::V4(a) => {
-            let mut digits = itoa::Buffer::new();
-            let mut s = String::with_capacity(21);
-            for (i, octet) in a.ip().octets().into_iter().enumerate() {
-                if i > 0 {
-                    s.push('.');
-                }
-                s.push_str(digits.format(octet));
-            }
-            s.push(':');
-            s.push_str(digits.format(a.port()));
-            s
-        }
-        v6 => v6.to_string(),
-    }
-}
 
 async fn accept_loop<L: Listener>(
     broker: Arc<Broker>,
@@ -78,22 +32,18 @@ async fn accept_loop<L: Listener>(
     id: Arc<str>,
     mut listener: L,
 ) {
+    let kind = listener.kind();
     // A tracker, not a `JoinSet`: the set would keep an entry per task and wake this loop at
     // every connection's end to reap it, and nothing needs a connection's result.
     let conns = TaskTracker::new();
     loop {
         tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, peer)) => {
+                Ok(conn) => {
                     // The driver's future is the task, wrapped only in the tracker's token (8
                     // bytes): a wrapper's captures add to every connection's task
                     // (run_connection logs how the connection ended).
-                    conns.spawn(run_connection(
-                        broker.clone(),
-                        stream,
-                        Arc::from(peer),
-                        id.clone(),
-                    ));
+                    conns.spawn(run_connection(broker.clone(), conn, id.clone(), kind));
                 }
                 Err(e) => {
                     warn!(listener = %id, error = %e, "accept failed");
@@ -420,22 +370,10 @@ impl Server {
         self.broker.take_injected_output(id)
     }
 
-    /// Adds a bound TCP listener under the name `id`; it accepts once [`Server::serve`] runs
-    /// (or at once if already serving). Returns its local address.
-    pub fn add_tcp_listener(
-        &mut self,
-        id: &str,
-        listener: TcpListener,
-    ) -> Result<SocketAddr, Error> {
-        let addr = listener.local_addr()?;
-        info!(listener = %id, %addr, "listener added");
-        self.add_listener(id, listener);
-        Ok(addr)
-    }
-
     /// Adds any [`Listener`] under the name `id`; it accepts once [`Server::serve`] runs (or
     /// at once if already serving).
     pub fn add_listener<L: Listener>(&mut self, id: &str, listener: L) {
+        info!(listener = %id, kind = %listener.kind(), "listener added");
         let id: Arc<str> = Arc::from(id);
         if self.serving {
             self.spawn_accept(id, listener);
@@ -514,13 +452,13 @@ impl Server {
         listener: &str,
     ) -> Result<(), Error>
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Send + 'static,
     {
         run_connection(
             self.broker.clone(),
-            stream,
-            Arc::from(remote),
+            Shared::new(stream, Peer::named(remote)),
             Arc::from(listener),
+            ListenerKind::Other,
         )
         .await
     }
@@ -533,25 +471,5 @@ impl Server {
         while self.tasks.join_next().await.is_some() {}
         self.broker.hooks().on_stopped();
         self.broker.hooks().stop();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::peer_string;
-
-    #[test]
-    fn peer_strings_match_display() {
-        for a in [
-            "127.0.0.1:1883",
-            "0.0.0.0:0",
-            "255.255.255.255:65535",
-            "10.20.3.4:50000",
-            "[::1]:1883",
-            "[fe80::1%2]:8",
-        ] {
-            let addr: std::net::SocketAddr = a.parse().unwrap();
-            assert_eq!(peer_string(addr), addr.to_string());
-        }
     }
 }

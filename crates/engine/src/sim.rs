@@ -54,7 +54,11 @@ impl Sim {
 
     /// A handshake for a new connection at the current instant.
     pub(crate) fn handshake(&self) -> Handshake {
-        Handshake::new(&self.broker, self.now, Arc::from("sim"), Arc::from("sim"))
+        Handshake::new(
+            &self.broker,
+            self.now,
+            crate::listener::Origin::new(Arc::from("sim"), Arc::from("sim")),
+        )
     }
 
     /// Takes a client the handshake accepted.

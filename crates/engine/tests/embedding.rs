@@ -13,8 +13,11 @@ async fn two_listeners() -> (Server, std::net::SocketAddr, std::net::SocketAddr)
     let mut server = Server::builder().hook(AllowAll).build();
     let mut addrs = Vec::new();
     for id in ["tcp-a", "tcp-b"] {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        addrs.push(server.add_tcp_listener(id, l).unwrap());
+        let l = moco_transport::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        addrs.push(l.local_addr().unwrap());
+        server.add_listener(id, l);
     }
     server.serve();
     (server, addrs[0], addrs[1])

@@ -2,18 +2,22 @@
 
 use bytes::BytesMut;
 use moco_codec::{Connect, Decoder, Packet, ProtocolVersion, ReasonCode};
-use moco_engine::{AllowAll, Listener, Server};
+use moco_engine::{AllowAll, Listener, ListenerKind, Peer, Server, Shared};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 
 struct Pipes(mpsc::Receiver<DuplexStream>);
 
 impl Listener for Pipes {
-    type Stream = DuplexStream;
+    type Conn = Shared<DuplexStream>;
 
-    async fn accept(&mut self) -> std::io::Result<(DuplexStream, String)> {
+    fn kind(&self) -> ListenerKind {
+        ListenerKind::Other
+    }
+
+    async fn accept(&mut self) -> std::io::Result<Shared<DuplexStream>> {
         match self.0.recv().await {
-            Some(s) => Ok((s, "pipe".to_owned())),
+            Some(s) => Ok(Shared::new(s, Peer::named("pipe"))),
             None => std::future::pending().await,
         }
     }

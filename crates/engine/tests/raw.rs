@@ -580,9 +580,9 @@ async fn a_client_that_does_not_read_its_replies_still_meets_its_keep_alive() {
     let (mut client, server) = tokio::io::duplex(64);
     let conn = tokio::spawn(moco_engine::run_connection(
         broker,
-        server,
-        "duplex".into(),
+        moco_engine::Shared::new(server, moco_engine::Peer::named("duplex")),
         "test".into(),
+        moco_engine::ListenerKind::Other,
     ));
     let mut out = bytes::BytesMut::new();
     Packet::from(connect_packet("deaf", V5, 1, true))

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use moco_engine::codec::Connect;
 use moco_engine::hooks::{Access, ClientInfo, Event, Hook, HookError};
 use moco_engine::{Options, Server};
-use tokio::net::TcpListener;
+use moco_transport::TcpListener;
 
 /// The hook's typed options.
 #[derive(Debug, Clone, Default)]
@@ -81,7 +81,9 @@ async fn main() -> anyhow::Result<()> {
     assert!(refused.is_err());
 
     let mut server = Server::builder().hook(UserAuth::new(options)).try_build()?;
-    let addr = server.add_tcp_listener("tcp", TcpListener::bind(support::listen_addr()).await?)?;
+    let listener = TcpListener::bind(support::listen_addr()).await?;
+    let addr = listener.local_addr()?;
+    server.add_listener("tcp", listener);
     server.serve();
 
     if support::demo() {

@@ -9,7 +9,7 @@ mod support;
 
 use moco_engine::codec::QoS;
 use moco_engine::{AllowAll, Options, Server};
-use tokio::net::TcpListener;
+use moco_transport::TcpListener;
 use tokio::sync::mpsc;
 
 #[tokio::main]
@@ -21,7 +21,9 @@ async fn main() -> anyhow::Result<()> {
         })
         .hook(AllowAll)
         .build();
-    let addr = server.add_tcp_listener("tcp", TcpListener::bind(support::listen_addr()).await?)?;
+    let listener = TcpListener::bind(support::listen_addr()).await?;
+    let addr = listener.local_addr()?;
+    server.add_listener("tcp", listener);
     server.serve();
 
     // Two callbacks on one filter, ids 1 and 2: each message reaches both, each with its own

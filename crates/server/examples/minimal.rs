@@ -6,12 +6,14 @@
 mod support;
 
 use moco_engine::{AllowAll, Server};
-use tokio::net::TcpListener;
+use moco_transport::TcpListener;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut server = Server::builder().hook(AllowAll).build();
-    let addr = server.add_tcp_listener("tcp", TcpListener::bind(support::listen_addr()).await?)?;
+    let listener = TcpListener::bind(support::listen_addr()).await?;
+    let addr = listener.local_addr()?;
+    server.add_listener("tcp", listener);
     server.serve();
 
     if support::demo() {

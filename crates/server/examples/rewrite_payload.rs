@@ -11,7 +11,7 @@ mod support;
 use moco_engine::codec::{Bytes, Publish, ReasonCode};
 use moco_engine::hooks::{ClientInfo, Event, Hook};
 use moco_engine::{AllowAll, Server};
-use tokio::net::TcpListener;
+use moco_transport::TcpListener;
 
 /// The hook's typed options.
 #[derive(Debug, Clone)]
@@ -51,7 +51,9 @@ async fn main() -> anyhow::Result<()> {
             prefix: "shout/".to_owned(),
         }))
         .build();
-    let addr = server.add_tcp_listener("tcp", TcpListener::bind(support::listen_addr()).await?)?;
+    let listener = TcpListener::bind(support::listen_addr()).await?;
+    let addr = listener.local_addr()?;
+    server.add_listener("tcp", listener);
     server.serve();
 
     if support::demo() {

@@ -8,8 +8,8 @@ use crate::config::{Config, ListenerConfig, ListenerKind};
 
 const EXAMPLES: &str = "\
 Examples:
-  moco                                  # TCP 127.0.0.1:1883 and HTTP 127.0.0.1:8080 (loopback only)
-  moco --tcp 127.0.0.1:11883            # the same on another port
+  moco                                  # TCP 127.0.0.1:1883, WebSocket 127.0.0.1:1882, HTTP 127.0.0.1:8080, anonymous clients (loopback only)
+  moco --tcp 127.0.0.1:11883            # TCP only, on another port
   moco --in-memory                      # keep nothing across restarts (default: ./moco-data)
   moco --config moco.yaml               # listeners, auth, limits and logging from a file
   moco --config moco.yaml --tcp :1883   # the file, with its TCP listener moved to every interface
@@ -25,7 +25,8 @@ or usage.";
 
 /// moco, an MQTT v5 / v3.1.1 / v3.0 broker.
 ///
-/// With no configuration, moco listens on loopback only (TCP 127.0.0.1:1883) and allows
+/// With no configuration, moco listens on loopback only (TCP 127.0.0.1:1883, WebSocket
+/// 127.0.0.1:1882) and allows
 /// anonymous clients. Listening beyond loopback takes a configuration file, and then clients
 /// are refused unless the file's `hooks.auth` allows them.
 #[derive(Debug, Parser)]
@@ -40,7 +41,9 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub tcp: Option<String>,
 
-    /// Address of the MQTT WebSocket listener (not available yet).
+    /// Address of the MQTT WebSocket listener; overrides the file's first WebSocket listener.
+    /// Default without a file: 127.0.0.1:1882. Without a file, giving --tcp, --ws or the TLS
+    /// files serves only the listeners they name.
     #[arg(long, value_name = "ADDR")]
     pub ws: Option<String>,
 
@@ -49,7 +52,7 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub info: Option<String>,
 
-    /// PEM certificate chain: turns the TCP listener into TLS (not available yet).
+    /// PEM certificate chain: turns the first TCP listener into TLS.
     #[arg(long, value_name = "FILE", requires = "tls_key_file")]
     pub tls_cert_file: Option<PathBuf>,
 

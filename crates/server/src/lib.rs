@@ -21,6 +21,7 @@ use clap::Parser;
 use moco_auth::{Ledger, LedgerHook, SharedLedger};
 use moco_engine::{AllowAll, Server};
 use moco_storage::{Durability, Persistence};
+use moco_transport::{AnyListener, Bound};
 use tracing::{error, info, warn};
 
 use crate::cli::{Cli, Command};
@@ -61,7 +62,20 @@ impl Settings {
                 let loaded = config::load_file(path)?;
                 (loaded.config.clone(), Source::File(Box::new(loaded)))
             }
-            None => (Config::loopback_default(), Source::Defaults),
+            None => {
+                let mut c = Config::loopback_default();
+                // Without a file, MQTT listener flags name the listeners wanted: `moco --tcp
+                // ADDR` serves TCP only (and does not also take the default WebSocket port).
+                let tls = cli.tls_cert_file.is_some();
+                if cli.tcp.is_some() || cli.ws.is_some() || tls {
+                    c.listeners.retain(|l| match l.kind {
+                        config::ListenerKind::Tcp => cli.tcp.is_some() || tls,
+                        config::ListenerKind::Ws => cli.ws.is_some(),
+                        _ => true,
+                    });
+                }
+                (c, Source::Defaults)
+            }
         };
         if cli.has_listener_flags() {
             cli.apply(&mut config);
@@ -266,6 +280,7 @@ pub struct Broker {
     /// The persistence the server records into, closed (flushed) after it stops.
     storage: Option<Persistence>,
     addrs: Vec<(String, SocketAddr)>,
+    bound: Vec<(String, Bound)>,
     settings: Settings,
     auth: AuthState,
     cli: Cli,
@@ -395,10 +410,11 @@ impl Broker {
         let mut addrs = Vec::new();
         let health = moco_http::Health::new();
         let mut http = Vec::new();
+        let mut bound = Vec::new();
         for l in &config.listeners {
             let id = config::effective_id(l);
-            let addr = l.socket_addr().map_err(anyhow::Error::msg)?;
             if let Some(options) = l.http_options() {
+                let addr = l.socket_addr().map_err(anyhow::Error::msg)?;
                 let options = options
                     .map_err(anyhow::Error::msg)?
                     .with_metrics(metrics.clone());
@@ -406,7 +422,8 @@ impl Broker {
                 match moco_http::HttpServer::bind(addr, broker, health.clone(), &options, &id).await
                 {
                     Ok(h) => {
-                        addrs.push((id, h.local_addr()));
+                        addrs.push((id.clone(), h.local_addr()));
+                        bound.push((id, Bound::Ip(h.local_addr())));
                         http.push(h);
                     }
                     // The default's HTTP listener is a convenience: a busy port 8080 must not
@@ -418,15 +435,21 @@ impl Broker {
                 }
                 continue;
             }
-            let socket = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (listener `{id}`)"))?;
-            let bound = server.add_tcp_listener(&id, socket)?;
-            addrs.push((id, bound));
+            // The factory: the listener's `type` picks the transport.
+            let Some(spec) = l.spec(dir.as_deref()).map_err(anyhow::Error::msg)? else {
+                continue;
+            };
+            let listener = AnyListener::bind(&id, &spec).await?;
+            let at = listener.bound()?;
+            listener.add_to(&mut server, &id);
+            if let Bound::Ip(a) = &at {
+                addrs.push((id.clone(), *a));
+            }
+            bound.push((id, at));
         }
         server.serve();
         health.set_ready(true);
-        let listening = addrs
+        let listening = bound
             .iter()
             .map(|(id, a)| format!("{id}={a}"))
             .collect::<Vec<_>>()
@@ -464,6 +487,7 @@ impl Broker {
             server,
             storage,
             addrs,
+            bound,
             settings,
             auth,
             cli,
@@ -471,9 +495,14 @@ impl Broker {
         })
     }
 
-    /// The bound address of each listener, by id.
+    /// The bound address of each IP listener (TCP, TLS, WebSocket), by id.
     pub fn addrs(&self) -> &[(String, SocketAddr)] {
         &self.addrs
+    }
+
+    /// Where each listener listens (Unix sockets included), by id.
+    pub fn bound(&self) -> &[(String, Bound)] {
+        &self.bound
     }
 
     /// The engine server.

@@ -68,8 +68,9 @@ async fn no_config_start_round_trip_and_connection_log() {
     assert_eq!(m.wait_exit(Duration::from_secs(8)).code(), Some(0));
 }
 
-/// `moco` with no arguments listens on 127.0.0.1:1883. Another process may hold that port on
-/// a shared machine; then moco must say so and exit 1, naming the address.
+/// `moco` with no arguments listens on 127.0.0.1:1883 (TCP) and 127.0.0.1:1882 (WebSocket).
+/// Another process may hold a port on a shared machine; then moco must say so and exit 1,
+/// naming the address.
 #[test]
 fn no_arguments_means_loopback_1883() {
     let mut child = moco()
@@ -116,13 +117,19 @@ fn no_arguments_means_loopback_1883() {
     let err = reader.join().unwrap();
     if serving {
         assert!(
-            err.contains("tcp=127.0.0.1:1883") && err.contains("anonymous clients allowed"),
+            err.contains("tcp=127.0.0.1:1883")
+                && err.contains("ws=127.0.0.1:1882")
+                && err.contains("anonymous clients allowed"),
             "{err}"
         );
         assert_eq!(status.code(), Some(0), "{err}");
     } else {
         assert_eq!(status.code(), Some(1), "{err}");
-        assert!(err.contains("cannot listen on 127.0.0.1:1883"), "{err}");
+        assert!(
+            err.contains("cannot listen on 127.0.0.1:1883")
+                || err.contains("cannot listen on 127.0.0.1:1882"),
+            "{err}"
+        );
     }
 }
 

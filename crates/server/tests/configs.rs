@@ -56,6 +56,11 @@ fn example_names_every_field() {
         [
             "tls_cert_file",
             "tls_key_file",
+            "tls_client_ca_file",
+            "require_client_cert",
+            "use_identity_as_username",
+            "allowed_origins",
+            "mode",
             "ledger",
             "ledger_file",
             "sled",
@@ -172,11 +177,34 @@ const BAD: &[(&str, &str, usize, &str, &str)] = &[
         "needs `tls_cert_file`",
     ),
     (
-        "ws.yaml",
-        "listeners:\n  - type: ws\n    address: 127.0.0.1:1882\n",
-        2,
-        "listeners[0].type",
-        "not available yet",
+        "ws-path.yaml",
+        "listeners:\n  - type: ws\n    address: 127.0.0.1:1882\n    path: mqtt\n",
+        4,
+        "listeners[0].path",
+        "must start with `/`",
+    ),
+    (
+        "tls-missing-cert.yaml",
+        "listeners:\n  - type: tls\n    id: secure\n    address: 127.0.0.1:8883\n    \
+         tls_cert_file: /nonexistent/cert.pem\n    tls_key_file: /nonexistent/key.pem\n",
+        5,
+        "listeners[0].tls_cert_file",
+        "listener `secure`: certificate file /nonexistent/cert.pem: No such file",
+    ),
+    (
+        "mode-on-tcp.yaml",
+        "listeners:\n  - type: tcp\n    address: 127.0.0.1:1\n    mode: \"0660\"\n",
+        4,
+        "listeners[0].mode",
+        "takes no `mode`",
+    ),
+    (
+        "identity-without-required-cert.yaml",
+        "listeners:\n  - type: tls\n    address: 127.0.0.1:8883\n    tls_cert_file: c.pem\n    \
+         tls_key_file: k.pem\n    use_identity_as_username: true\n",
+        6,
+        "listeners[0].use_identity_as_username",
+        "needs `require_client_cert: true`",
     ),
     (
         "unknown-type.yaml",

@@ -13,7 +13,9 @@ use moco_engine::{AllowAll, Capabilities, Options, Server};
 
 pub mod blocking;
 mod clients;
+pub mod pki;
 mod raw;
+pub mod stream;
 
 pub use clients::{try_v4, v4, v4_opts, v5, v5_bare, v5_opts, V5Bare, V4, V5};
 pub use raw::{connect_packet, publish, subscribe, Raw};
@@ -24,8 +26,11 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// Adds a TCP listener `tcp` on 127.0.0.1 port 0 to `server` (built with whatever options and
 /// hooks the test wants), starts serving, and returns the server with the listener's address.
 pub async fn serve(mut server: Server) -> (Server, SocketAddr) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = server.add_tcp_listener("tcp", l).unwrap();
+    let l = moco_transport::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = l.local_addr().unwrap();
+    server.add_listener("tcp", l);
     server.serve();
     (server, addr)
 }

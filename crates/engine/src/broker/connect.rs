@@ -2,6 +2,7 @@
 //! limits and the CONNACK.
 
 use super::*;
+use crate::listener::Origin;
 
 pub(super) fn obscure(options: &Options, code: ReasonCode) -> ReasonCode {
     if options.capabilities.compatibilities.obscure_not_authorized
@@ -144,7 +145,7 @@ impl Broker {
         remote: Arc<str>,
         listener: Arc<str>,
     ) -> ConnectOutcome {
-        self.connect_with(now, connect, remote, listener, None)
+        self.connect_with(now, connect, Origin::new(remote, listener), None)
     }
 
     /// Handles a CONNECT; `enhanced` is the final AUTH of a completed enhanced
@@ -154,8 +155,7 @@ impl Broker {
         &self,
         now: Instant,
         connect: &Connect,
-        remote: Arc<str>,
-        listener: Arc<str>,
+        origin: Origin,
         enhanced: Option<Auth>,
     ) -> ConnectOutcome {
         let caps = &self.options.capabilities;
@@ -192,9 +192,11 @@ impl Broker {
         let info = ClientInfo {
             id: client_id.clone(),
             username: connect.username.as_deref().map(ByteString::from),
-            remote,
-            listener,
+            remote: origin.remote,
+            listener: origin.listener,
             protocol: version,
+            kind: origin.kind,
+            tls: origin.tls,
         };
         // mochi's order: OnConnect, then authentication, then OnSessionEstablish.
         if let Err(code) = self.hooks.on_connect(&info, connect) {

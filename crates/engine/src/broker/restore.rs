@@ -38,6 +38,8 @@ impl Broker {
             remote: Arc::from("restored"),
             listener: Arc::from("storage"),
             protocol: ProtocolVersion::V5,
+            kind: crate::listener::ListenerKind::Other,
+            tls: None,
         };
         let mut session = Session::new(expiry_interval);
         for (filter, opts) in subscriptions {

@@ -12,15 +12,35 @@ pub(super) async fn handshake<R, W>(
     wr: &mut W,
     buf: &mut BytesMut,
     decoder: &mut Decoder,
-    remote: Arc<str>,
-    listener: Arc<str>,
+    origin: Box<Origin>,
+) -> Result<Arc<ClientHandle>, Error>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let origin = *origin;
+    let remote = origin.remote.clone();
+    let result = exchange(broker, rd, wr, buf, decoder, origin).await;
+    if let Err(e) = &result {
+        debug!(%remote, error = %e, "connection ended");
+    }
+    result
+}
+
+async fn exchange<R, W>(
+    broker: &Arc<Broker>,
+    rd: &mut R,
+    wr: &mut W,
+    buf: &mut BytesMut,
+    decoder: &mut Decoder,
+    origin: Origin,
 ) -> Result<Arc<ClientHandle>, Error>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let read_size = broker.options().client_net_read_buffer_size;
-    let mut hs = Handshake::new(broker, Instant::now(), remote, listener);
+    let mut hs = Handshake::new(broker, Instant::now(), origin);
     let deadline = tokio::time::Instant::from_std(hs.poll_timeout());
     let refused = loop {
         let next =

@@ -10,12 +10,11 @@
 //! writes it with one `write_all`. A slow reader on the other end fills only its own bounded
 //! queue.
 //!
-//! Here: the connection's life (`run_connection`, the split of a TCP stream, the linger after
-//! the broker ends it). `handshake`: CONNECT and enhanced authentication; `input`: how bytes
+//! Here: the connection's life (`run_connection`: the transport's handshake and split, the
+//! linger after the broker ends it). `handshake`: CONNECT and enhanced authentication; `input`: how bytes
 //! are read; `reader`: the reader loop; `process`: one packet through the state and the
 //! broker; `writer`: the writer task and the reader's own writes.
 
-use std::any::Any;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,8 +24,6 @@ use std::time::Instant;
 use bytes::BytesMut;
 use moco_codec::{Decoder, Packet, ProtocolVersion};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 use tokio::time::{timeout, Sleep};
 use tokio_util::either::Either;
 use tracing::{debug, trace};
@@ -36,6 +33,7 @@ use crate::broker::{report_notes, Broker, ClientHandle};
 use crate::error::{CloseReason, Error, PolicyRefusal};
 use crate::handshake::{Handshake, Step};
 use crate::hooks::Event;
+use crate::listener::{Connection, Establish, ListenerKind, Origin};
 use crate::state::{AppEvent, Transmit};
 
 mod handshake;
@@ -78,67 +76,44 @@ const PROBE: usize = 1024;
 /// First allocation of the write buffer after idle when the state encodes into it directly.
 const DIRECT_FIRST_RESERVE: usize = 1024;
 
-/// Serves one client connection on `stream` until it ends. `remote` describes the peer and
-/// `listener` names the listener it came through (both for hooks and logs).
-pub fn run_connection<S>(
+/// Serves one client connection until it ends: its transport handshake first (if it has one,
+/// bounded by the connect timeout), then MQTT. `listener` names the listener it came through
+/// and `kind` says what that is (both for hooks and logs).
+pub fn run_connection<C: Connection>(
     broker: Arc<Broker>,
-    stream: S,
-    remote: Arc<str>,
+    conn: C,
     listener: Arc<str>,
-) -> impl std::future::Future<Output = Result<(), Error>> + Send + 'static
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    // The reader and the writer run as two tasks, often on two workers at once. The halves of
-    // `tokio::io::split` share one mutex held across each read and write syscall, so they
-    // block each other (a futex sleep and wake, or a whole time slice when the holder is
-    // preempted); a TCP stream splits into halves that share nothing but the socket.
+    kind: ListenerKind,
+) -> impl std::future::Future<Output = Result<(), Error>> + Send + 'static {
+    // The reader and the writer run as two tasks, often on two workers at once, so each
+    // transport splits into halves that share as little as it can: TCP and Unix sockets into
+    // owned halves that share nothing but the socket (the halves of `tokio::io::split` share
+    // one mutex held across each read and write syscall, so they block each other).
     // A plain function choosing the future, not an `async fn`: that would keep the (emptied)
-    // stream slot in every connection's task for its lifetime (40 bytes for TCP, a whole TLS
-    // stream's size for others).
-    let mut slot = Some(stream);
-    if let Some(tcp) = (&mut slot as &mut dyn Any).downcast_mut::<Option<TcpStream>>() {
-        let (rd, wr) = tcp.take().expect("just put there").into_split();
-        return Either::Left(serve(broker, rd, TcpWriter(Some(wr)), remote, listener));
-    }
-    let (rd, wr) = tokio::io::split(slot.expect("not taken"));
-    Either::Right(serve(broker, rd, wr, remote, listener))
-}
-
-/// The write half of a TCP stream that, like the halves of `tokio::io::split`, leaves the
-/// socket open when dropped: closing is `poll_shutdown`'s job, or the read half's (a passive
-/// disconnect waits for the client to close first).
-struct TcpWriter(Option<OwnedWriteHalf>);
-
-impl Drop for TcpWriter {
-    fn drop(&mut self) {
-        if let Some(w) = self.0.take() {
-            w.forget();
+    // connection slot in every connection's task for its lifetime.
+    // A transport with a handshake has its task boxed: the future choosing between the two is
+    // as large as the larger of them, and TCP's (the idle connection) must not pay for it.
+    match conn.establish() {
+        Establish::Ready(e) => {
+            let origin = Box::new(Origin::of(e.peer, listener, kind));
+            Either::Left(serve(broker, e.read, e.write, origin))
         }
-    }
-}
-
-impl TcpWriter {
-    fn half(self: Pin<&mut Self>) -> Pin<&mut OwnedWriteHalf> {
-        Pin::new(self.get_mut().0.as_mut().expect("taken only on drop"))
-    }
-}
-
-impl AsyncWrite for TcpWriter {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        self.half().poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.half().poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.half().poll_shutdown(cx)
+        Establish::Handshake(hs) => Either::Right(Box::pin(async move {
+            let bound = broker.options().connect_timeout;
+            let e = match timeout(bound, hs).await {
+                Ok(Ok(e)) => e,
+                Ok(Err(e)) => {
+                    debug!(%listener, %kind, error = %e, "transport handshake failed");
+                    return Err(Error::Io(e));
+                }
+                Err(_) => {
+                    debug!(%listener, %kind, "transport handshake timed out");
+                    return Err(Error::ConnectTimeout);
+                }
+            };
+            let origin = Box::new(Origin::of(e.peer, listener, kind));
+            serve(broker, e.read, e.write, origin).await
+        })),
     }
 }
 
@@ -146,8 +121,9 @@ async fn serve<R, W>(
     broker: Arc<Broker>,
     mut rd: R,
     mut wr: W,
-    remote: Arc<str>,
-    listener: Arc<str>,
+    // Boxed: it is needed only until the client is connected, and the argument's slot stays
+    // in the connection's task for its lifetime.
+    origin: Box<Origin>,
 ) -> Result<(), Error>
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -166,18 +142,13 @@ where
         &mut wr,
         &mut buf,
         &mut decoder,
-        remote.clone(),
-        listener,
+        origin,
     ))
     .await
     {
         Ok(h) => h,
-        Err(e) => {
-            debug!(%remote, error = %e, "connection ended");
-            return Err(e);
-        }
+        Err(e) => return Err(e),
     };
-    drop(remote);
     let passive = broker
         .options()
         .capabilities

@@ -33,6 +33,7 @@ use moco_codec::{
     Auth, Connect, Packet, PacketType, ProtocolVersion, Publish, ReasonCode, Subscribe, Unsubscribe,
 };
 
+use crate::listener::{ListenerKind, TlsIdentity};
 use crate::message::Will;
 use crate::options::Options;
 use crate::router::Target;
@@ -62,6 +63,10 @@ pub struct ClientInfo {
     pub listener: Arc<str>,
     /// The protocol level the client speaks.
     pub protocol: ProtocolVersion,
+    /// The kind of listener the client came through.
+    pub kind: ListenerKind,
+    /// The verified client certificate on a mutual-TLS listener (common name, SANs, DER).
+    pub tls: Option<Arc<TlsIdentity>>,
 }
 
 impl ClientInfo {
@@ -74,7 +79,15 @@ impl ClientInfo {
             remote: Arc::from("local"),
             listener: Arc::from("local"),
             protocol: ProtocolVersion::V5,
+            kind: ListenerKind::Other,
+            tls: None,
         }
+    }
+
+    /// The remote address as a socket address, for IP transports (parsed from
+    /// [`ClientInfo::remote`], which is kept as text so that each client pays for one form).
+    pub fn remote_addr(&self) -> Option<std::net::SocketAddr> {
+        self.remote.parse().ok()
     }
 }
 
@@ -313,6 +326,8 @@ mod tests {
             remote: Arc::from("r"),
             listener: Arc::from("l"),
             protocol: ProtocolVersion::V5,
+            kind: ListenerKind::Other,
+            tls: None,
         }
     }
 

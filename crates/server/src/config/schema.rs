@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use moco_auth::LedgerRules;
 use moco_engine::Options;
+use moco_transport::{Spec, TlsSettings, WsSettings};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The whole configuration file.
@@ -43,12 +44,20 @@ impl Default for Config {
 
 /// The TCP address used when nothing else is said: loopback only.
 pub const DEFAULT_TCP_ADDRESS: &str = "127.0.0.1:1883";
+/// The WebSocket address of `moco` run without a file: loopback only.
+pub const DEFAULT_WS_ADDRESS: &str = "127.0.0.1:1882";
 
 impl Config {
-    /// The configuration of `moco` run without a file: loopback-only listeners (MQTT over TCP
-    /// and HTTP) and anonymous clients allowed.
+    /// The configuration of `moco` run without a file: loopback-only listeners (TCP on
+    /// 127.0.0.1:1883, WebSocket on 127.0.0.1:1882, HTTP on 127.0.0.1:8080) and anonymous
+    /// clients allowed.
     pub fn loopback_default() -> Self {
         let mut c = Self::default();
+        c.listeners.push(ListenerConfig::new(
+            ListenerKind::Ws,
+            "ws",
+            DEFAULT_WS_ADDRESS,
+        ));
         c.listeners.push(ListenerConfig::new(
             ListenerKind::Http,
             "http",
@@ -70,11 +79,11 @@ impl Config {
 pub enum ListenerKind {
     /// MQTT over TCP.
     Tcp,
-    /// MQTT over TLS (needs `tls_cert_file` and `tls_key_file`). Not available yet.
+    /// MQTT over TLS (needs `tls_cert_file` and `tls_key_file`).
     Tls,
-    /// MQTT over WebSocket. Not available yet.
+    /// MQTT over WebSocket.
     Ws,
-    /// MQTT over WebSocket with TLS. Not available yet.
+    /// MQTT over WebSocket with TLS.
     Wss,
     /// HTTP: the dashboard, `$SYS` as JSON, health, Prometheus metrics and the admin API.
     Http,
@@ -82,7 +91,7 @@ pub enum ListenerKind {
     Sysinfo,
     /// HTTP: `/healthcheck` (mochi's `healthcheck`), `/livez` and `/readyz`.
     Healthcheck,
-    /// MQTT over a Unix socket; the address is a path. Not available yet.
+    /// MQTT over a Unix socket; the address is a path.
     Unix,
 }
 
@@ -122,7 +131,7 @@ pub struct ListenerConfig {
     /// PEM certificate chain, for `tls` and `wss`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert_file: Option<PathBuf>,
-    /// PEM private key, for `tls` and `wss`.
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1), for `tls` and `wss`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key_file: Option<PathBuf>,
     /// Credentials of an HTTP listener (`http`, `sysinfo`, `healthcheck`); required beyond
@@ -134,6 +143,31 @@ pub struct ListenerConfig {
     /// `sysinfo` or `healthcheck` listener.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub anonymous_read: bool,
+    /// PEM bundle of the CAs that sign client certificates: mutual TLS (`tls`, `wss`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Refuse clients without a valid certificate (needs `tls_client_ca_file`); otherwise a
+    /// certificate is optional, and checked when given.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub require_client_cert: bool,
+    /// The client certificate's common name (or first SAN) is the client's user name, as the
+    /// auth ledger sees it (needs `require_client_cert`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub use_identity_as_username: bool,
+    /// The HTTP path upgraded to WebSocket (`ws`, `wss`), e.g. `/mqtt`. Default: any path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Origins browsers may connect from (`ws`, `wss`), e.g. `https://example.com`.
+    /// Default: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    /// The socket file's permissions (`unix`), octal as for chmod, e.g. `"0660"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl ListenerConfig {
@@ -147,12 +181,64 @@ impl ListenerConfig {
             tls_key_file: None,
             auth: None,
             anonymous_read: false,
+            tls_client_ca_file: None,
+            require_client_cert: false,
+            use_identity_as_username: false,
+            path: None,
+            allowed_origins: Vec::new(),
+            mode: None,
         }
     }
 
     /// The socket address to bind (for every type but `unix`).
     pub fn socket_addr(&self) -> Result<SocketAddr, String> {
         parse_address(&self.address)
+    }
+
+    /// The socket file's mode, parsed.
+    pub fn file_mode(&self) -> Result<Option<u32>, String> {
+        let Some(m) = &self.mode else { return Ok(None) };
+        match u32::from_str_radix(m.trim_start_matches("0o"), 8) {
+            Ok(v) if v <= 0o7777 => Ok(Some(v)),
+            _ => Err(format!(
+                "invalid mode `{m}`: expected octal permissions such as \"0660\""
+            )),
+        }
+    }
+
+    /// What the transport crate builds this listener from; relative files are resolved
+    /// against `dir` (the configuration file's directory). `None` for `http`, which is not an
+    /// MQTT transport.
+    pub fn spec(&self, dir: Option<&std::path::Path>) -> Result<Option<Spec>, String> {
+        let file = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|p| super::resolve(dir, p))
+                .unwrap_or_default()
+        };
+        let tls = || TlsSettings {
+            cert_file: file(&self.tls_cert_file),
+            key_file: file(&self.tls_key_file),
+            client_ca_file: self
+                .tls_client_ca_file
+                .as_ref()
+                .map(|p| super::resolve(dir, p)),
+            require_client_cert: self.require_client_cert,
+            use_identity_as_username: self.use_identity_as_username,
+        };
+        let ws = || WsSettings {
+            path: self.path.clone(),
+            allowed_origins: self.allowed_origins.clone(),
+        };
+        Ok(Some(match self.kind {
+            ListenerKind::Tcp => Spec::Tcp(self.socket_addr()?),
+            ListenerKind::Tls => Spec::Tls(self.socket_addr()?, tls()),
+            ListenerKind::Ws => Spec::Ws(self.socket_addr()?, None, ws()),
+            ListenerKind::Wss => Spec::Ws(self.socket_addr()?, Some(tls()), ws()),
+            ListenerKind::Unix => Spec::Unix(PathBuf::from(&self.address), self.file_mode()?),
+            ListenerKind::Http | ListenerKind::Sysinfo | ListenerKind::Healthcheck => {
+                return Ok(None)
+            }
+        }))
     }
 }
 

@@ -169,15 +169,100 @@ pub fn validate(config: &Config, base: Option<&Path>) -> Result<(), Invalid> {
             }
             None => {}
         }
-        if l.kind != ListenerKind::Tcp && l.kind.http_endpoints().is_none() {
+        let tls_kind = l.kind.takes_tls();
+        let ws_kind = matches!(l.kind, ListenerKind::Ws | ListenerKind::Wss);
+        for (name, set, fits, which) in [
+            (
+                "tls_client_ca_file",
+                l.tls_client_ca_file.is_some(),
+                tls_kind,
+                "tls or wss",
+            ),
+            (
+                "require_client_cert",
+                l.require_client_cert,
+                tls_kind,
+                "tls or wss",
+            ),
+            (
+                "use_identity_as_username",
+                l.use_identity_as_username,
+                tls_kind,
+                "tls or wss",
+            ),
+            ("path", l.path.is_some(), ws_kind, "ws or wss"),
+            (
+                "allowed_origins",
+                !l.allowed_origins.is_empty(),
+                ws_kind,
+                "ws or wss",
+            ),
+            (
+                "mode",
+                l.mode.is_some(),
+                l.kind == ListenerKind::Unix,
+                "unix",
+            ),
+        ] {
+            if set && !fits {
+                return Err(Invalid::at(
+                    &[&"listeners", &i, &name],
+                    format!(
+                        "a `{}` listener takes no `{name}` (it is for type {which})",
+                        l.kind.name()
+                    ),
+                ));
+            }
+        }
+        if l.require_client_cert && l.tls_client_ca_file.is_none() {
             return Err(Invalid::at(
-                &[&"listeners", &i, &"type"],
-                format!(
-                    "`{}` listeners are not available yet in this build: only `tcp`, `http`, \
-                     `sysinfo` and `healthcheck`",
-                    l.kind.name()
-                ),
+                &[&"listeners", &i, &"require_client_cert"],
+                "`require_client_cert` needs `tls_client_ca_file` (the CAs client certificates \
+                 must be signed by)",
             ));
+        }
+        if l.use_identity_as_username && !l.require_client_cert {
+            return Err(Invalid::at(
+                &[&"listeners", &i, &"use_identity_as_username"],
+                "`use_identity_as_username` needs `require_client_cert: true` (a client without a \
+                 certificate would choose its own user name)",
+            ));
+        }
+        if let Some(p) = &l.path {
+            if !p.starts_with('/') {
+                return Err(Invalid::at(
+                    &[&"listeners", &i, &"path"],
+                    format!("invalid path `{p}`: it must start with `/` (e.g. /mqtt)"),
+                ));
+            }
+        }
+        if l.kind == ListenerKind::Unix && l.address.is_empty() {
+            return Err(Invalid::at(
+                &[&"listeners", &i, &"address"],
+                "a `unix` listener needs the socket file's path as its address",
+            ));
+        }
+        if let Err(e) = l.file_mode() {
+            return Err(Invalid::at(&[&"listeners", &i, &"mode"], e));
+        }
+        // Certificates and keys are read and checked now, so that a bad file is a
+        // configuration error (with its field) and `moco check-config` finds it.
+        match l.spec(base) {
+            Ok(Some(spec)) => {
+                if let Err(e) = spec.check(&id) {
+                    let field = match &e {
+                        moco_transport::Error::File { what, .. } => match *what {
+                            "private key file" => "tls_key_file",
+                            "client CA file" => "tls_client_ca_file",
+                            _ => "tls_cert_file",
+                        },
+                        _ => "type",
+                    };
+                    return Err(Invalid::at(&[&"listeners", &i, &field], e.to_string()));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return Err(Invalid::at(&[&"listeners", &i, &"address"], e)),
         }
     }
 
