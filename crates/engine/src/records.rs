@@ -27,6 +27,21 @@ pub struct StoredClient {
     pub inbound_qos2: Vec<u16>,
 }
 
+/// The will of a client that was connected when the broker stopped without closing its
+/// connection (a crash), kept by a storage hook
+/// ([`Hook::stored_wills`](crate::Hook::stored_wills)): the connection was lost without a
+/// DISCONNECT, so its will is published when the broker starts again, after its delay (at
+/// most the session's expiry interval), counted from the start.
+#[derive(Debug, Clone)]
+pub struct StoredWill {
+    /// The client whose will it is.
+    pub client_id: ByteString,
+    /// The will.
+    pub will: crate::message::Will,
+    /// The client's session expiry interval, in seconds (0: the session ended with it).
+    pub session_expiry_interval: u32,
+}
+
 /// A message queued for a session, kept by a storage hook
 /// ([`Hook::stored_queued_messages`](crate::Hook::stored_queued_messages)).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,6 +32,8 @@ pub struct Restored {
     pub inflight: usize,
     /// Messages queued for restored clients.
     pub queued: usize,
+    /// Wills of clients cut off by the stop, published now or after their delay.
+    pub wills: usize,
     /// Retained messages.
     pub retained: usize,
     /// Whether `$SYS` counters were restored.
@@ -145,6 +147,19 @@ impl Broker {
                 if !notes.is_empty() {
                     crate::broker::report_notes(self, &c.id, notes);
                 }
+            }
+        }
+        if hooks.provides(Event::StoredWills) {
+            for w in hooks.stored_wills()? {
+                // The connection was lost without DISCONNECT: the will goes out, after its
+                // delay, capped by the session expiry as at any disconnection.
+                let delay = w.will.delay().min(w.session_expiry_interval);
+                if delay == 0 {
+                    self.publish_will(now, &w.client_id, w.will);
+                } else {
+                    self.delay_will(now, w.client_id, w.will, delay);
+                }
+                done.wills += 1;
             }
         }
         if hooks.provides(Event::StoredSysInfo) {

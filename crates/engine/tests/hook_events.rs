@@ -89,6 +89,7 @@ impl Hook for Probe {
                 | Event::StoredInflightMessages
                 | Event::StoredRetainedMessages
                 | Event::StoredQueuedMessages
+                | Event::StoredWills
                 | Event::StoredSysInfo
         )
     }

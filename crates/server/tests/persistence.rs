@@ -330,3 +330,59 @@ fn the_default_keeps_state_in_the_data_dir_and_in_memory_does_not() {
     let m = Moco::start(&["--tcp", "127.0.0.1:0", "--in-memory"]);
     assert_eq!(retained(m.addr), None);
 }
+
+/// A crash cuts connections without DISCONNECT: the will of a client connected at that
+/// moment goes out when moco starts again (here a v3.1.1 clean session, whose will a
+/// persistent subscriber that is away receives on its return).
+#[test]
+fn the_will_of_a_client_cut_off_by_a_crash_is_sent_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = start(dir.path());
+    let mut watcher = open(m.addr, lasting("watcher", ProtocolVersion::V5)).unwrap();
+    let mut sub = Subscribe {
+        packet_id: 1,
+        filters: vec![("status/#".into(), Default::default())],
+        properties: Default::default(),
+    };
+    sub.filters[0].1.qos = QoS::AtLeastOnce;
+    watcher.send(&Packet::Subscribe(sub));
+    watcher
+        .recv_until(WAIT, |p| matches!(p, Packet::SubAck(_)))
+        .unwrap();
+    watcher.send(&Packet::Disconnect(Default::default()));
+
+    let mut c = connect_packet("dying", ProtocolVersion::V311, 0, true);
+    c.will = Some(moco_engine::codec::LastWill {
+        topic: "status/dying".into(),
+        payload: moco_engine::codec::Bytes::from_static(b"gone"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    let mut dying = open(m.addr, c).unwrap();
+    // Its PUBACK says that everything recorded before it, its will among it, is stored.
+    dying.send(&Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: "elsewhere".into(),
+        packet_id: Some(1),
+        payload: moco_engine::codec::Bytes::from_static(b"x"),
+        properties: Default::default(),
+    }));
+    dying
+        .recv_until(WAIT, |p| matches!(p, Packet::PubAck(_)))
+        .unwrap();
+    m.signal("KILL");
+    drop(m);
+
+    let m = start(dir.path());
+    let mut watcher = open(m.addr, lasting("watcher", ProtocolVersion::V5)).unwrap();
+    match watcher.recv_until(WAIT, |p| matches!(p, Packet::Publish(_))) {
+        Ok(Packet::Publish(p)) => {
+            assert_eq!((&*p.topic, &p.payload[..]), ("status/dying", &b"gone"[..]))
+        }
+        other => panic!("no will after the restart: {other:?}"),
+    }
+    drop(m);
+}

@@ -23,9 +23,9 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use moco_engine::codec::{ProtocolVersion, Publish, QoS};
 use moco_engine::hooks::{
-    HookError, StoredClient, StoredInflight, StoredQueued, StoredSubscription,
+    HookError, StoredClient, StoredInflight, StoredQueued, StoredSubscription, StoredWill,
 };
-use moco_engine::message::{Delivery, Message};
+use moco_engine::message::{Delivery, Message, Will};
 use moco_engine::topic::{RetainHandling, SubscriptionOptions};
 use moco_engine::{Durable, Event, Hook, SessionEvent, SessionSink, SysSnapshot};
 use parking_lot::Mutex;
@@ -54,6 +54,7 @@ struct Loaded {
     queued: Vec<StoredQueued>,
     inflight: Vec<StoredInflight>,
     retained: Vec<Publish>,
+    wills: Vec<StoredWill>,
     sys: Option<SysSnapshot>,
 }
 
@@ -87,6 +88,8 @@ struct State {
     /// Number of the last change appended to `batch`.
     seq: u64,
     sessions: HashMap<String, SessionRecord>,
+    /// Clients whose will is recorded.
+    wills: std::collections::HashSet<String>,
     clients: HashMap<String, ClientIndex>,
     messages: HashMap<usize, Stored>,
     next_message: u64,
@@ -264,6 +267,36 @@ impl Persistence {
                 }
             }
         }
+        for (key, value) in backend.scan_prefix(WILL).await? {
+            let client = String::from_utf8_lossy(&key[WILL.len()..]).into_owned();
+            let r: WillRecord = decode_value(&value)?;
+            let Some(p) = decode_message(&Bytes::from(r.message), now)? else {
+                continue;
+            };
+            let mut properties = moco_engine::codec::WillProperties {
+                will_delay_interval: (r.delay > 0).then_some(r.delay),
+                payload_format_indicator: p.properties.payload_format_indicator,
+                message_expiry_interval: p.properties.message_expiry_interval,
+                content_type: p.properties.content_type,
+                response_topic: p.properties.response_topic,
+                correlation_data: p.properties.correlation_data,
+                ..Default::default()
+            };
+            properties.user_properties = p.properties.user_properties;
+            loaded.wills.push(StoredWill {
+                client_id: ByteString::from(client),
+                will: Will {
+                    topic: p.topic,
+                    payload: p.payload,
+                    qos: p.qos,
+                    retain: p.retain,
+                    properties,
+                },
+                session_expiry_interval: r.expiry,
+            });
+        }
+        // The broker publishes them as it starts: they are done with.
+        batch.delete_prefix(WILL);
         if let Some(v) = backend.get(SYS).await? {
             loaded.sys = Some(decode_value(&v)?);
         }
@@ -397,6 +430,12 @@ impl State {
         }
     }
 
+    fn forget_will(&mut self, client: &str) {
+        if self.wills.remove(client) {
+            self.batch.delete(will_key(client));
+        }
+    }
+
     /// Whether `client`'s session outlives its connection (only those are recorded).
     fn knows(&self, client: &str) -> bool {
         self.sessions.contains_key(client)
@@ -440,9 +479,21 @@ impl State {
                 client,
                 expiry_interval,
                 resumed,
-                ..
+                will,
             } => {
                 let id = &*client.id;
+                match will {
+                    Some(w) => {
+                        let value = encode_value(&WillRecord {
+                            expiry: expiry_interval,
+                            delay: w.delay(),
+                            message: encode_publish(w.to_publish())?.to_vec(),
+                        })?;
+                        self.batch.put(will_key(id), value);
+                        self.wills.insert(id.to_owned());
+                    }
+                    None => self.forget_will(id),
+                }
                 if (expiry_interval == 0 || !resumed) && self.knows(id) {
                     // A session that ends with its connection keeps nothing; a new one
                     // replaces what an old one kept.
@@ -467,13 +518,20 @@ impl State {
                 expiry_interval,
                 at,
             } => {
+                // The broker handles the will from here (sent, delayed or suppressed).
+                self.forget_will(client_id);
                 if let Some(r) = self.sessions.get_mut(client_id) {
                     r.expiry = expiry_interval;
                     r.detached_at_ms = Some(unix_ms(at));
                     self.put_session(client_id)?;
                 }
             }
-            E::Ended { client_id } if self.knows(client_id) => self.end_session(client_id),
+            E::Ended { client_id } => {
+                self.forget_will(client_id);
+                if self.knows(client_id) {
+                    self.end_session(client_id);
+                }
+            }
             E::Subscribed {
                 client_id,
                 filter,
@@ -700,6 +758,7 @@ impl Hook for Persistence {
                 | Event::StoredInflightMessages
                 | Event::StoredRetainedMessages
                 | Event::StoredQueuedMessages
+                | Event::StoredWills
                 | Event::StoredSysInfo
         )
     }
@@ -731,6 +790,10 @@ impl Hook for Persistence {
 
     fn stored_queued_messages(&self) -> Result<Vec<StoredQueued>, HookError> {
         Ok(std::mem::take(&mut self.inner.loaded.lock().queued))
+    }
+
+    fn stored_wills(&self) -> Result<Vec<StoredWill>, HookError> {
+        Ok(std::mem::take(&mut self.inner.loaded.lock().wills))
     }
 
     fn stored_sys_info(&self) -> Result<Option<SysSnapshot>, HookError> {

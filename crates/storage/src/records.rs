@@ -14,6 +14,7 @@
 //! | `p/{client}\0{packet id: u16}` | empty: an inbound QoS 2 id awaiting PUBREL |
 //! | `m/{message id: u64}` | a message, stored once for every queue and flight that holds it |
 //! | `t/{topic}` | a retained message |
+//! | `w/{client}` | [`WillRecord`]: the will of a connected client (published after a crash) |
 //! | `y/sys` | the `$SYS` counters (the engine's `SysSnapshot`) |
 //!
 //! Messages (`m/` and `t/`) are stored as the v5 PUBLISH that carries them (topic, payload,
@@ -38,6 +39,23 @@ pub(crate) const PENDING_REL: &[u8] = b"p/";
 pub(crate) const MESSAGE: &[u8] = b"m/";
 pub(crate) const RETAINED: &[u8] = b"t/";
 pub(crate) const SYS: &[u8] = b"y/sys";
+pub(crate) const WILL: &[u8] = b"w/";
+
+pub(crate) fn will_key(client: &str) -> Vec<u8> {
+    [WILL, client.as_bytes()].concat()
+}
+
+/// The will of a connected client: if the broker dies, the connection was lost without
+/// DISCONNECT, and the will is published when it starts again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WillRecord {
+    /// The client's session expiry interval (caps the will delay).
+    pub(crate) expiry: u32,
+    /// The will delay interval.
+    pub(crate) delay: u32,
+    /// The will as a message record ([`encode_publish`]).
+    pub(crate) message: Vec<u8>,
+}
 
 /// `kind` + `client` (the session record's key).
 pub(crate) fn session_key(client: &str) -> Vec<u8> {
@@ -123,7 +141,7 @@ pub(crate) fn from_unix_ms(ms: u64) -> SystemTime {
 /// Encodes a message as written now: the time, then the v5 PUBLISH.
 pub(crate) fn encode_message(msg: &Message) -> Result<Bytes, StoreError> {
     let now = std::time::Instant::now();
-    let publish = msg.to_publish(
+    encode_publish(msg.to_publish(
         &DeliveryParams {
             qos: msg.qos,
             retain: msg.retain,
@@ -133,7 +151,14 @@ pub(crate) fn encode_message(msg: &Message) -> Result<Bytes, StoreError> {
             alias: None,
         },
         now,
-    );
+    ))
+}
+
+/// Encodes `publish` (its expiry interval as left now) behind the time it is written.
+pub(crate) fn encode_publish(mut publish: Publish) -> Result<Bytes, StoreError> {
+    if publish.qos != QoS::AtMostOnce && publish.packet_id.is_none() {
+        publish.packet_id = Some(1);
+    }
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&unix_ms(SystemTime::now()).to_be_bytes());
     Packet::Publish(publish)

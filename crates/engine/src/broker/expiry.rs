@@ -27,7 +27,7 @@ pub(super) struct PendingWill {
 }
 
 impl Broker {
-    pub(super) fn publish_will(&self, now: Instant, client_id: &str, mut will: Will) {
+    pub(crate) fn publish_will(&self, now: Instant, client_id: &str, mut will: Will) {
         self.hooks.on_will(client_id, &mut will);
         let p = will.to_publish();
         let publisher = self.client(client_id).map(|h| h.info.clone());
@@ -50,6 +50,16 @@ impl Broker {
         }
         self.route(now, &msg);
         self.hooks.on_will_sent(client_id, &will);
+    }
+
+    /// Publishes `will` of `client_id` `delay` seconds after `now` (unless the client's
+    /// session resumes first).
+    pub(crate) fn delay_will(&self, now: Instant, client_id: ByteString, will: Will, delay: u32) {
+        self.wills.lock().push(PendingWill {
+            due: now + Duration::from_secs(u64::from(delay)),
+            client_id,
+            will,
+        });
     }
 
     /// Time-driven work: due wills, expired sessions, expired retained messages.

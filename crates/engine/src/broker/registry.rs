@@ -204,11 +204,7 @@ impl Broker {
                 if delay == 0 {
                     self.publish_will(now, &handle.info.id, w);
                 } else {
-                    self.wills.lock().push(PendingWill {
-                        due: now + Duration::from_secs(u64::from(delay)),
-                        client_id: handle.info.id.clone(),
-                        will: w,
-                    });
+                    self.delay_will(now, handle.info.id.clone(), w, delay);
                 }
             }
         }

@@ -82,6 +82,8 @@ pub enum Event {
     StoredRetainedMessages,
     /// Loader: the messages queued for offline sessions, kept by a storage hook.
     StoredQueuedMessages,
+    /// Loader: the wills of clients connected when the broker stopped without closing them.
+    StoredWills,
     /// Loader: the `$SYS` counters kept by a storage hook.
     StoredSysInfo,
 }
@@ -126,7 +128,7 @@ impl EventSet {
 }
 
 /// Every event, in declaration order.
-pub const ALL_EVENTS: [Event; 38] = [
+pub const ALL_EVENTS: [Event; 39] = [
     Event::OnStarted,
     Event::OnStopped,
     Event::OnSysInfoTick,
@@ -164,5 +166,6 @@ pub const ALL_EVENTS: [Event; 38] = [
     Event::StoredInflightMessages,
     Event::StoredRetainedMessages,
     Event::StoredQueuedMessages,
+    Event::StoredWills,
     Event::StoredSysInfo,
 ];

@@ -44,7 +44,9 @@ mod event;
 mod stack;
 
 pub use crate::error::HookError;
-pub use crate::records::{StoredClient, StoredInflight, StoredQueued, StoredSubscription};
+pub use crate::records::{
+    StoredClient, StoredInflight, StoredQueued, StoredSubscription, StoredWill,
+};
 pub use crate::state::DropReason;
 pub use allow::AllowAll;
 pub use event::{Event, EventSet, ALL_EVENTS};
@@ -286,6 +288,12 @@ pub trait Hook: Send + Sync + 'static {
     /// Loader: the messages queued for sessions, in queue order per client, to restore at
     /// start (sent when their client comes back).
     fn stored_queued_messages(&self) -> Result<Vec<StoredQueued>, HookError> {
+        Ok(Vec::new())
+    }
+
+    /// Loader: the wills of clients that were connected when the broker stopped without
+    /// closing their connections; published at start, after their delay.
+    fn stored_wills(&self) -> Result<Vec<StoredWill>, HookError> {
         Ok(Vec::new())
     }
 

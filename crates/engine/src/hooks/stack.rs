@@ -381,6 +381,17 @@ impl Hooks {
         .map(Option::unwrap_or_default)
     }
 
+    /// The stored wills (first hook that has some).
+    pub fn stored_wills(&self) -> Result<Vec<StoredWill>, crate::Error> {
+        first_stored(
+            self,
+            Event::StoredWills,
+            |h| h.stored_wills(),
+            Vec::is_empty,
+        )
+        .map(Option::unwrap_or_default)
+    }
+
     /// The stored `$SYS` counters (first hook that has them).
     pub fn stored_sys_info(&self) -> Result<Option<SysSnapshot>, crate::Error> {
         first_stored(
