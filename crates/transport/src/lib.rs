@@ -22,6 +22,7 @@ use std::path::PathBuf;
 
 use moco_engine::Server;
 
+pub mod half;
 pub mod tcp;
 pub mod tls;
 pub mod unix;

@@ -1,12 +1,9 @@
 //! Plain TCP: `TCP_NODELAY`, and a split into owned halves that share no lock.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use moco_engine::listener::{Connection, Establish, Established, ListenerKind, Peer, RemoteAddr};
 use moco_engine::Listener;
-use tokio::io::AsyncWrite;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tracing::debug;
@@ -79,46 +76,11 @@ impl Connection for TcpConnection {
         let (read, write) = self.stream.into_split();
         Establish::Ready(Established {
             read,
-            write: TcpWriter(Some(write)),
+            write: TcpWriter::new(write),
             peer: Peer::new(RemoteAddr::Ip(self.peer)),
         })
     }
 }
 
-/// The write half of a TCP stream that, like the halves of `tokio::io::split`, leaves the
-/// socket open when dropped: closing is `poll_shutdown`'s job, or the read half's (a passive
-/// disconnect waits for the client to close first).
-#[derive(Debug)]
-pub struct TcpWriter(Option<OwnedWriteHalf>);
-
-impl Drop for TcpWriter {
-    fn drop(&mut self) {
-        if let Some(w) = self.0.take() {
-            w.forget();
-        }
-    }
-}
-
-impl TcpWriter {
-    fn half(self: Pin<&mut Self>) -> Pin<&mut OwnedWriteHalf> {
-        Pin::new(self.get_mut().0.as_mut().expect("taken only on drop"))
-    }
-}
-
-impl AsyncWrite for TcpWriter {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        self.half().poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.half().poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.half().poll_shutdown(cx)
-    }
-}
+/// The write half of a TCP stream, kept open when dropped.
+pub type TcpWriter = crate::half::OpenOnDrop<OwnedWriteHalf>;

@@ -3,13 +3,10 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use moco_engine::listener::{Connection, Establish, Established, ListenerKind, Peer, RemoteAddr};
 use moco_engine::Listener;
-use tokio::io::AsyncWrite;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
@@ -97,45 +94,11 @@ impl Connection for UnixConnection {
         let (read, write) = self.stream.into_split();
         Establish::Ready(Established {
             read,
-            write: UnixWriter(Some(write)),
+            write: UnixWriter::new(write),
             peer: Peer::new(RemoteAddr::Unix(self.path)),
         })
     }
 }
 
-/// The write half of a Unix stream that leaves the socket open when dropped (as
-/// [`TcpWriter`](crate::tcp::TcpWriter)).
-#[derive(Debug)]
-pub struct UnixWriter(Option<OwnedWriteHalf>);
-
-impl Drop for UnixWriter {
-    fn drop(&mut self) {
-        if let Some(w) = self.0.take() {
-            w.forget();
-        }
-    }
-}
-
-impl UnixWriter {
-    fn half(self: Pin<&mut Self>) -> Pin<&mut OwnedWriteHalf> {
-        Pin::new(self.get_mut().0.as_mut().expect("taken only on drop"))
-    }
-}
-
-impl AsyncWrite for UnixWriter {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        self.half().poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.half().poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.half().poll_shutdown(cx)
-    }
-}
+/// The write half of a Unix stream, kept open when dropped.
+pub type UnixWriter = crate::half::OpenOnDrop<OwnedWriteHalf>;
