@@ -49,6 +49,8 @@ impl Broker {
     pub fn load_stored(&self, now: Instant) -> Result<Restored, Error> {
         let hooks = self.hooks();
         let mut done = Restored::default();
+        // The restored clients: only they have notes to report at the end.
+        let mut restored: Vec<ByteString> = Vec::new();
         let mut subs: HashMap<ByteString, Vec<_>> = HashMap::new();
         if hooks.provides(Event::StoredSubscriptions) {
             for s in hooks.stored_subscriptions()? {
@@ -86,6 +88,7 @@ impl Broker {
                 if let (false, Some(h)) = (c.inbound_qos2.is_empty(), self.client(&c.id)) {
                     h.state.lock().session.inbound_qos2.extend(c.inbound_qos2);
                 }
+                restored.push(c.id.clone());
                 done.clients += 1;
                 done.subscriptions += mine.len();
                 done.queued += pending.len();
@@ -141,11 +144,11 @@ impl Broker {
         }
         // What the restored sessions noted (their queues and inflight messages, recorded
         // again for a session sink).
-        for c in self.clients() {
-            if let Some(h) = self.client(&c.id) {
+        for id in &restored {
+            if let Some(h) = self.client(id) {
                 let notes = h.state.lock().take_notes();
                 if !notes.is_empty() {
-                    crate::broker::report_notes(self, &c.id, notes);
+                    crate::broker::report_notes(self, id, notes);
                 }
             }
         }

@@ -206,12 +206,11 @@ impl Persistence {
             state.next_message = state.next_message.max(id + 1);
             messages.insert(id, decode_message(&value, now)?);
         }
-        let delivery = |client: &str, value: &Bytes| -> Result<Option<Publish>, StoreError> {
+        let delivery = |value: &Bytes| -> Result<Option<Publish>, StoreError> {
             let r: DeliveryRecord = decode_value(value)?;
             let Some(Some(p)) = messages.get(&r.message) else {
                 return Ok(None);
             };
-            let _ = client;
             let mut p = p.clone();
             p.qos = QoS::try_from(r.qos).unwrap_or(QoS::AtLeastOnce);
             p.retain = r.retain;
@@ -228,7 +227,7 @@ impl Persistence {
             if !live.contains_key(&client) {
                 continue;
             }
-            if let Some(publish) = delivery(&client, &value)? {
+            if let Some(publish) = delivery(&value)? {
                 loaded.queued.push(StoredQueued {
                     client_id: ByteString::from(client),
                     publish,
@@ -245,7 +244,7 @@ impl Persistence {
             ) else {
                 continue;
             };
-            if let Some(mut publish) = delivery(&client, &value)? {
+            if let Some(mut publish) = delivery(&value)? {
                 publish.packet_id = Some(u16::from_be_bytes(pid));
                 loaded.inflight.push(StoredInflight {
                     client_id: ByteString::from(client),
@@ -668,7 +667,7 @@ impl SessionSink for Persistence {
         if self.inner.progress.borrow().durable >= target {
             return None;
         }
-        self.inner.kick.notify_one();
+        // `wait_durable` kicks the writer.
         Some(Box::pin(wait_durable(self.inner.clone(), target)))
     }
 }
